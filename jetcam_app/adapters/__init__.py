@@ -1,0 +1,1 @@
+"""Model adapters: the exportable network core plus pre- and post-processing."""

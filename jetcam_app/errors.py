@@ -1,0 +1,50 @@
+"""The error types users see: each carries one line saying what failed and one fix."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+
+class JetcamError(Exception):
+    """A user-facing failure: the CLI prints it in one line and exits with code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(JetcamError):
+    """A bad option: unknown key, bad value, impossible combination."""
+
+
+class SourceError(JetcamError):
+    """A source that cannot be opened or read (missing file, camera absent, not a video)."""
+
+
+class CaptureTimeout(SourceError):
+    """No frame arrived within the timeout; the caller may retry (it re-checks its stop event)."""
+
+
+class WeightsError(JetcamError):
+    """Model weights that cannot be found or loaded."""
+
+
+class BackendUnavailable(JetcamError):
+    """An inference backend that is not installed or cannot run on this machine."""
+
+    def __init__(self, backend: str, reason: str, hint: str = "", available: Optional[Sequence[str]] = None):
+        self.backend = backend
+        self.reason = reason
+        self.hint = hint
+        self.available = list(available or [])
+        parts = ["backend '%s' is unavailable: %s" % (backend, reason)]
+        if hint:
+            parts.append("fix: %s" % hint)
+        if available is not None:
+            parts.append("available here: %s" % (", ".join(self.available) or "none"))
+        super().__init__("; ".join(parts))
+
+
+class EngineBuildError(JetcamError):
+    """An engine build (ONNX export, TensorRT parse/build, torch2trt) that failed or returned nothing."""
+
+
+class OutputError(JetcamError):
+    """An output folder or recording that cannot be written."""

@@ -1,0 +1,62 @@
+"""Name -> "module:Class" tables for backends, models and sources, imported lazily on first use."""
+from __future__ import annotations
+
+import importlib
+from typing import Dict, List
+
+from .errors import ConfigError
+
+
+class Registry:
+    """A table of named classes; the module is imported only when its name is asked for."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._targets = {}  # type: Dict[str, str]
+
+    def register(self, name: str, target: str) -> None:
+        if name in self._targets:
+            raise ValueError("%s '%s' is registered twice (%s and %s)" % (self.kind, name, self._targets[name], target))
+        if ":" not in target:
+            raise ValueError("registry target must be 'module:Class', got %r" % target)
+        self._targets[name] = target
+
+    def choices(self) -> List[str]:
+        return list(self._targets)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._targets
+
+    def get(self, name: str):
+        if name not in self._targets:
+            raise ConfigError("unknown %s '%s'; choose one of: %s" % (self.kind, name, ", ".join(self.choices())))
+        module_name, class_name = self._targets[name].split(":")
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+
+
+BACKENDS = Registry("backend")
+BACKENDS.register("cpu", "jetcam_app.engines.torch_engine:TorchCpuEngine")
+BACKENDS.register("cuda", "jetcam_app.engines.torch_engine:TorchCudaEngine")
+BACKENDS.register("onnxruntime", "jetcam_app.engines.onnxruntime_engine:OnnxRuntimeEngine")
+BACKENDS.register("trt", "jetcam_app.engines.tensorrt_engine:TensorRTEngine")
+BACKENDS.register("torch2trt", "jetcam_app.engines.torch2trt_engine:Torch2TRTEngine")
+
+MODELS = Registry("model")
+MODELS.register("nanodet", "jetcam_app.adapters.nanodet:NanoDetAdapter")
+MODELS.register("ssd300_vgg16", "jetcam_app.adapters.detection:Ssd300Vgg16Adapter")
+MODELS.register("ssdlite320_mobilenet_v3_large", "jetcam_app.adapters.detection:SsdLite320Adapter")
+MODELS.register("mobilenet_v2", "jetcam_app.adapters.classification:MobileNetV2Adapter")
+MODELS.register("alexnet", "jetcam_app.adapters.classification:AlexNetAdapter")
+MODELS.register("resnet18", "jetcam_app.adapters.classification:ResNet18Adapter")
+MODELS.register("efficientnet_lite0", "jetcam_app.adapters.classification:EfficientNetLite0Adapter")
+
+SOURCES = Registry("source kind")
+SOURCES.register("file", "jetcam_app.sources.video_file:VideoFileSource")
+SOURCES.register("image", "jetcam_app.sources.image_folder:ImageFolderSource")
+SOURCES.register("folder", "jetcam_app.sources.image_folder:ImageFolderSource")
+SOURCES.register("test", "jetcam_app.sources.synthetic:SyntheticSource")
+SOURCES.register("csi", "jetcam_app.sources.gstreamer:GStreamerSource")
+SOURCES.register("usb", "jetcam_app.sources.gstreamer:GStreamerSource")
+SOURCES.register("rtsp", "jetcam_app.sources.gstreamer:GStreamerSource")
+SOURCES.register("gst", "jetcam_app.sources.gstreamer:GStreamerSource")

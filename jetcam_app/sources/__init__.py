@@ -1,0 +1,1 @@
+"""Frame sources: files, image folders, synthetic patterns and cameras behind sources.base.Source."""

@@ -1,0 +1,39 @@
+"""The Source interface: open, read frames (None at the end of the stream), close."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+from ..types import Frame
+
+
+class Source:
+    """A context manager yielding Frames. `is_live` sources (cameras) get latest-frame semantics;
+    files are replayed losslessly unless paced. close() is idempotent."""
+
+    is_live = False
+
+    def __init__(self):
+        self.nominal_fps = None  # type: Optional[float]
+        self.frame_size = None  # type: Optional[Tuple[int, int]]  # (width, height) once known
+        self.reconnects = 0
+
+    def open(self) -> None:
+        """Raise SourceError naming the device or path and one fix."""
+        raise NotImplementedError
+
+    def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
+        """The next frame; None at the end of the stream; CaptureTimeout when none came in time."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def __enter__(self) -> "Source":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

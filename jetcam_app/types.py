@@ -1,0 +1,90 @@
+"""The small result and frame types passed between every stage of the pipeline."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One captured image. `index` counts frames as the source produced them (drops leave gaps)."""
+
+    image: np.ndarray  # H x W x 3, uint8, BGR
+    index: int
+    timestamp_s: float  # source time: the file's position, or the camera's capture clock
+    capture_time: float  # time.perf_counter() when the frame was captured (for latency)
+
+
+@dataclass
+class Detections:
+    """Boxes in pixels of the original frame, xyxy, with scores and class ids."""
+
+    boxes: np.ndarray  # (N, 4) float32
+    scores: np.ndarray  # (N,) float32
+    labels: np.ndarray  # (N,) int64 class ids
+    class_names: Sequence[str] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def name_of(self, label: int) -> str:
+        if 0 <= label < len(self.class_names) and self.class_names[label]:
+            return self.class_names[label]
+        return "class %d" % label
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "boxes": [[round(float(v), 2) for v in box] for box in self.boxes],
+            "scores": [round(float(s), 4) for s in self.scores],
+            "labels": [int(v) for v in self.labels],
+            "names": [self.name_of(int(v)) for v in self.labels],
+        }
+
+    @classmethod
+    def empty(cls, class_names: Sequence[str] = ()) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64), class_names)
+
+
+@dataclass
+class Classification:
+    """The top-k classes of one image, best first."""
+
+    class_ids: np.ndarray  # (k,) int64
+    scores: np.ndarray  # (k,) float32 probabilities
+    class_names: Sequence[str] = field(default_factory=list, repr=False)
+
+    def name_of(self, class_id: int) -> str:
+        if 0 <= class_id < len(self.class_names):
+            return self.class_names[class_id]
+        return "class %d" % class_id
+
+    def top_names(self) -> List[str]:
+        return [self.name_of(int(c)) for c in self.class_ids]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "topk": [
+                {"id": int(c), "name": self.name_of(int(c)), "score": round(float(s), 4)}
+                for c, s in zip(self.class_ids, self.scores)
+            ]
+        }
+
+
+Result = Union[Detections, Classification]
+
+
+@dataclass
+class FrameTiming:
+    """Per-frame stage times in milliseconds, as logged in timing.csv."""
+
+    queue_wait_ms: float = 0.0
+    pre_ms: float = 0.0
+    infer_ms: float = 0.0
+    post_ms: float = 0.0
+    draw_ms: float = 0.0
+    sink_ms: float = 0.0
+    latency_ms: float = 0.0  # capture to result (after sinks)
+
+    STAGES = ("pre_ms", "infer_ms", "post_ms", "draw_ms", "sink_ms")

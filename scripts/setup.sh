@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment with what jetcam_app needs, the NanoDet weights and a sample video.
+# Usage: scripts/setup.sh [--test]    (--test adds the test tools: pytest, vermin, onnx, TensorRT-RTX, GStreamer)
+# On a Jetson (aarch64 with /etc/nv_tegra_release) the venv sees JetPack's torch, OpenCV and TensorRT
+# through --system-site-packages and pip never installs torch, torchvision or opencv over them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_tests=0
+[ "${1:-}" = "--test" ] && want_tests=1
+venv=${JETCAM_VENV:-.venv}
+py=${PYTHON:-python3}
+stamp_dir="$venv/.jetcam-stamps"
+
+is_jetson=0
+if [ -f /etc/nv_tegra_release ] || [ "${JETCAM_JETSON:-0}" = 1 ]; then is_jetson=1; fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  if [ "$is_jetson" = 1 ]; then
+    "$py" -m venv --system-site-packages "$venv"
+  else
+    "$py" -m venv "$venv"
+  fi
+fi
+vpy="$venv/bin/python"
+mkdir -p "$stamp_dir"
+
+# A stamp holds the hash of the inputs of a step, so a step reruns only when they change.
+step_done() { [ -f "$stamp_dir/$1" ] && [ "$(cat "$stamp_dir/$1")" = "$2" ]; }
+mark_done() { echo "$2" > "$stamp_dir/$1"; }
+
+if [ "$want_tests" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${JETCAM_SKIP_APT:-0}" != 1 ]; then
+  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config"
+  # shellcheck disable=SC2086
+  if ! dpkg -s $apt_pkgs >/dev/null 2>&1; then
+    echo "setup: installing GStreamer from Debian (for the camera tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $apt_pkgs >/dev/null
+  fi
+fi
+
+deps_key=$(cat setup.cfg pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$want_tests-$is_jetson
+if ! step_done pip "$deps_key"; then
+  "$vpy" -m pip install -q --upgrade pip
+  if [ "$is_jetson" = 1 ]; then
+    # JetPack's torch/torchvision/cv2 come through system site packages; the [jetson] extra adds jtop only.
+    "$vpy" -c "import torch, torchvision, cv2" || { echo "setup: JetPack's torch, torchvision and OpenCV must be installed first (see README, Jetson)"; exit 2; }
+    "$vpy" -m pip install -q -e ".[jetson]"
+  else
+    # x86 desktops and CI: torch from PyPI (this workplace caps it at the release on its disk).
+    "$vpy" -c "import torch, torchvision" 2>/dev/null || "$vpy" -m pip install -q "torch${JETCAM_TORCH_SPEC:-==2.14.1}" "torchvision${JETCAM_TORCHVISION_SPEC:-==0.29.1}"
+    "$vpy" -m pip install -q -e ".[desktop,onnx,report]"
+  fi
+  if [ "$want_tests" = 1 ]; then
+    "$vpy" -m pip install -q -e ".[test]"
+    if [ "$is_jetson" = 0 ]; then
+      # TensorRT-RTX builds engines without a GPU: it lets the tests exercise parse/build/cache here.
+      "$vpy" -m pip install -q "tensorrt-rtx-cu13-libs==1.7.1.116" "tensorrt-rtx-cu13-bindings==1.7.1.116" \
+        || echo "setup: TensorRT-RTX not installed; TensorRT build tests will skip"
+      if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists gobject-introspection-1.0; then
+        "$vpy" -m pip install -q "pygobject<3.50" || echo "setup: PyGObject not built; GStreamer tests will skip"
+      fi
+    fi
+  fi
+  mark_done pip "$deps_key"
+fi
+
+# Weights and media: each script is idempotent itself and prints the fix when it cannot proceed.
+"$vpy" -m jetcam_app.assets all

@@ -1,0 +1,57 @@
+"""Shared fixtures and capability markers: tests needing CUDA, GStreamer or TensorRT skip with the reason."""
+from __future__ import annotations
+
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from jetcam_app.sources.synthetic import draw_pattern  # noqa: E402
+
+
+def cuda_reason():
+    import torch
+
+    if not torch.cuda.is_available():
+        return "needs a CUDA device; torch.cuda.is_available() is False here"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = cuda_reason()
+    for item in items:
+        if reason and "needs_cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def write_index_video(path, n_frames=30, fps=30.0, size=(320, 240)):
+    """An mp4 whose frames carry their index (jetcam_app.sources.synthetic.decode_index reads it back)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened(), "OpenCV cannot write mp4 here"
+    for i in range(n_frames):
+        writer.write(draw_pattern(i, size[0], size[1]))
+    writer.release()
+    return str(path)
+
+
+@pytest.fixture
+def index_video(tmp_path):
+    return write_index_video(tmp_path / "index.mp4")
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """scikit-image's real photographs as BGR uint8 arrays."""
+    skimage_data = pytest.importorskip("skimage.data")
+    out = {}
+    for name in ("astronaut", "coffee", "chelsea", "motorcycle_left", "rocket"):
+        rgb = getattr(skimage_data, name)()
+        if rgb.ndim == 2:
+            rgb = np.stack([rgb] * 3, -1)
+        out[name] = np.ascontiguousarray(rgb[..., :3][..., ::-1])
+    return out

@@ -1,0 +1,245 @@
+"""Wiring and lifecycle: source -> capture thread -> preprocess -> engine -> postprocess -> overlay -> sinks -> logs."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from .adapters.base import create_adapter
+from .capture import CaptureThread
+from .config import Config, to_dict
+from .engines.base import create_engine
+from .errors import OutputError
+from .overlay import HudInfo, Overlay
+from .sinks import DisplaySink, FanOutSink, NullSink, VideoFileSink, display_available
+from .sources.spec import create_source
+from .stats import StatsPoller
+from .timing import PredictionLog, RollingStats, TimingLog, build_summary, realtime_verdict
+from .types import FrameTiming
+
+log = logging.getLogger(__name__)
+DEFAULT_TARGET_FPS = 30.0
+
+
+def prepare_out_dir(path: str) -> str:
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise OutputError("cannot write to the output folder %s (%s); pass --out DIR with a writable folder"
+                          % (path, e.strerror or e)) from e
+    return path
+
+
+class Pipeline:
+    """Owns the run's threads and resources; components may be injected (tests, the benchmark)."""
+
+    def __init__(self, config: Config, source=None, engine=None, adapter=None):
+        self.config = config
+        self.stop = threading.Event()
+        self.stop_reason = ""
+        self._source = source
+        self._engine = engine
+        self._adapter = adapter
+        self.summary = {}  # type: Dict[str, Any]
+
+    def request_stop(self, reason: str) -> None:
+        """Safe from signal handlers and other threads: the main loop ends after the current frame."""
+        if not self.stop.is_set():
+            self.stop_reason = reason
+        self.stop.set()
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.config
+        out_dir = prepare_out_dir(cfg.output.out_dir)
+        adapter = self._adapter or create_adapter(cfg.model)
+        engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
+        source = self._source or create_source(cfg.source)
+        closers = []  # type: List[Any]  # closed in reverse order, always
+        capture = stats = None
+        processed = 0
+        service_ms = []  # type: List[float]
+        stage_ms = {name: [] for name in FrameTiming.STAGES}  # type: Dict[str, List[float]]
+        latency_ms = []  # type: List[float]
+        started = time.perf_counter()
+        error = None  # type: Optional[BaseException]
+        try:
+            source.open()
+            closers.append(source)
+            network = adapter.build_network()
+            engine.load(network, adapter.example_input(), cfg.model.name)
+            closers.append(engine)
+            timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))
+            closers.append(timing_log)
+            prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
+            closers.append(prediction_log)
+            target_fps = cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
+            budget_ms = 1000.0 / target_fps
+            overlay = Overlay(cfg.overlay)
+            rolling = RollingStats(1.0)
+            stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
+            stats.start()
+            sinks = self._make_sinks(source, target_fps)
+            closers.append(sinks)
+            input_recorder = self._make_input_recorder(source, target_fps)
+            if input_recorder is not None:
+                closers.append(input_recorder)
+            capture = CaptureThread(source, self.stop, cfg.pipeline.queue_size,
+                                    on_frame=input_recorder.write if input_recorder else None)
+            log.info("source %s -> %s on %s (%s); stats: %s", source.describe(), cfg.model.name, cfg.engine.backend,
+                     cfg.engine.precision, stats.provider_report())
+            started = time.perf_counter()
+            capture.start()
+            while not self.stop.is_set():
+                frame = capture.channel.get(0.1)
+                if frame is None:
+                    if capture.channel.finished:
+                        self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
+                    continue
+                timing = FrameTiming(queue_wait_ms=(time.perf_counter() - frame.capture_time) * 1000.0)
+                t0 = time.perf_counter()
+                batch = adapter.preprocess(frame.image, engine.device, engine.input_dtype)
+                engine.synchronize()
+                t1 = time.perf_counter()
+                outputs = engine.infer(batch)
+                engine.synchronize()
+                t2 = time.perf_counter()
+                result = adapter.postprocess(outputs, frame.image.shape[:2])
+                t3 = time.perf_counter()
+                sample = stats.latest()
+                hud = HudInfo(
+                    fps=rolling.fps(), stage_ms={"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+                                                 "post": (t3 - t2) * 1e3, "draw": timing.draw_ms},
+                    rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
+                    gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend,
+                    precision=cfg.engine.precision, realtime_ok=rolling.p95_ms() <= budget_ms if processed else None,
+                    budget_ms=budget_ms, p95_ms=rolling.p95_ms(), random_weights=adapter.random_weights,
+                    dropped=capture.dropped)
+                image = overlay.annotate(frame.image, result, hud)
+                t4 = time.perf_counter()
+                sinks.write(image, frame.index)
+                t5 = time.perf_counter()
+                timing.pre_ms, timing.infer_ms, timing.post_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
+                timing.draw_ms, timing.sink_ms = (t4 - t3) * 1e3, (t5 - t4) * 1e3
+                timing.latency_ms = (t5 - frame.capture_time) * 1e3
+                service = (t5 - t0) * 1e3
+                timing_log.write(frame.index, frame.timestamp_s, timing, capture.dropped, sample.rss_mb, sample.gpu_mb)
+                prediction_log.write(frame.index, result)
+                rolling.add(t5, service)
+                service_ms.append(service)
+                latency_ms.append(timing.latency_ms)
+                for name in FrameTiming.STAGES:
+                    stage_ms[name].append(getattr(timing, name))
+                processed += 1
+                if sinks.stop_requested:
+                    self.request_stop("q pressed in the window")
+                if cfg.pipeline.max_frames and processed >= cfg.pipeline.max_frames:
+                    self.request_stop("--max-frames %d reached" % cfg.pipeline.max_frames)
+        except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
+            error = e
+            self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+        finally:
+            wall_s = time.perf_counter() - started
+            self.stop.set()
+            if capture is not None:
+                capture.join(5.0)
+                if capture.is_alive():
+                    source.close()  # unblocks a read stuck in the source
+                    capture.join(5.0)
+            if stats is not None:
+                stats.stop()
+            for closer in reversed(closers):
+                try:
+                    closer.close()
+                except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
+                    log.error("closing %s failed: %s", type(closer).__name__, close_error)
+                    error = error or close_error
+            self.summary = self._write_summary(out_dir, capture, processed, wall_s, service_ms, stage_ms, latency_ms,
+                                               source, adapter)
+        if error is None and capture is not None and capture.error is not None:
+            error = capture.error
+        if error is not None:
+            raise error
+        return self.summary
+
+    def _make_sinks(self, source, fps: float):
+        cfg = self.config.output
+        sinks = []
+        headless = cfg.headless if cfg.headless is not None else not display_available()
+        if not headless:
+            sinks.append(DisplaySink("jetcam_app"))
+        if cfg.record:
+            sinks.append(LazyVideoFileSink(cfg.record, fps))
+        return FanOutSink(sinks) if sinks else NullSink()
+
+    def _make_input_recorder(self, source, fps: float):
+        if not self.config.output.save_input:
+            return None
+        from .input_recorder import InputRecorder
+
+        return LazyInputRecorder(InputRecorder, self.config.output.save_input, source.nominal_fps or fps)
+
+    def _write_summary(self, out_dir, capture, processed, wall_s, service_ms, stage_ms, latency_ms, source, adapter):
+        captured = capture.captured if capture is not None else 0
+        dropped = capture.dropped if capture is not None else 0
+        target_fps = self.config.pipeline.target_fps or getattr(source, "nominal_fps", None) or DEFAULT_TARGET_FPS
+        verdict = realtime_verdict(service_ms, target_fps, wall_s, processed)
+        summary = build_summary(captured=captured, processed=processed, dropped=dropped, wall_s=wall_s,
+                                stage_ms=stage_ms, latency_ms=latency_ms, service_ms=service_ms, verdict=verdict)
+        summary.update({
+            "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
+            "model": self.config.model.name, "weights": adapter.describe_weights(),
+            "backend": self.config.engine.backend, "precision": self.config.engine.precision,
+            "config": to_dict(self.config),
+        })
+        path = os.path.join(out_dir, "summary.json")
+        try:
+            with open(path + ".tmp", "w") as f:
+                json.dump(summary, f, indent=2, sort_keys=True, default=str)
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            log.error("could not write %s: %s", path, e)
+        return summary
+
+
+class LazyVideoFileSink:
+    """Opens the recording on the first frame, when the frame size is known."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self._sink = None
+        self.stop_requested = False
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.access(directory, os.W_OK):
+            raise OutputError("cannot write the recording %s: folder %s is not writable; pass --record with a "
+                              "writable path" % (path, directory))
+
+    def write(self, image, frame_index: int) -> None:
+        if self._sink is None:
+            self._sink = VideoFileSink(self.path, self.fps, (image.shape[1], image.shape[0]))
+        self._sink.write(image, frame_index)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+
+class LazyInputRecorder:
+    def __init__(self, factory, path: str, fps: float):
+        self.factory, self.path, self.fps = factory, path, fps
+        self._recorder = None
+
+    def write(self, frame) -> None:
+        if self._recorder is None:
+            self._recorder = self.factory(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]))
+        self._recorder.write(frame)
+
+    def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.close()

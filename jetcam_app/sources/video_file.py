@@ -1,0 +1,100 @@
+"""Recorded video replay: lossless by default, or paced at its frame rate (or its recorded timestamps)."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from typing import List, Optional, Tuple
+
+from ..config import SourceConfig
+from ..errors import SourceError
+from ..types import Frame
+from .base import Source
+
+log = logging.getLogger(__name__)
+
+
+def timestamps_sidecar(path: str) -> str:
+    return path + ".timestamps.csv"
+
+
+def read_timestamps(path: str) -> Optional[List[Tuple[int, float]]]:
+    """(frame_index, timestamp_s) rows written by --save-input next to a raw recording, if present."""
+    sidecar = timestamps_sidecar(path)
+    if not os.path.isfile(sidecar):
+        return None
+    with open(sidecar, newline="") as f:
+        rows = [(int(r["frame_index"]), float(r["timestamp_s"])) for r in csv.DictReader(f)]
+    log.info("replaying %s with the %d capture timestamps of %s", path, len(rows), sidecar)
+    return rows
+
+
+class VideoFileSource(Source):
+    """A video file through OpenCV. `pace` turns it into a camera: frames come out at their recorded
+    times and the pipeline applies latest-frame semantics (slow consumers drop frames)."""
+
+    def __init__(self, spec, config: SourceConfig):
+        super().__init__()
+        self.path = spec.location
+        self.is_live = bool(config.pace)
+        self._cap = None
+        self._first = None
+        self._index = 0
+        self._start = 0.0
+        self._timestamps = None  # type: Optional[List[Tuple[int, float]]]
+
+    def open(self) -> None:
+        import cv2
+
+        if not os.path.exists(self.path):
+            raise SourceError("video file not found: %s; check the path (or use --source test:// for a synthetic "
+                              "pattern)" % self.path)
+        if os.path.isdir(self.path):
+            raise SourceError("%s is a folder; pass it as the source to read its images" % self.path)
+        cap = cv2.VideoCapture(self.path)
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+        if not ok or first is None:
+            cap.release()
+            raise SourceError("%s is not a video OpenCV can decode; give an .mp4/.avi/.mkv file, an image or a "
+                              "folder of images" % self.path)
+        self._cap = cap
+        self._first = first
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.nominal_fps = fps if fps and fps > 0 else None
+        self.frame_size = (first.shape[1], first.shape[0])
+        self._timestamps = read_timestamps(self.path)
+        self._index = 0
+        self._start = time.perf_counter()
+
+    def _frame_time(self, position: int) -> Tuple[int, float]:
+        if self._timestamps is not None and position < len(self._timestamps):
+            return self._timestamps[position]
+        return position, position / (self.nominal_fps or 30.0)
+
+    def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
+        if self._cap is None:
+            return None
+        if self._first is not None:
+            image, self._first = self._first, None
+        else:
+            ok, image = self._cap.read()
+            if not ok:
+                return None
+        position = self._index
+        self._index += 1
+        index, timestamp_s = self._frame_time(position)
+        if self.is_live:
+            origin = self._frame_time(0)[1]
+            delay = self._start + (timestamp_s - origin) - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        return Frame(image, index, timestamp_s, time.perf_counter())
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def describe(self) -> str:
+        return "%s (%s)" % (self.path, "paced" if self.is_live else "lossless replay")

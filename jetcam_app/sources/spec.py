@@ -72,6 +72,8 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec("rtsp", text)
     if lower.startswith("gst://"):
         return SourceSpec("gst", text[len("gst://"):])
+    if re.match(r"^[a-z][a-z0-9+.-]*://", lower) and not lower.startswith("file://"):
+        raise SourceError("unknown source scheme in %r; use csi://, usb:N, v4l2://, rtsp://, file://, test:// or a path" % uri)
     if lower.startswith("file://"):
         text = text[len("file://"):]
     path = os.path.expanduser(text)
@@ -79,8 +81,6 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec("folder", path)
     if path.lower().endswith(IMAGE_EXTENSIONS):
         return SourceSpec("image", path)
-    if re.match(r"^[a-z][a-z0-9+.-]*://", lower):
-        raise SourceError("unknown source scheme in %r; use csi://, usb:N, v4l2://, rtsp://, file://, test:// or a path" % uri)
     return SourceSpec("file", path)
 
 

@@ -1,0 +1,68 @@
+"""Config loading: defaults, YAML, CLI overrides, and errors that name the key and the choices."""
+import pytest
+
+from jetcam_app.cli import build_parser, overrides_from
+from jetcam_app.config import load_config
+from jetcam_app.errors import ConfigError
+
+
+def test_defaults_come_from_default_yaml():
+    config = load_config()
+    assert config.model.name == "nanodet"
+    assert config.engine.backend == "cpu" and config.engine.precision == "fp32"
+    assert config.source.uri == "sample"
+
+
+def test_yaml_then_cli_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: mobilenet_v2\n  topk: 3\nengine:\n  threads: 1\n")
+    args = build_parser().parse_args(["--topk", "4", "--max-frames", "7", "--headless"])
+    config = load_config(str(path), overrides_from(args))
+    assert (config.model.name, config.model.topk, config.engine.threads) == ("mobilenet_v2", 4, 1)
+    assert config.pipeline.max_frames == 7 and config.output.headless is True
+
+
+def test_flags_not_given_do_not_override_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("source:\n  pace: true\n")
+    config = load_config(str(path), overrides_from(build_parser().parse_args([])))
+    assert config.source.pace is True
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("model:\n  nmae: x\n", "unknown key 'model.nmae'; valid keys: name, weights"),
+    ("modle:\n  name: x\n", "unknown section 'modle'"),
+    ("model:\n  name: yolo\n", "unknown model 'yolo'; choose one of: nanodet"),
+    ("engine:\n  backend: tpu\n", "unknown backend 'tpu'; choose one of: cpu, cuda"),
+    ("engine:\n  precision: int8\n", "unknown precision 'int8'; choose one of: fp32, fp16"),
+    ("engine:\n  precision: fp16\n", "fp16 runs on CUDA only"),
+    ("pipeline:\n  max_frames: many\n", "pipeline.max_frames must be int"),
+    ("source:\n  pace: maybe\n", "source.pace must be true or false"),
+    ("model: [1, 2]\n", "section 'model' must be a mapping"),
+    ("model:\n  score_threshold: 2\n", "between 0 and 1"),
+])
+def test_bad_config_names_the_key(tmp_path, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert message in str(info.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/config.yaml")
+
+
+def test_default_yaml_documents_every_key():
+    import dataclasses
+
+    from jetcam_app.config import DEFAULT_CONFIG, Config
+
+    text = open(DEFAULT_CONFIG).read()
+    for section in dataclasses.fields(Config):
+        for field in dataclasses.fields(section.type if not isinstance(section.type, str)
+                                        else getattr(__import__("jetcam_app.config", fromlist=["x"]),
+                                                     section.type)):
+            line = [ln for ln in text.splitlines() if ln.strip().startswith(field.name + ":")]
+            assert line and "#" in line[0], "%s.%s lacks a commented line in default.yaml" % (section.name, field.name)

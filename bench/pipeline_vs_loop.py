@@ -1,0 +1,160 @@
+"""Benchmark: the app's pipeline against the lab's sequential loop on the same video and model, in one run.
+
+Prints decode-only FPS, engine-only FPS, the sequential loop's FPS and the app's end-to-end FPS (headless,
+drawing on, recording off), with the ratios and the machine. Not a test: speed is measured, never asserted.
+
+    python bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --frames 100
+    python bench/pipeline_vs_loop.py --model nanodet --backend cuda --precision fp16 --cuda-graph
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import cv2
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jetcam_app.adapters.base import create_adapter  # noqa: E402
+from jetcam_app.config import load_config  # noqa: E402
+from jetcam_app.engines.base import create_engine  # noqa: E402
+from jetcam_app.pipeline import Pipeline  # noqa: E402
+
+TORCHVISION_DETECTORS = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return "%s, %d CPU cores, %s, torch %s" % (platform.processor() or platform.machine(), os.cpu_count() or 0, gpu,
+                                             torch.__version__)
+
+
+def decode_only_fps(path: str, frames: int) -> float:
+    cap = cv2.VideoCapture(path)
+    n, start = 0, time.perf_counter()
+    while n < frames:
+        ok, _ = cap.read()
+        if not ok:
+            break
+        n += 1
+    cap.release()
+    return n / (time.perf_counter() - start)
+
+
+def engine_only_fps(config, iterations: int) -> float:
+    adapter = create_adapter(config.model)
+    engine = create_engine(config.engine)
+    engine.load(adapter.build_network(), adapter.example_input(), config.model.name)
+    batch = adapter.example_input(engine.device, engine.input_dtype)
+    for _ in range(5):
+        engine.infer(batch)
+    engine.synchronize()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        engine.infer(batch)
+    engine.synchronize()
+    fps = iterations / (time.perf_counter() - start)
+    engine.close()
+    return fps
+
+
+def lab_loop_fps(config, path: str, frames: int) -> float:
+    """The lab's loop: read -> RGB -> ToTensor() on the full frame -> torchvision model -> scores > 0.5 -> draw."""
+    from torchvision.transforms import functional as TF
+
+    device = torch.device("cuda" if config.engine.backend == "cuda" else "cpu")
+    if config.model.name in TORCHVISION_DETECTORS:
+        import torchvision
+
+        model = getattr(torchvision.models.detection, config.model.name)(weights=None, weights_backbone=None)
+        model.eval().to(device)
+        run = lambda x: model([x])[0]  # noqa: E731
+    else:
+        adapter = create_adapter(config.model)
+        network = adapter.build_network().eval().to(device)
+
+        def run(x):
+            image = (x.permute(1, 2, 0).flip(-1) * 255).byte().cpu().numpy()
+            result = adapter.postprocess(network(adapter.preprocess(image, device, torch.float32)), image.shape[:2])
+            if hasattr(result, "boxes"):
+                return {"boxes": torch.as_tensor(result.boxes), "scores": torch.as_tensor(result.scores)}
+            return {"boxes": torch.zeros((0, 4)), "scores": torch.zeros((0,))}
+    cap = cv2.VideoCapture(path)
+    n, start = 0, None
+    with torch.no_grad():
+        while n < frames + 3:
+            ok, frame = cap.read()
+            if not ok:
+                cap.release()
+                cap = cv2.VideoCapture(path)
+                continue
+            if n == 3:
+                start = time.perf_counter()  # the first frames warm up
+            x = TF.to_tensor(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).to(device)
+            out = run(x)
+            keep = out["scores"] > 0.5
+            for box in out["boxes"][keep].cpu().numpy().astype(int):
+                cv2.rectangle(frame, (box[0], box[1]), (box[2], box[3]), (0, 255, 0), 2)
+            n += 1
+    cap.release()
+    return frames / (time.perf_counter() - start)
+
+
+def app_fps(config_overrides: dict, frames: int) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        overrides = dict(config_overrides)
+        overrides.update({"output.out_dir": out, "output.headless": True, "pipeline.max_frames": frames})
+        summary = Pipeline(load_config(None, overrides)).run()
+    return summary
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="ssdlite320_mobilenet_v3_large")
+    p.add_argument("--source", default=None, help="a video (default: the sample video)")
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--json", help="also write the figures here")
+    args = p.parse_args()
+    from jetcam_app.assets import sample_video_path
+
+    source = args.source or sample_video_path()
+    overrides = {"source.uri": source, "model.name": args.model, "engine.backend": args.backend,
+                 "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
+                 "model.random_weights": args.random_weights}
+    config = load_config(None, overrides)
+    lab_config = load_config(None, dict(overrides, **{"engine.precision": "fp32", "engine.cuda_graph": False}))
+    print("machine: %s" % machine())
+    print("model %s, backend %s %s%s, source %s, %d frames" % (args.model, args.backend, args.precision,
+                                                             " + CUDA graph" if args.cuda_graph else "", source,
+                                                             args.frames))
+    figures = {"machine": machine(), "model": args.model, "backend": args.backend, "precision": args.precision,
+               "cuda_graph": args.cuda_graph, "frames": args.frames}
+    figures["decode_fps"] = decode_only_fps(source, args.frames)
+    figures["engine_fps"] = engine_only_fps(config, max(20, args.frames))
+    figures["lab_loop_fps"] = lab_loop_fps(lab_config, source, args.frames)
+    summary = app_fps(overrides, args.frames)
+    figures["app_fps"] = summary["fps"]
+    figures["app_vs_loop"] = figures["app_fps"] / figures["lab_loop_fps"]
+    figures["app_vs_bound"] = figures["app_fps"] / min(figures["decode_fps"], figures["engine_fps"])
+    for key in ("decode_fps", "engine_fps", "lab_loop_fps", "app_fps"):
+        print("  %-14s %8.1f" % (key, figures[key]))
+    print("  app / lab loop        %.2fx" % figures["app_vs_loop"])
+    print("  app / min(decode, engine) %.0f%%" % (100 * figures["app_vs_bound"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jetcam_app.adapters.base import create_adapter  # noqa: E402
+from jetcam_app.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
 from jetcam_app.engines.base import create_engine  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
@@ -50,7 +50,7 @@ def decode_only_fps(path: str, frames: int) -> float:
 def engine_only_fps(config, iterations: int) -> float:
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
-    engine.load(adapter.build_network(), adapter.example_input(), config.model.name)
+    engine.load(build_core(adapter), adapter.example_input(), config.model.name)
     batch = adapter.example_input(engine.device, engine.input_dtype)
     for _ in range(5):
         engine.infer(batch)
@@ -77,7 +77,7 @@ def lab_loop_fps(config, path: str, frames: int) -> float:
         run = lambda x: model([x])[0]  # noqa: E731
     else:
         adapter = create_adapter(config.model)
-        network = adapter.build_network().eval().to(device)
+        network = build_core(adapter).eval().to(device)
 
         def run(x):
             image = (x.permute(1, 2, 0).flip(-1) * 255).byte().cpu().numpy()

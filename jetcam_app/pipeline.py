@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from .adapters.base import create_adapter
+from .adapters.base import build_core, create_adapter
 from .capture import CaptureThread
 from .config import Config, to_dict
 from .engines.base import create_engine
@@ -72,7 +72,7 @@ class Pipeline:
         try:
             source.open()
             closers.append(source)
-            network = adapter.build_network()
+            network = build_core(adapter)
             engine.load(network, adapter.example_input(), cfg.model.name)
             closers.append(engine)
             timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))

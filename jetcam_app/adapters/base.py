@@ -46,6 +46,14 @@ class ModelAdapter:
         return "RANDOM WEIGHTS" if self.random_weights else (self.config.weights or "default weights")
 
 
+def build_core(adapter: ModelAdapter, seed: int = 0) -> torch.nn.Module:
+    """adapter.build_network() with a fixed seed, so random weights are the same in every run (replay stays
+    deterministic and two backends compare the same network), without disturbing the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return adapter.build_network()
+
+
 def create_adapter(config: ModelConfig) -> ModelAdapter:
     from ..registry import MODELS
 

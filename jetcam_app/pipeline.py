@@ -17,7 +17,7 @@ from .overlay import HudInfo, Overlay
 from .sinks import DisplaySink, FanOutSink, NullSink, VideoFileSink, display_available
 from .sources.spec import create_source
 from .stats import StatsPoller
-from .timing import PredictionLog, RollingStats, TimingLog, build_summary, realtime_verdict
+from .timing import PredictionLog, RollingStats, TimingLog, build_summary
 from .types import FrameTiming
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,9 @@ class Pipeline:
         engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
         source = self._source or create_source(cfg.source)
         closers = []  # type: List[Any]  # closed in reverse order, always
-        capture = stats = None
+        capture = stats = timing_log = None
         processed = 0
-        service_ms = []  # type: List[float]
-        stage_ms = {name: [] for name in FrameTiming.STAGES}  # type: Dict[str, List[float]]
-        latency_ms = []  # type: List[float]
+        last_draw_ms = 0.0
         started = time.perf_counter()
         error = None  # type: Optional[BaseException]
         try:
@@ -113,13 +111,14 @@ class Pipeline:
                 result = adapter.postprocess(outputs, frame.image.shape[:2])
                 t3 = time.perf_counter()
                 sample = stats.latest()
+                p95_ms = rolling.p95_ms()
                 hud = HudInfo(
                     fps=rolling.fps(), stage_ms={"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
-                                                 "post": (t3 - t2) * 1e3, "draw": timing.draw_ms},
+                                                 "post": (t3 - t2) * 1e3, "draw": last_draw_ms},
                     rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
                     gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend,
-                    precision=cfg.engine.precision, realtime_ok=rolling.p95_ms() <= budget_ms if processed else None,
-                    budget_ms=budget_ms, p95_ms=rolling.p95_ms(), random_weights=adapter.random_weights,
+                    precision=cfg.engine.precision, realtime_ok=None if p95_ms is None else p95_ms <= budget_ms,
+                    budget_ms=budget_ms, p95_ms=p95_ms, random_weights=adapter.random_weights,
                     dropped=capture.dropped)
                 image = overlay.annotate(frame.image, result, hud)
                 t4 = time.perf_counter()
@@ -128,14 +127,10 @@ class Pipeline:
                 timing.pre_ms, timing.infer_ms, timing.post_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
                 timing.draw_ms, timing.sink_ms = (t4 - t3) * 1e3, (t5 - t4) * 1e3
                 timing.latency_ms = (t5 - frame.capture_time) * 1e3
-                service = (t5 - t0) * 1e3
+                last_draw_ms = timing.draw_ms
                 timing_log.write(frame.index, frame.timestamp_s, timing, capture.dropped, sample.rss_mb, sample.gpu_mb)
                 prediction_log.write(frame.index, result)
-                rolling.add(t5, service)
-                service_ms.append(service)
-                latency_ms.append(timing.latency_ms)
-                for name in FrameTiming.STAGES:
-                    stage_ms[name].append(getattr(timing, name))
+                rolling.add(t5, (t5 - t0) * 1e3)
                 processed += 1
                 if sinks.stop_requested:
                     self.request_stop("q pressed in the window")
@@ -160,8 +155,9 @@ class Pipeline:
                 except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
                     log.error("closing %s failed: %s", type(closer).__name__, close_error)
                     error = error or close_error
-            self.summary = self._write_summary(out_dir, capture, processed, wall_s, service_ms, stage_ms, latency_ms,
-                                               source, adapter)
+            if timing_log is not None:  # a run that failed before its logs opened leaves older logs untouched
+                self.summary = self._write_summary(out_dir, capture, processed, wall_s, timing_log.accumulated,
+                                                   source, adapter, stats)
         if error is None and capture is not None and capture.error is not None:
             error = capture.error
         if error is not None:
@@ -185,17 +181,16 @@ class Pipeline:
 
         return LazyInputRecorder(InputRecorder, self.config.output.save_input, source.nominal_fps or fps)
 
-    def _write_summary(self, out_dir, capture, processed, wall_s, service_ms, stage_ms, latency_ms, source, adapter):
+    def _write_summary(self, out_dir, capture, processed, wall_s, timings, source, adapter, stats):
         captured = capture.captured if capture is not None else 0
         dropped = capture.dropped if capture is not None else 0
-        target_fps = self.config.pipeline.target_fps or getattr(source, "nominal_fps", None) or DEFAULT_TARGET_FPS
-        verdict = realtime_verdict(service_ms, target_fps, wall_s, processed)
-        summary = build_summary(captured=captured, processed=processed, dropped=dropped, wall_s=wall_s,
-                                stage_ms=stage_ms, latency_ms=latency_ms, service_ms=service_ms, verdict=verdict)
-        summary.update({
+        target_fps = self.config.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
+        summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, {
+            "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
             "model": self.config.model.name, "weights": adapter.describe_weights(),
             "backend": self.config.engine.backend, "precision": self.config.engine.precision,
+            "stats_provider": stats.provider_report() if stats is not None else None,
             "config": to_dict(self.config),
         })
         path = os.path.join(out_dir, "summary.json")

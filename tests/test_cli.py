@@ -1,0 +1,99 @@
+"""The CLI end to end (headless) and every user error: one line naming the fix, exit code 2."""
+import json
+import os
+
+import pytest
+
+from jetcam_app.cli import main
+
+from conftest import write_index_video
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_end_to_end_outputs_and_deterministic_replay(tmp_path, capsys):
+    video = write_index_video(tmp_path / "in.mp4", n_frames=12, size=(320, 240))
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        code, stdout, err = run_cli(["--source", video, "--model", "mobilenet_v2", "--random-weights", "--headless",
+                                     "--out", str(out), "--record", str(out / "annotated.mp4")], capsys)
+        assert code == 0, err
+        assert "real-time at" in stdout
+        summary = json.load(open(str(out / "summary.json")))
+        frames = summary["frames"]
+        assert frames["captured"] == frames["processed"] == 12 and frames["dropped"] == 0
+        assert len(open(str(out / "timing.csv")).read().splitlines()) == 13
+        outputs.append(open(str(out / "predictions.jsonl")).read())
+        assert os.path.getsize(str(out / "annotated.mp4")) > 0
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 12
+
+
+def not_a_video(tmp_path):
+    (tmp_path / "notes.mp4").write_text("hello")
+    return ["--source", str(tmp_path / "notes.mp4")]
+
+
+def empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return ["--source", str(tmp_path / "empty")]
+
+
+def bad_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("engine:\n  backnd: cpu\n")
+    return ["--config", str(tmp_path / "c.yaml")]
+
+
+def unwritable_out(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return ["--out", str(tmp_path / "file" / "sub")]
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda p: ["--source", str(p / "missing.mp4")], "video file not found"),
+    (not_a_video, "is not a video"),
+    (empty_folder, "holds no images"),
+    (lambda p: ["--model", "yolo"], "unknown model 'yolo'"),
+    (lambda p: ["--backend", "tpu"], "unknown backend 'tpu'"),
+    (lambda p: ["--precision", "int4"], "unknown precision 'int4'"),
+    (lambda p: ["--precision", "fp16"], "fp16 runs on CUDA only"),
+    (unwritable_out, "cannot write to the output folder"),
+    (bad_key, "unknown key 'engine.backnd'"),
+])
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
+    args = ["--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(tmp_path / "out"),
+            "--source", "test://320x240@30?frames=2"] + make_args(tmp_path)
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_cuda_where_there_is_none(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run_cli(["--backend", "cuda", "--model", "mobilenet_v2", "--random-weights", "--headless",
+                            "--out", str(tmp_path), "--source", "test://"], capsys)
+    assert code == 2
+    assert "backend 'cuda' is unavailable" in err and "available here: " in err and "cpu" in err
+
+
+def test_errors_keep_what_was_written(tmp_path, capsys):
+    """A failing second run into the same folder must not wipe the logs of the first."""
+    out = tmp_path / "out"
+    code, _, err = run_cli(["--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(out),
+                            "--source", "test://320x240@30?frames=3"], capsys)
+    assert code == 0, err
+    before = open(str(out / "predictions.jsonl")).read()
+    code, _, err = run_cli(["--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(out),
+                            "--source", str(tmp_path / "missing.mp4")], capsys)
+    assert code == 2
+    assert open(str(out / "predictions.jsonl")).read() == before

@@ -1,0 +1,132 @@
+"""Shutdown on every path: an engine that fails, a source that stalls, SIGINT and SIGTERM in a real process."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+
+from jetcam_app.config import load_config
+from jetcam_app.engines.torch_engine import TorchCpuEngine
+from jetcam_app.errors import CaptureTimeout
+from jetcam_app.pipeline import Pipeline
+from jetcam_app.sources.spec import SourceSpec
+from jetcam_app.sources.synthetic import SyntheticSource
+
+from conftest import ROOT, write_index_video
+
+MODEL = {"model.name": "mobilenet_v2", "model.random_weights": True}
+
+
+def count_video_frames(path):
+    cap = cv2.VideoCapture(path)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def outputs_agree(out_dir, processed, recording=None):
+    assert len(rows(os.path.join(out_dir, "timing.csv"))) == processed
+    with open(os.path.join(out_dir, "predictions.jsonl")) as f:
+        assert len(f.read().splitlines()) == processed
+    with open(os.path.join(out_dir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["frames"]["processed"] == processed
+    if recording:
+        assert count_video_frames(recording) == processed
+
+
+def config_for(tmp_path, **extra):
+    overrides = dict(MODEL, **{"output.out_dir": str(tmp_path / "out"), "output.headless": True,
+                               "output.record": str(tmp_path / "rec.mp4")})
+    overrides.update(extra)
+    return load_config(None, overrides)
+
+
+class FailingEngine(TorchCpuEngine):
+    """A real CPU engine that raises on its fifth frame."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.calls = 0
+
+    def infer(self, batch):
+        self.calls += 1
+        if self.calls == 5:
+            raise RuntimeError("engine failed on frame 5")
+        return super().infer(batch)
+
+
+class StallingSource(SyntheticSource):
+    """Three frames, then a camera that stops delivering: every read times out."""
+
+    def read(self, timeout_s=1.0):
+        if self._index >= 3:
+            time.sleep(timeout_s)
+            raise CaptureTimeout("no frame")
+        return super().read(timeout_s)
+
+
+def other_threads(before):
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+def test_engine_error_is_reraised_after_cleanup(tmp_path):
+    before = set(threading.enumerate())
+    config = config_for(tmp_path, **{"source.uri": write_index_video(tmp_path / "in.mp4", n_frames=20)})
+    pipeline = Pipeline(config, engine=FailingEngine(config.engine))
+    with pytest.raises(RuntimeError, match="frame 5"):
+        pipeline.run()
+    assert other_threads(before) == []
+    outputs_agree(str(tmp_path / "out"), 4, str(tmp_path / "rec.mp4"))
+    assert pipeline.summary["stop_reason"].startswith("error: engine failed on frame 5")
+
+
+def test_stalled_source_stops_on_request(tmp_path):
+    before = set(threading.enumerate())
+    config = config_for(tmp_path, **{"source.uri": "test://320x240@30"})
+    source = StallingSource(SourceSpec("test", "", {"width": "320", "height": "240"}), config.source)
+    pipeline = Pipeline(config, source=source)
+    timer = threading.Timer(3.0, pipeline.request_stop, args=("test stop",))
+    timer.start()
+    summary = pipeline.run()
+    timer.join()
+    assert summary["stop_reason"] == "test stop"
+    assert other_threads(before) == []
+    outputs_agree(str(tmp_path / "out"), 3, str(tmp_path / "rec.mp4"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly(tmp_path, signum):
+    out = tmp_path / "out"
+    cmd = [sys.executable, os.path.join(ROOT, "run.py"), "--source", "test://320x240@30?live=1", "--model",
+           "mobilenet_v2", "--random-weights", "--headless", "--out", str(out), "--record", str(tmp_path / "rec.mp4")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (out / "timing.csv").exists() and len(rows(str(out / "timing.csv"))) >= 5:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        output = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    summary = json.load(open(str(out / "summary.json")))
+    assert summary["stop_reason"] == signal.Signals(signum).name
+    outputs_agree(str(out), summary["frames"]["processed"], str(tmp_path / "rec.mp4"))

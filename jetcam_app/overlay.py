@@ -1,0 +1,181 @@
+"""Drawing on the frame in place: boxes with labels and scores, top-k text, and the HUD with its real-time badge."""
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .config import OverlayConfig
+from .types import Classification, Detections
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+GREEN = (0, 200, 0)
+RED = (0, 0, 255)
+GREY = (128, 128, 128)
+WHITE = (255, 255, 255)
+BLACK = (0, 0, 0)
+HUD_STAGES = ("pre", "infer", "post", "draw")
+# Anti-aliased Hershey text costs ~0.8 ms a line at 720p on a desktop core (several times that on a Nano's A57);
+# LINE_8 costs ~0.1 ms, and drawing must stay a small share of the frame budget.
+LINE_TYPE = cv2.LINE_8
+
+
+@dataclass
+class HudInfo:
+    fps: float = 0.0
+    stage_ms: Dict[str, float] = field(default_factory=dict)  # keys pre, infer, post, draw (optionally sink)
+    rss_mb: Optional[float] = None
+    ram_used_mb: Optional[float] = None
+    ram_total_mb: Optional[float] = None
+    gpu_mb: Optional[float] = None
+    model: str = ""
+    backend: str = ""
+    precision: str = ""
+    realtime_ok: Optional[bool] = None  # None = not judged yet (first frames)
+    budget_ms: Optional[float] = None
+    p95_ms: Optional[float] = None
+    random_weights: bool = False
+    dropped: int = 0
+
+
+def class_color(class_id: int) -> Tuple[int, int, int]:
+    """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart)."""
+    hue = (int(class_id) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return (int(b * 255), int(g * 255), int(r * 255))
+
+
+def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:
+    b, g, r = bg
+    return BLACK if (0.114 * b + 0.587 * g + 0.299 * r) > 140 else WHITE
+
+
+class Overlay:
+    """annotate(image, result, hud) draws in place and returns the image; text is scaled to the frame height."""
+
+    def __init__(self, config: Optional[OverlayConfig] = None):
+        self.config = config or OverlayConfig()
+        self.last_badge_rect = None  # type: Optional[Tuple[int, int, int, int]]  # x0, y0, x1, y1 (for tests)
+        self.last_warning_rect = None  # type: Optional[Tuple[int, int, int, int]]
+        self._scale_for = None  # type: Optional[Tuple[int, int]]
+
+    def _metrics(self, height: int, width: int) -> None:
+        if self._scale_for == (height, width):
+            return
+        self._scale_for = (height, width)
+        # 0.65 at 720p, ~1.0 at 1080p; never so small that Hershey glyphs become unreadable
+        self.scale = max(0.35, min(height, width * 9 / 16.0) / 1100.0)
+        self.thickness = max(1, int(round(self.scale * 2.6)))
+        (_, text_h), baseline = cv2.getTextSize("Hg", FONT, self.scale, self.thickness)
+        self.line_h = text_h + baseline + max(2, int(4 * self.scale))
+        self.pad = max(2, int(6 * self.scale))
+        self.box_thickness = max(1, int(round(height / 360.0)))
+
+    def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None) -> np.ndarray:
+        h, w = image_bgr.shape[:2]
+        self._metrics(h, w)
+        if self.config.enabled and result is not None:
+            if isinstance(result, Detections):
+                self._draw_detections(image_bgr, result)
+            elif isinstance(result, Classification):
+                self._draw_classification(image_bgr, result)
+        if self.config.hud and hud is not None:
+            self._draw_hud(image_bgr, hud)
+        return image_bgr
+
+    def _label(self, image: np.ndarray, text: str, x: int, y: int, color: Tuple[int, int, int]) -> None:
+        """Text on a filled box whose top-left corner is (x, y), kept inside the frame."""
+        (tw, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
+        h, w = image.shape[:2]
+        x = int(min(max(0, x), max(0, w - tw - 2 * self.pad)))
+        y = int(min(max(0, y), max(0, h - th - base - self.pad)))
+        cv2.rectangle(image, (x, y), (x + tw + 2 * self.pad, y + th + base + self.pad), color, -1)
+        cv2.putText(image, text, (x + self.pad, y + th + self.pad // 2), FONT, self.scale, _text_color_on(color),
+                    self.thickness, LINE_TYPE)
+
+    def _draw_detections(self, image: np.ndarray, det: Detections) -> None:
+        for box, score, label in zip(det.boxes, det.scores, det.labels):
+            color = class_color(int(label))
+            x0, y0, x1, y1 = [int(round(float(v))) for v in box]
+            cv2.rectangle(image, (x0, y0), (x1, y1), color, self.box_thickness)
+            text = "%s %.2f" % (det.name_of(int(label)), float(score))
+            (_, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
+            above = y0 - th - base - self.pad
+            self._label(image, text, x0, above if above >= 0 else y0, color)
+
+    def _draw_classification(self, image: np.ndarray, cls: Classification) -> None:
+        """Top-k, best first, stacked upwards from the bottom-left corner (the HUD owns the top-left)."""
+        h = image.shape[0]
+        lines = ["%d. %s %.1f%%" % (i + 1, cls.name_of(int(c)), 100.0 * float(s))
+                 for i, (c, s) in enumerate(zip(cls.class_ids, cls.scores))]
+        y = h - self.pad - self.line_h * len(lines)
+        for i, text in enumerate(lines):
+            color = class_color(int(cls.class_ids[i])) if i == 0 else (40, 40, 40)
+            self._label(image, text, self.pad, y + i * self.line_h, color)
+
+    def _hud_lines(self, hud: HudInfo) -> List[str]:
+        stages = "  ".join("%s %.1f" % (k, hud.stage_ms[k]) for k in HUD_STAGES if k in hud.stage_ms)
+        lines = ["FPS %.1f   %s ms" % (hud.fps, stages) if stages else "FPS %.1f" % hud.fps]
+        mem = []
+        if hud.rss_mb is not None:
+            mem.append("RSS %.0f MB" % hud.rss_mb)
+        if hud.ram_used_mb is not None and hud.ram_total_mb:
+            mem.append("RAM %.1f/%.1f GB" % (hud.ram_used_mb / 1024.0, hud.ram_total_mb / 1024.0))
+        if hud.gpu_mb is not None:
+            mem.append("GPU %.0f MB" % hud.gpu_mb)
+        if mem:
+            lines.append("  ".join(mem))
+        ident = " | ".join(p for p in (hud.model, hud.backend, hud.precision) if p)
+        if hud.dropped:
+            ident = (ident + "   " if ident else "") + "dropped %d" % hud.dropped
+        if ident:
+            lines.append(ident)
+        return lines
+
+    def _draw_hud(self, image: np.ndarray, hud: HudInfo) -> None:
+        lines = self._hud_lines(hud)
+        widths = [cv2.getTextSize(t, FONT, self.scale, self.thickness)[0][0] for t in lines]
+        x0, y0 = self.pad, self.pad
+        panel_w = max(widths) + 2 * self.pad
+        panel_h = self.line_h * len(lines) + self.pad
+        h, w = image.shape[:2]
+        x1, y1 = min(w, x0 + panel_w), min(h, y0 + panel_h)
+        roi = image[y0:y1, x0:x1]
+        # darken behind the text (cheap: only the panel's pixels) so it reads on any scene
+        cv2.convertScaleAbs(roi, dst=roi, alpha=0.35)
+        for i, text in enumerate(lines):
+            baseline_y = y0 + (i + 1) * self.line_h - self.pad // 2
+            cv2.putText(image, text, (x0 + self.pad, baseline_y), FONT, self.scale, WHITE, self.thickness, LINE_TYPE)
+        y = y1 + self.pad
+        y = self._draw_badge(image, hud, x0, y)
+        self.last_warning_rect = None
+        if hud.random_weights:
+            self._draw_random_weights(image, x0, y)
+
+    def _draw_badge(self, image: np.ndarray, hud: HudInfo, x: int, y: int) -> int:
+        if hud.realtime_ok is None:
+            text, color = "REAL-TIME: measuring", GREY
+        else:
+            text = "REAL-TIME" if hud.realtime_ok else "NOT REAL-TIME"
+            color = GREEN if hud.realtime_ok else RED
+            if hud.p95_ms is not None and hud.budget_ms is not None:
+                text += "  p95 %.1f / %.1f ms" % (hud.p95_ms, hud.budget_ms)
+        (tw, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
+        x1, y1 = x + tw + 2 * self.pad, y + th + base + self.pad
+        cv2.rectangle(image, (x, y), (x1, y1), color, -1)
+        cv2.putText(image, text, (x + self.pad, y + th + self.pad // 2), FONT, self.scale, WHITE, self.thickness,
+                    LINE_TYPE)
+        self.last_badge_rect = (x, y, x1, y1)
+        return y1 + self.pad
+
+    def _draw_random_weights(self, image: np.ndarray, x: int, y: int) -> None:
+        """Red on a black plate, so it reads on any scene (a red one included)."""
+        text = "RANDOM WEIGHTS (timing only)"
+        (tw, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
+        x1, y1 = x + tw + 2 * self.pad, y + th + base + self.pad
+        cv2.rectangle(image, (x, y), (x1, y1), BLACK, -1)
+        cv2.putText(image, text, (x + self.pad, y + th + self.pad // 2), FONT, self.scale, RED, self.thickness, LINE_TYPE)
+        self.last_warning_rect = (x, y, x1, y1)

@@ -14,11 +14,11 @@ from .config import Config, to_dict
 from .engines.base import create_engine
 from .errors import OutputError
 from .overlay import HudInfo, Overlay
+from .stages import InferenceStages, Processed
 from .sinks import DisplaySink, FanOutSink, NullSink, VideoFileSink, display_available
 from .sources.spec import create_source
 from .stats import StatsPoller
 from .timing import PredictionLog, RollingStats, TimingLog, build_summary
-from .types import FrameTiming
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
@@ -62,80 +62,34 @@ class Pipeline:
         engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
         source = self._source or create_source(cfg.source)
         closers = []  # type: List[Any]  # closed in reverse order, always
-        capture = stats = timing_log = None
-        processed = 0
-        last_draw_ms = 0.0
+        capture = stats = emitter = None
         started = time.perf_counter()
         error = None  # type: Optional[BaseException]
         try:
             source.open()
             closers.append(source)
-            network = build_core(adapter)
-            engine.load(network, adapter.example_input(), cfg.model.name)
+            engine.load(build_core(adapter), adapter.example_input(), cfg.model.name)
             closers.append(engine)
-            timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))
-            closers.append(timing_log)
-            prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
-            closers.append(prediction_log)
+            # Logs open only once the source, model and engine are known to work: a run that fails
+            # earlier leaves an earlier run's logs untouched.
             target_fps = cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
-            budget_ms = 1000.0 / target_fps
-            overlay = Overlay(cfg.overlay)
-            rolling = RollingStats(1.0)
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
-            sinks = self._make_sinks(source, target_fps)
+            sinks = self._make_sinks(target_fps)
             closers.append(sinks)
+            emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks)
+            closers.append(emitter)
             input_recorder = self._make_input_recorder(source, target_fps)
             if input_recorder is not None:
                 closers.append(input_recorder)
             capture = CaptureThread(source, self.stop, cfg.pipeline.queue_size,
                                     on_frame=input_recorder.write if input_recorder else None)
-            log.info("source %s -> %s on %s (%s); stats: %s", source.describe(), cfg.model.name, cfg.engine.backend,
+            emitter.capture = capture
+            log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
             started = time.perf_counter()
             capture.start()
-            while not self.stop.is_set():
-                frame = capture.channel.get(0.1)
-                if frame is None:
-                    if capture.channel.finished:
-                        self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
-                    continue
-                timing = FrameTiming(queue_wait_ms=(time.perf_counter() - frame.capture_time) * 1000.0)
-                t0 = time.perf_counter()
-                batch = adapter.preprocess(frame.image, engine.device, engine.input_dtype)
-                engine.synchronize()
-                t1 = time.perf_counter()
-                outputs = engine.infer(batch)
-                engine.synchronize()
-                t2 = time.perf_counter()
-                result = adapter.postprocess(outputs, frame.image.shape[:2])
-                t3 = time.perf_counter()
-                sample = stats.latest()
-                p95_ms = rolling.p95_ms()
-                hud = HudInfo(
-                    fps=rolling.fps(), stage_ms={"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
-                                                 "post": (t3 - t2) * 1e3, "draw": last_draw_ms},
-                    rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
-                    gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend,
-                    precision=cfg.engine.precision, realtime_ok=None if p95_ms is None else p95_ms <= budget_ms,
-                    budget_ms=budget_ms, p95_ms=p95_ms, random_weights=adapter.random_weights,
-                    dropped=capture.dropped)
-                image = overlay.annotate(frame.image, result, hud)
-                t4 = time.perf_counter()
-                sinks.write(image, frame.index)
-                t5 = time.perf_counter()
-                timing.pre_ms, timing.infer_ms, timing.post_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
-                timing.draw_ms, timing.sink_ms = (t4 - t3) * 1e3, (t5 - t4) * 1e3
-                timing.latency_ms = (t5 - frame.capture_time) * 1e3
-                last_draw_ms = timing.draw_ms
-                timing_log.write(frame.index, frame.timestamp_s, timing, capture.dropped, sample.rss_mb, sample.gpu_mb)
-                prediction_log.write(frame.index, result)
-                rolling.add(t5, (t5 - t0) * 1e3)
-                processed += 1
-                if sinks.stop_requested:
-                    self.request_stop("q pressed in the window")
-                if cfg.pipeline.max_frames and processed >= cfg.pipeline.max_frames:
-                    self.request_stop("--max-frames %d reached" % cfg.pipeline.max_frames)
+            self._loop(InferenceStages(adapter, engine), capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
@@ -155,16 +109,50 @@ class Pipeline:
                 except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
                     log.error("closing %s failed: %s", type(closer).__name__, close_error)
                     error = error or close_error
-            if timing_log is not None:  # a run that failed before its logs opened leaves older logs untouched
-                self.summary = self._write_summary(out_dir, capture, processed, wall_s, timing_log.accumulated,
-                                                   source, adapter, stats)
+            if emitter is not None:
+                self.summary = self._write_summary(out_dir, capture, emitter.processed, wall_s,
+                                                   emitter.timing_log.accumulated, source, adapter, stats)
         if error is None and capture is not None and capture.error is not None:
             error = capture.error
         if error is not None:
             raise error
         return self.summary
 
-    def _make_sinks(self, source, fps: float):
+    def _loop(self, stages: InferenceStages, capture: CaptureThread, emitter: "FrameEmitter") -> None:
+        """Frame n is submitted (on CUDA: queued on the GPU), then frame n-1 is drawn, written and logged
+        while the GPU works, then frame n is postprocessed. Frames that finished are always emitted."""
+        max_frames = self.config.pipeline.max_frames
+        ready = None  # type: Optional[Processed]
+        submitted = 0
+        while not self.stop.is_set():
+            frame = None
+            if not (max_frames and submitted >= max_frames):
+                frame = capture.channel.get(0.0 if ready is not None else 0.1)
+            work = None
+            if frame is not None:
+                submitted += 1
+                try:
+                    work = stages.submit(frame)
+                except BaseException:
+                    if ready is not None:
+                        emitter.emit(ready)
+                    raise
+            if ready is not None:
+                emitter.emit(ready)
+                ready = None
+                if emitter.sinks.stop_requested:
+                    self.request_stop("q pressed in the window")
+            if work is not None:
+                ready = stages.finish(work)
+            elif frame is None and ready is None:
+                if max_frames and submitted >= max_frames:
+                    self.request_stop("--max-frames %d reached" % max_frames)
+                elif capture.channel.finished:
+                    self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
+        if ready is not None:
+            emitter.emit(ready)
+
+    def _make_sinks(self, fps: float):
         cfg = self.config.output
         sinks = []
         headless = cfg.headless if cfg.headless is not None else not display_available()
@@ -201,6 +189,54 @@ class Pipeline:
         except OSError as e:
             log.error("could not write %s: %s", path, e)
         return summary
+
+
+class FrameEmitter:
+    """Draws a processed frame, hands it to the sinks and writes its log rows."""
+
+    def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, budget_ms: float, sinks):
+        self.config = config
+        self.adapter = adapter
+        self.stats = stats
+        self.budget_ms = budget_ms
+        self.overlay = Overlay(config.overlay)
+        self.rolling = RollingStats(1.0)
+        self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))
+        self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
+        self.sinks = sinks
+        self.capture = None  # type: Optional[CaptureThread]
+        self.processed = 0
+        self._last_draw_ms = 0.0
+
+    def emit(self, done: Processed) -> None:
+        timing, frame = done.timing, done.frame
+        sample = self.stats.latest()
+        p95_ms = self.rolling.p95_ms()
+        dropped = self.capture.dropped if self.capture is not None else 0
+        cfg = self.config
+        t0 = time.perf_counter()
+        hud = HudInfo(
+            fps=self.rolling.fps(), stage_ms={"pre": timing.pre_ms, "infer": timing.infer_ms,
+                                              "post": timing.post_ms, "draw": self._last_draw_ms},
+            rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
+            gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend, precision=cfg.engine.precision,
+            realtime_ok=None if p95_ms is None else p95_ms <= self.budget_ms, budget_ms=self.budget_ms,
+            p95_ms=p95_ms, random_weights=self.adapter.random_weights, dropped=dropped)
+        image = self.overlay.annotate(frame.image, done.result, hud)
+        t1 = time.perf_counter()
+        self.sinks.write(image, frame.index)
+        t2 = time.perf_counter()
+        timing.draw_ms, timing.sink_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        timing.latency_ms = (t2 - frame.capture_time) * 1e3
+        self._last_draw_ms = timing.draw_ms
+        self.timing_log.write(frame.index, frame.timestamp_s, timing, dropped, sample.rss_mb, sample.gpu_mb)
+        self.prediction_log.write(frame.index, done.result)
+        self.rolling.add(t2, timing.pre_ms + timing.infer_ms + timing.post_ms + timing.draw_ms + timing.sink_ms)
+        self.processed += 1
+
+    def close(self) -> None:
+        self.timing_log.close()
+        self.prediction_log.close()
 
 
 class LazyVideoFileSink:

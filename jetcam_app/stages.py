@@ -1,0 +1,77 @@
+"""The per-frame inference stages (preprocess -> infer -> postprocess) with honest stage times.
+
+On CUDA the stages are queued without waiting and timed with CUDA events, read once the frame's result has
+come back; the pipeline draws the previous frame while the GPU works on this one. On the CPU they are timed
+with perf_counter.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Tuple
+
+import torch
+
+from .types import Frame, FrameTiming, Result
+
+
+class StageClock:
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        if self.cuda:
+            end.synchronize()
+            return start.elapsed_time(end)
+        return (end - start) * 1000.0
+
+
+@dataclass
+class InFlight:
+    frame: Frame
+    outputs: Tuple[torch.Tensor, ...]
+    marks: Tuple[Any, Any, Any]
+    submitted: float  # perf_counter at submit
+
+
+@dataclass
+class Processed:
+    frame: Frame
+    result: Result
+    timing: FrameTiming
+    started: float  # perf_counter when the frame's work began
+
+
+class InferenceStages:
+    def __init__(self, adapter, engine):
+        self.adapter = adapter
+        self.engine = engine
+        self.clock = StageClock(engine.device)
+
+    def submit(self, frame: Frame) -> InFlight:
+        """Preprocess and start inference; on CUDA this returns before the GPU is done."""
+        now = time.perf_counter()
+        t0 = self.clock.mark()
+        batch = self.adapter.preprocess(frame.image, self.engine.device, self.engine.input_dtype)
+        t1 = self.clock.mark()
+        outputs = self.engine.infer(batch)
+        t2 = self.clock.mark()
+        return InFlight(frame, outputs, (t0, t1, t2), now)
+
+    def finish(self, work: InFlight) -> Processed:
+        """Postprocess (decoding and NMS on the outputs' device; kept boxes come back) and read the timings."""
+        result = self.adapter.postprocess(work.outputs, work.frame.image.shape[:2])
+        t3 = self.clock.mark()
+        t0, t1, t2 = work.marks
+        timing = FrameTiming(
+            queue_wait_ms=(work.submitted - work.frame.capture_time) * 1000.0,
+            pre_ms=self.clock.elapsed_ms(t0, t1), infer_ms=self.clock.elapsed_ms(t1, t2),
+            post_ms=self.clock.elapsed_ms(t2, t3))
+        return Processed(work.frame, result, timing, work.submitted)

@@ -1,7 +1,8 @@
 """Frame -> network input on the engine's device: upload uint8 first, then resize and normalise there."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import threading
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -9,12 +10,29 @@ import torch
 import torch.nn.functional as F
 
 
+# A page-locked buffer per thread, reused while the frame shape stays: pinning a new buffer for every
+# frame costs more than the copy itself. An event guards it against being overwritten mid-copy.
+_staging = threading.local()
+
+
 def upload(image_bgr: np.ndarray, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 on `device`; on CUDA through pinned memory with a non-blocking copy."""
+    """HxWx3 uint8 on `device`; on CUDA through a reused pinned buffer with a non-blocking copy."""
     tensor = torch.from_numpy(np.ascontiguousarray(image_bgr))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+    if device.type != "cuda":
+        return tensor
+    buffers = _staging.__dict__.setdefault("buffers", {})
+    entry = buffers.get(tensor.shape)
+    if entry is None:
+        buffers.clear()
+        entry = buffers[tensor.shape] = [torch.empty(tensor.shape, dtype=torch.uint8).pin_memory(), None]
+    pinned, copied = entry
+    if copied is not None:
+        copied.synchronize()  # the previous frame's copy out of this buffer must be done before we overwrite it
+    pinned.copy_(tensor)
+    on_device = pinned.to(device, non_blocking=True)
+    entry[1] = torch.cuda.Event()
+    entry[1].record()
+    return on_device
 
 
 def letterbox_params(image_hw: Tuple[int, int], size_hw: Tuple[int, int]) -> Tuple[float, int, int]:

@@ -84,8 +84,12 @@ class _NvmlProvider:
         nvml = self._nvml
         info = nvml.nvmlDeviceGetMemoryInfo(self._handle)
         process_mb = None  # type: Optional[float]
-        processes = list(nvml.nvmlDeviceGetComputeRunningProcesses(self._handle))
-        processes += list(nvml.nvmlDeviceGetGraphicsRunningProcesses(self._handle))
+        processes = []  # type: list
+        for query in (nvml.nvmlDeviceGetComputeRunningProcesses, nvml.nvmlDeviceGetGraphicsRunningProcesses):
+            try:
+                processes += list(query(self._handle))
+            except nvml.NVMLError as e:  # NotSupported on some boards/drivers: device totals still come
+                log.debug("nvml: %s: %s", query.__name__, e)
         for proc in processes:
             # usedGpuMemory is None where the driver hides it (Windows WDDM, some containers)
             if proc.pid == self._pid and proc.usedGpuMemory is not None:

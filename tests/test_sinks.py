@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -18,6 +21,8 @@ from jetcam_app.sinks import (
 )
 from jetcam_app.sources.synthetic import decode_index, draw_pattern
 from jetcam_app.types import Frame
+
+from conftest import ROOT
 
 SIZE = (320, 240)
 
@@ -194,3 +199,47 @@ def test_input_recorder_unwritable(tmp_path):
     with pytest.raises(OutputError, match="--save-input"):
         InputRecorder(str(blocker / "raw.mp4"), 30.0, SIZE)
     assert os.listdir(tmp_path) == ["file"]
+
+
+DISPLAY_SCRIPT = r"""
+import sys, subprocess
+import numpy as np
+from jetcam_app.sinks import DisplaySink, display_available
+assert display_available()
+sink = DisplaySink("jetcam-sink-test")
+image = np.full((240, 320, 3), 100, np.uint8)
+for i in range(10):
+    sink.write(image, i)
+assert not sink.stop_requested
+window = subprocess.run(["xdotool", "search", "--name", "jetcam-sink-test"], capture_output=True, text=True,
+                        check=True).stdout.split()[-1]
+subprocess.run(["xdotool", "key", "--window", window, "q"], check=True)
+for i in range(200):
+    sink.write(image, i)
+    if sink.stop_requested:
+        break
+sink.close()
+sink.close()
+print("stop_requested", sink.stop_requested)
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")), reason="needs Xvfb and xdotool (apt)")
+def test_display_sink_window_and_q_key(tmp_path):
+    """A real window on a virtual X display; pressing q requests a stop (run in a child: Qt binds one display)."""
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as f:
+            display = ":" + f.readline().strip()
+        env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
+        env.pop("WAYLAND_DISPLAY", None)
+        child = subprocess.run([sys.executable, "-c", DISPLAY_SCRIPT], env=env, cwd=ROOT, capture_output=True,
+                               text=True, timeout=120)
+        assert child.returncode == 0, child.stderr[-2000:]
+        assert "stop_requested True" in child.stdout
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)

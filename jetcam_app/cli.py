@@ -23,7 +23,7 @@ OVERRIDES = {
     "cache_dir": "engine.cache_dir",
     "max_frames": "pipeline.max_frames", "queue_size": "pipeline.queue_size", "target_fps": "pipeline.target_fps",
     "out": "output.out_dir", "record": "output.record", "headless": "output.headless",
-    "save_input": "output.save_input", "overlay": "overlay.enabled", "hud": "overlay.hud",
+    "save_input": "output.save_input", "http": "output.http_port", "overlay": "overlay.enabled", "hud": "overlay.hud",
 }
 
 
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="folder for timing.csv, predictions.jsonl, summary.json")
     r.add_argument("--record", help="write the annotated video here (.mp4)")
     r.add_argument("--save-input", help="write the raw captured frames here (.mp4) with a timestamp sidecar")
+    r.add_argument("--http", type=int, metavar="PORT", help="stream MJPEG on http://127.0.0.1:PORT/")
     r.add_argument("--headless", dest="headless", action="store_true", default=None, help="no window")
     r.add_argument("--display", dest="headless", action="store_false", help="force a window")
     r.add_argument("--no-overlay", dest="overlay", action="store_false", default=None, help="draw nothing")

@@ -63,6 +63,7 @@ class OutputConfig:
     record: Optional[str] = None
     headless: Optional[bool] = None
     save_input: Optional[str] = None
+    http_port: int = 0
 
 
 @dataclass(frozen=True)

@@ -99,10 +99,19 @@ def test_stalled_source_stops_on_request(tmp_path):
     config = config_for(tmp_path, **{"source.uri": "test://320x240@30"})
     source = StallingSource(SourceSpec("test", "", {"width": "320", "height": "240"}), config.source)
     pipeline = Pipeline(config, source=source)
-    timer = threading.Timer(3.0, pipeline.request_stop, args=("test stop",))
-    timer.start()
+    timing_csv = tmp_path / "out" / "timing.csv"
+
+    def stop_once_three_rows_are_logged():
+        deadline = time.time() + 120
+        while time.time() < deadline and not (timing_csv.exists() and len(rows(str(timing_csv))) >= 3):
+            time.sleep(0.1)
+        time.sleep(1.0)  # the source is stalled now: nothing more may arrive
+        pipeline.request_stop("test stop")
+
+    stopper = threading.Thread(target=stop_once_three_rows_are_logged)
+    stopper.start()
     summary = pipeline.run()
-    timer.join()
+    stopper.join()
     assert summary["stop_reason"] == "test stop"
     assert other_threads(before) == []
     outputs_agree(str(tmp_path / "out"), 3, str(tmp_path / "rec.mp4"))
@@ -130,3 +139,34 @@ def test_signal_stops_cleanly(tmp_path, signum):
     summary = json.load(open(str(out / "summary.json")))
     assert summary["stop_reason"] == signal.Signals(signum).name
     outputs_agree(str(out), summary["frames"]["processed"], str(tmp_path / "rec.mp4"))
+
+
+def test_http_stream_serves_annotated_frames(tmp_path):
+    import socket
+    import urllib.request
+
+    import numpy as np
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = config_for(tmp_path, **{"source.uri": "test://320x240@30?live=1", "output.http_port": port,
+                                     "output.record": None})
+    pipeline = Pipeline(config)
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    image = None
+    try:
+        deadline = time.time() + 120
+        while image is None and time.time() < deadline and runner.is_alive():
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/snapshot.jpg" % port, timeout=5) as response:
+                    data = np.frombuffer(response.read(), np.uint8)
+                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            except OSError:
+                time.sleep(0.3)
+    finally:
+        pipeline.request_stop("test stop")
+        runner.join(60)
+    assert not runner.is_alive()
+    assert image is not None and image.shape == (240, 320, 3)

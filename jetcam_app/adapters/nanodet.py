@@ -8,7 +8,7 @@ cls/reg head) is 40 lines of plain NCHW PyTorch that exports to ONNX cleanly, co
 builds with random weights without any file. The weights are mapped by name: TFJS numbers its convolutions
 (`convolution`, `convolution_1`, ...) in the source model's execution order, which is the order this module
 registers its Conv2d layers; each pair is checked by shape, stride and padding, and the outputs were checked
-against the reference ONNX conversion (max abs diff in the closing note of issue 3).
+against a reference ONNX conversion of the same file run by ONNX Runtime (max abs diff 8.1e-6 over the six outputs).
 """
 from __future__ import annotations
 
@@ -134,8 +134,9 @@ def load_tfjs_weights(network: NanoDetG, json_path: str) -> None:
 
 
 class NanoDetAdapter(ModelAdapter):
-    """NanoDet-g 416 on COCO. Frames are letterboxed (aspect ratio kept, centred on black) so objects keep
-    their shape on 16:9 cameras; boxes are mapped back to the frame with the same scale and offsets."""
+    """NanoDet-g 416 on COCO. Frames are letterboxed (aspect ratio kept, centred on black), as NanoDet-g was
+    trained and evaluated (`keep_ratio: True` in its config), so objects keep their shape on 16:9 cameras;
+    boxes are mapped back to the frame with the same scale and offsets (preprocess.scale_boxes_back)."""
 
     name = "nanodet"
     task = "detection"

@@ -179,3 +179,21 @@ def test_detection_matching():
     assert result["label_agreement"] == 0.5
     assert result["mean_iou"] == pytest.approx((100 / 110 + 90 / 100) / 2)
     assert result["score_diff_max"] == pytest.approx(0.05)
+
+
+@pytest.mark.needs_cuda
+def test_cuda_rows_on_a_gpu(tmp_path, photo_dir):
+    """--backends cpu,cuda --precision fp32,fp16: two cuda rows, cpu fp16 unavailable, fp16 within crossval's rule."""
+    options = BenchOptions(model="efficientnet_lite0", backends=["cpu", "cuda"], precisions=["fp32", "fp16"],
+                           source=photo_dir, frames=3, warmup=2, target_fps=30.0, out_dir=str(tmp_path))
+    with open(os.devnull, "w") as quiet:
+        run_bench(options, ProgressBar(quiet))
+    with open(os.path.join(str(tmp_path), "results.json")) as f:
+        rows = {(r["backend"], r["precision"]): r for r in json.load(f)["rows"]}
+    assert rows[("cpu", "fp16")]["status"] == "unavailable"
+    for precision in ("fp32", "fp16"):
+        row = rows[("cuda", precision)]
+        assert row["status"] == "ok", row.get("error")
+        assert row["tolerance"]["ok"], row["tolerance"]
+        assert row["task_diff"]["top1_agreement"] == 1.0
+        assert row["torch_gpu_peak_mb"] > 0 and row["gpu_name"]

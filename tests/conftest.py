@@ -49,8 +49,10 @@ def photos():
     """scikit-image's real photographs as BGR uint8 arrays."""
     skimage_data = pytest.importorskip("skimage.data")
     out = {}
-    for name in ("astronaut", "coffee", "chelsea", "motorcycle_left", "rocket"):
-        rgb = getattr(skimage_data, name)()
+    loaders = {"astronaut": skimage_data.astronaut, "coffee": skimage_data.coffee, "chelsea": skimage_data.chelsea,
+               "motorcycle_left": lambda: skimage_data.stereo_motorcycle()[0], "rocket": skimage_data.rocket}
+    for name, load in loaders.items():
+        rgb = load()
         if rgb.ndim == 2:
             rgb = np.stack([rgb] * 3, -1)
         out[name] = np.ascontiguousarray(rgb[..., :3][..., ::-1])

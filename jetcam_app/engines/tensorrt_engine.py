@@ -45,7 +45,7 @@ class TensorRTEngine(Engine):
             raise BackendUnavailable(
                 "trt", "%s %s is installed but torch sees no CUDA device to run engines on"
                 % (api.module_name, api.version),
-                "run on the Jetson or a PC with an NVIDIA GPU and a CUDA build of torch; here use --backend cpu or onnxruntime")
+                "run on the Jetson or a PC with an NVIDIA GPU and a CUDA build of torch")
 
     def __init__(self, config):
         super().__init__(config)
@@ -170,8 +170,8 @@ class TensorRTEngine(Engine):
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
 
-    def memory_mb(self) -> Optional[float]:
-        return torch.cuda.memory_allocated(self.device) / 2 ** 20
+    # No memory_mb(): TensorRT allocates its weights and activations outside torch's allocator, so
+    # torch.cuda.memory_allocated() would under-report; the stats poller (NVML / jtop) sees the process.
 
     def close(self) -> None:
         self.context = None

@@ -60,7 +60,7 @@ class Torch2TRTEngine(Engine):
         _import_torch2trt()
         if not torch.cuda.is_available():
             raise BackendUnavailable("torch2trt", "torch2trt imports but torch sees no CUDA device",
-                                     "run on the Jetson or a PC with an NVIDIA GPU; here use --backend cpu or onnxruntime")
+                                     "run on the Jetson or a PC with an NVIDIA GPU")
 
     def __init__(self, config):
         super().__init__(config)
@@ -145,8 +145,8 @@ class Torch2TRTEngine(Engine):
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
 
-    def memory_mb(self) -> Optional[float]:
-        return torch.cuda.memory_allocated(self.device) / 2 ** 20
+    # No memory_mb(): TensorRT allocates its weights and activations outside torch's allocator, so
+    # torch.cuda.memory_allocated() would under-report; the stats poller (NVML / jtop) sees the process.
 
     def close(self) -> None:
         self.module = None

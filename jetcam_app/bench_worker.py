@@ -130,13 +130,13 @@ def _test_fault(backend: str, precision: str, out_dir: str) -> None:
 def _build(job: Dict[str, Any]):
     import torch
 
-    from .adapters.base import create_adapter
+    from .adapters.base import build_core, create_adapter
     from .config import EngineConfig, ModelConfig
     from .engines.base import create_engine
 
     adapter = create_adapter(ModelConfig(**job["model"]))
     start = time.perf_counter()
-    network = adapter.build_network()
+    network = build_core(adapter)
     # The parent saved one set of weights so random-weight runs are identical in every process.
     network.load_state_dict(torch.load(job["weights_path"], map_location="cpu", weights_only=True))
     network.eval()

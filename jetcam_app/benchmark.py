@@ -126,7 +126,7 @@ def prepare_inputs(options: BenchOptions, work_dir: str, progress: ProgressBar) 
     import numpy as np
     import torch
 
-    from .adapters.base import create_adapter
+    from .adapters.base import build_core, create_adapter
     from .sources.spec import create_source
 
     images = []
@@ -143,8 +143,7 @@ def prepare_inputs(options: BenchOptions, work_dir: str, progress: ProgressBar) 
     if not images:
         raise SourceError("%s gave no frames; check the file or pass another --source" % options.source)
     adapter = create_adapter(model_config(options))
-    torch.manual_seed(0)
-    network = adapter.build_network()
+    network = build_core(adapter)
     weights_path = os.path.join(work_dir, "weights.pt")
     torch.save(network.state_dict(), weights_path)
     arrays = {"frames": np.array(len(images))}

@@ -51,7 +51,11 @@ def build_core(adapter: ModelAdapter, seed: int = 0) -> torch.nn.Module:
     deterministic and two backends compare the same network), without disturbing the caller's RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return adapter.build_network()
+        core = adapter.build_network()
+    # The exporters name the ONNX inputs and outputs after these.
+    core.input_names = tuple(adapter.input_names)
+    core.output_names = tuple(adapter.output_names)
+    return core
 
 
 def create_adapter(config: ModelConfig) -> ModelAdapter:

@@ -92,6 +92,9 @@ class OnnxRuntimeEngine(Engine):
             os.makedirs(os.path.join(self.config.cache_dir, "onnxruntime_trt"), exist_ok=True)
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads(self.config.threads)
+        # Spinning idle workers keep the cores busy after each run and slow the torch pre/postprocessing
+        # that follows on the same cores (measured on the 2-core CI machine).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(onnx.path, sess_options=options, providers=self.providers,
                                             provider_options=self._provider_options())

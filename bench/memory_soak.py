@@ -1,0 +1,59 @@
+"""Memory soak: replay N frames through the app and report RSS growth after warm-up (from timing.csv).
+
+    python bench/memory_soak.py --model nanodet --backend cuda --precision fp16 --frames 5000
+Not a test: it prints the figures (and writes them with --json); the README records them with the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jetcam_app.config import load_config  # noqa: E402
+from jetcam_app.pipeline import Pipeline  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="nanodet")
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--source", required=True, help="a video with at least --frames frames (bench/loop_video.py)")
+    p.add_argument("--frames", type=int, default=5000)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--json")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        config = load_config(None, {"source.uri": args.source, "model.name": args.model, "engine.backend": args.backend,
+                                    "engine.precision": args.precision, "model.random_weights": args.random_weights,
+                                    "pipeline.max_frames": args.frames, "output.out_dir": out,
+                                    "output.headless": True})
+        summary = Pipeline(config).run()
+        with open(os.path.join(out, "timing.csv")) as f:
+            rows = list(csv.DictReader(f))
+    rss = [float(r["rss_mb"]) for r in rows if r["rss_mb"]]
+    gpu = [float(r["gpu_mb"]) for r in rows if r["gpu_mb"]]
+    after = rss[args.warmup:]
+    figures = {
+        "model": args.model, "backend": args.backend, "precision": args.precision,
+        "frames": summary["frames"]["processed"], "fps": summary["fps"],
+        "rss_after_warmup_mb": after[0] if after else None, "rss_end_mb": after[-1] if after else None,
+        "rss_peak_mb": max(rss) if rss else None,
+        "rss_growth_after_warmup_mb": (max(after) - after[0]) if after else None,
+        "gpu_peak_mb": max(gpu) if gpu else None,
+    }
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

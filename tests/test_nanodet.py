@@ -28,16 +28,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def photos():
-    """conftest's `photos` asks skimage.data for `motorcycle_left`, which scikit-image exposes as
-    stereo_motorcycle()[0]; this module-level fixture loads the same BGR photos with that name fixed."""
-    skimage_data = pytest.importorskip("skimage.data")
-    loaders = {"astronaut": skimage_data.astronaut, "coffee": skimage_data.coffee, "chelsea": skimage_data.chelsea,
-               "motorcycle_left": lambda: skimage_data.stereo_motorcycle()[0]}
-    return {name: np.ascontiguousarray(load()[..., :3][..., ::-1]) for name, load in loaders.items()}
-
-
 def make_adapter(**model_overrides) -> NanoDetAdapter:
     overrides = {"model.name": "nanodet", "model.score_threshold": TEST_SCORE_THRESHOLD}
     overrides.update({"model." + k: v for k, v in model_overrides.items()})

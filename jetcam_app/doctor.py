@@ -1,0 +1,297 @@
+"""`run.py doctor`: a table of what this machine has for a camera source and an inference backend, each with a fix."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .errors import JetcamError
+from .sources import gst_runner, v4l2
+
+OK, MISSING, ABSENT, WARN, INFO = "ok", "MISSING", "absent", "warn", "info"
+JETSON_ONLY = "Jetson only"
+PLUGIN_FIXES = {
+    "nvarguscamerasrc": "Jetson only: JetPack's nvidia-l4t-gstreamer (sudo apt install nvidia-l4t-gstreamer)",
+    "nvvidconv": "Jetson only: JetPack's nvidia-l4t-gstreamer (sudo apt install nvidia-l4t-gstreamer)",
+    "nvv4l2decoder": "Jetson only: JetPack's nvidia-l4t-gstreamer; elsewhere MJPEG decodes with jpegdec",
+    "v4l2src": "sudo apt install gstreamer1.0-plugins-good",
+    "jpegdec": "sudo apt install gstreamer1.0-plugins-good",
+    "rtspsrc": "sudo apt install gstreamer1.0-plugins-good",
+    "decodebin": "sudo apt install gstreamer1.0-plugins-base",
+    "avdec_h264": "sudo apt install gstreamer1.0-libav (H.264/H.265 decoders off a Jetson)",
+    "videoconvert": "sudo apt install gstreamer1.0-plugins-base",
+    "videotestsrc": "sudo apt install gstreamer1.0-plugins-base",
+    "appsink": "sudo apt install gstreamer1.0-plugins-base",
+}
+SOURCE_PLUGINS = {
+    "csi": ("nvarguscamerasrc", "nvvidconv", "videoconvert", "appsink"),
+    "usb": ("v4l2src", "jpegdec", "videoconvert", "appsink"),
+    "rtsp": ("rtspsrc", "decodebin", "videoconvert", "appsink"),
+}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok, MISSING, absent (not expected on this machine), warn, info
+    detail: str
+    fix: str = ""
+    needed: bool = False  # the given --source / --backend cannot work without it
+
+    @property
+    def failed(self) -> bool:
+        return self.needed and self.status not in (OK, INFO)
+
+
+def _command(args: Sequence[str], timeout_s: float = 5.0) -> Optional[str]:
+    """First lines of a command's output, or None when it is not installed."""
+    if shutil.which(args[0]) is None:
+        return None
+    try:
+        done = subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout_s,
+                              universal_newlines=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        return "failed: %s" % e
+    return " ".join((done.stdout or "").split())[:160] or "exit %d" % done.returncode
+
+
+def _process_running(name: str) -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() == name[:15]:  # comm is truncated to 15 characters
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _meminfo_mb() -> Dict[str, float]:
+    values = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                values[key] = float(rest.split()[0]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return values
+
+
+def _module_version(name: str) -> Optional[str]:
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        return None
+    return str(getattr(module, "__version__", "installed"))
+
+
+def capture_checks(kind: Optional[str], jetson: bool) -> List[Check]:
+    """OpenCV's GStreamer, Python Gst, the runner auto picks, and the plugins the source needs."""
+    import cv2
+
+    checks = []
+    cv_gst = gst_runner.opencv_has_gstreamer()
+    gst_reason = gst_runner.gobject_reason()
+    checks.append(Check("OpenCV GStreamer", OK if cv_gst else WARN,
+                        "cv2 %s %s GStreamer" % (cv2.__version__, "with" if cv_gst else "without"),
+                        "" if cv_gst else "pip's opencv-python has none; the PyGObject runner is used instead "
+                        "(on a Jetson: pip uninstall opencv-python to get JetPack's OpenCV back)"))
+    checks.append(Check("Python Gst (PyGObject)", OK if gst_reason is None else WARN,
+                        gst_runner.load_gst().version_string() if gst_reason is None else gst_reason,
+                        "" if gst_reason is None else gst_runner.GST_INSTALL_HINT))
+    needs_runner = kind in ("csi", "rtsp", "gst")
+    runner = "OpenCV CAP_GSTREAMER" if cv_gst else ("PyGObject" if gst_reason is None else None)
+    if kind == "usb" and runner is None:
+        runner = "OpenCV V4L2 backend (no GStreamer runner)"
+    checks.append(Check("pipeline runner", OK if runner else MISSING, runner or "no way to run a GStreamer pipeline",
+                        "" if runner else gst_runner.GST_INSTALL_HINT, needed=needs_runner))
+    elements = list(SOURCE_PLUGINS.get(kind or "", ()) or ("videotestsrc", "v4l2src", "nvarguscamerasrc", "nvvidconv"))
+    if kind == "rtsp":  # decodebin needs a decoder for the stream's codec: NVDEC on a Jetson, libav elsewhere
+        elements.append("nvv4l2decoder" if jetson else "avdec_h264")
+    for element in elements:
+        present = gst_runner.has_element(element)
+        if present is None and shutil.which("gst-inspect-1.0"):
+            present = subprocess.call(["gst-inspect-1.0", "--exists", element], timeout=10) == 0
+        jetson_only = element.startswith("nv")
+        # jpegdec matters only for MJPEG-only cameras; OpenCV's V4L2 backend needs no plugin at all.
+        needed = (kind in SOURCE_PLUGINS and element != "jpegdec"
+                  and not (kind == "usb" and (runner or "").endswith("V4L2 backend (no GStreamer runner)")))
+        if present:
+            checks.append(Check("plugin %s" % element, OK, "installed", needed=needed))
+        elif present is None:
+            checks.append(Check("plugin %s" % element, WARN, "cannot tell without Python Gst or gst-inspect-1.0",
+                                "sudo apt install gstreamer1.0-tools; gst-inspect-1.0 %s" % element))
+        else:
+            status = ABSENT if jetson_only and not jetson else MISSING
+            detail = "not installed" + (" (%s)" % JETSON_ONLY if jetson_only else "")
+            checks.append(Check("plugin %s" % element, status, detail, PLUGIN_FIXES.get(element, ""), needed=needed))
+    return checks
+
+
+def camera_checks(kind: Optional[str], location: str, jetson: bool) -> List[Check]:
+    """nvargus-daemon and the /dev/video* nodes with their formats and permissions."""
+    checks = []
+    running = _process_running("nvargus-daemon")
+    if running:
+        checks.append(Check("nvargus-daemon", OK, "running", needed=kind == "csi"))
+    else:
+        checks.append(Check("nvargus-daemon", MISSING if jetson else ABSENT,
+                            "not running" if jetson else "not running (%s)" % JETSON_ONLY,
+                            "sudo systemctl restart nvargus-daemon (CSI cameras need it)", needed=kind == "csi"))
+    devices = v4l2.list_video_devices()
+    for path in devices:
+        device = v4l2.probe_device(path)
+        access = "rw" if device.readable and device.writable else "no access"
+        status = OK if device.is_capture and device.formats and not device.error else (WARN if device.error else INFO)
+        fix = "sudo usermod -aG video $USER, then log in again" if access != "rw" else ""
+        checks.append(Check(path, status, "%s (%s)" % (device.summary(), access), fix,
+                            needed=kind == "usb" and path == location))
+    if kind == "usb" and location not in devices:
+        checks.append(Check(location, MISSING, "does not exist; video devices here: %s" % v4l2.describe_devices(),
+                            "plug the camera in (lsusb), or pick one of the devices listed", needed=True))
+    elif not devices:
+        checks.append(Check("/dev/video*", INFO, "no video devices", "plug a USB camera in, or on a Jetson connect "
+                            "the CSI sensor; test:// needs none"))
+    return checks
+
+
+def backend_checks(backend: Optional[str]) -> List[Check]:
+    """The accelerator libraries and every registered backend's check_available(), with its hint."""
+    from .errors import BackendUnavailable
+    from .registry import BACKENDS
+
+    checks = []
+    torch_version = _module_version("torch")
+    if torch_version is not None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        checks.append(Check("CUDA (torch %s)" % torch_version, OK if cuda else ABSENT,
+                            torch.cuda.get_device_name(0) if cuda else "no CUDA device (torch.version.cuda=%s)"
+                            % torch.version.cuda, "" if cuda else "on a Jetson install NVIDIA's torch wheel for JetPack"))
+    for name, hint in (("tensorrt", "ships with JetPack (python3-libnvinfer); on a PC: pip install tensorrt"),
+                       ("torch2trt", "git clone NVIDIA-AI-IOT/torch2trt && python setup.py install"),
+                       ("onnxruntime", "pip install onnxruntime (onnxruntime-gpu from the Jetson Zoo on a Jetson)")):
+        version = _module_version(name)
+        checks.append(Check(name, OK if version else ABSENT, version or "not installed", "" if version else hint))
+    for name in BACKENDS.choices():
+        try:
+            BACKENDS.get(name).check_available()
+        except BackendUnavailable as e:
+            checks.append(Check("backend %s" % name, MISSING if name == backend else ABSENT, e.reason, e.hint,
+                                needed=name == backend))
+            continue
+        except ImportError as e:
+            checks.append(Check("backend %s" % name, MISSING if name == backend else ABSENT,
+                                "cannot import its module (%s)" % e, "see README, Backends", needed=name == backend))
+            continue
+        checks.append(Check("backend %s" % name, OK, "available", needed=name == backend))
+    return checks
+
+
+def system_checks(cache_dir: str, jetson: bool) -> List[Check]:
+    """The models cache, DISPLAY, RAM and swap, and the Jetson tools (jtop, nvpmodel, jetson_clocks)."""
+    checks = []
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".doctor-"):
+            pass
+        checks.append(Check("models cache", OK, "%s is writable" % os.path.abspath(cache_dir), needed=True))
+    except OSError as e:
+        checks.append(Check("models cache", MISSING, "%s is not writable (%s)" % (cache_dir, e.strerror or e),
+                            "chmod u+w %s, or pass --cache-dir DIR" % cache_dir, needed=True))
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    checks.append(Check("DISPLAY", OK if display else INFO, display or "unset: no window, runs headless",
+                        "" if display else "export DISPLAY=:0 for the Jetson's own screen, or use --record / http"))
+    mem = _meminfo_mb()
+    if mem:
+        ram_mb, free_mb, swap_mb = mem.get("MemTotal", 0), mem.get("MemAvailable", 0), mem.get("SwapTotal", 0)
+        low_swap = jetson and ram_mb < 8192 and swap_mb < 2048
+        checks.append(Check("RAM and swap", WARN if low_swap else OK, "%.0f MB free of %.0f MB, swap %.0f MB"
+                            % (free_mb, ram_mb, swap_mb),
+                            "TensorRT builds need swap on a small Jetson: sudo fallocate -l 4G /swapfile && sudo "
+                            "chmod 600 /swapfile && sudo mkswap /swapfile && sudo swapon /swapfile" if low_swap else ""))
+    jtop = _module_version("jtop")
+    service = os.path.exists("/run/jtop.sock") or _process_running("jtop")
+    checks.append(Check("jtop service", OK if jtop and service else ABSENT,
+                        "running" if jtop and service else ("jtop installed, service not running" if jtop else
+                                                            "not installed (%s; RAM/GPU stats fall back to NVML or psutil)"
+                                                            % JETSON_ONLY),
+                        "" if jtop and service else "sudo pip3 install -U jetson-stats && sudo systemctl restart jtop.service"))
+    nvpmodel = _command(["nvpmodel", "-q"])
+    checks.append(Check("nvpmodel", OK if nvpmodel else ABSENT, nvpmodel or "not found (%s)" % JETSON_ONLY,
+                        "sudo nvpmodel -m 0 for the maximum power mode" if nvpmodel else "part of JetPack (nvidia-l4t-tools)"))
+    clocks = shutil.which("jetson_clocks")
+    checks.append(Check("jetson_clocks", OK if clocks else ABSENT, clocks or "not found (%s)" % JETSON_ONLY,
+                        "sudo jetson_clocks pins the clocks at their maximum for steady timings" if clocks
+                        else "part of JetPack (nvidia-l4t-tools)"))
+    return checks
+
+
+def _source_kind(source_uri: Optional[str], checks: List[Check]):
+    """(kind, location) of the source, appending a failed check when the URI is bad."""
+    if not source_uri:
+        return None, ""
+    from .sources.spec import parse_source
+
+    try:
+        spec = parse_source(source_uri)
+    except JetcamError as e:
+        checks.append(Check("source %s" % source_uri, MISSING, str(e), "see docs/cameras.md for the forms", needed=True))
+        return None, ""
+    if spec.kind in ("file", "image", "folder") and not os.path.exists(spec.location):
+        checks.append(Check("source %s" % source_uri, MISSING, "%s does not exist" % spec.location,
+                            "check the path", needed=True))
+    if spec.kind == "gst" and gst_runner.gobject_reason() is None:
+        from gi.repository import GLib
+
+        try:
+            gst_runner.load_gst().parse_launch(spec.location)
+            checks.append(Check("custom pipeline", OK, "parses", needed=True))
+        except GLib.Error as e:
+            checks.append(Check("custom pipeline", MISSING, e.message, "gst-inspect-1.0 ELEMENT; fix the element "
+                                "names or install their plugins", needed=True))
+    return spec.kind, spec.location
+
+
+def run_doctor(source_uri: Optional[str] = None, backend: Optional[str] = None,
+               out: Callable[[str], None] = print, cache_dir: Optional[str] = None) -> int:
+    """Print the checks; 0 when everything the given source and backend need is present, 1 otherwise."""
+    if cache_dir is None:
+        from .config import load_config
+
+        cache_dir = load_config().engine.cache_dir
+    jetson = gst_runner.is_jetson()
+    checks = []  # type: List[Check]
+    kind, location = _source_kind(source_uri, checks)
+    checks += capture_checks(kind, jetson) + camera_checks(kind, location, jetson)
+    checks += backend_checks(backend) + system_checks(cache_dir, jetson)
+    out("jetcam doctor on %s: source %s, backend %s" % ("a Jetson" if jetson else "a non-Jetson machine",
+                                                        source_uri or "(none given)", backend or "(none given)"))
+    name_w = max(len(c.name) for c in checks)
+    out("%-8s %-6s %-*s  %s" % ("status", "needed", name_w, "check", "detail"))
+    for check in checks:
+        out("%-8s %-6s %-*s  %s" % (check.status, "yes" if check.needed else "", name_w, check.name, check.detail))
+        if check.fix and check.status != OK:
+            out("%-8s %-6s %-*s  fix: %s" % ("", "", name_w, "", check.fix))
+    failed = [c.name for c in checks if c.failed]
+    if failed:
+        out("result: missing for this source/backend: %s" % ", ".join(failed))
+        return 1
+    out("result: everything the given source and backend need is present")
+    return 0
+
+
+def doctor_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="run.py doctor", description=run_doctor.__doc__)
+    parser.add_argument("--source", help="the --source to check (csi://0, usb:0, /dev/video0, rtsp://..., a file)")
+    parser.add_argument("--backend", help="the --backend to check (cpu, cuda, onnxruntime, trt, torch2trt)")
+    parser.add_argument("--cache-dir", help="the engine cache folder to check (default: engine.cache_dir)")
+    args = parser.parse_args(argv)
+    return run_doctor(args.source, args.backend, cache_dir=args.cache_dir)

@@ -1,0 +1,291 @@
+"""GStreamerSource: live CSI, USB, RTSP, test and custom pipelines, with a first-frame timeout and reconnects."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Optional
+
+from ..config import SourceConfig
+from ..errors import CaptureTimeout, SourceError
+from ..types import Frame
+from . import gst_pipelines as pipelines
+from . import v4l2
+from .base import Source
+from .gst_runner import (GObjectRunner, OpenCVRunner, PipelineStopped, Sample, gobject_reason,
+                         has_element, is_jetson, opencv_has_gstreamer)
+
+log = logging.getLogger(__name__)
+
+CAPTURE_MODES = ("auto", "opencv", "gobject")
+LIKELY_CAUSES = {
+    "csi": "nvargus-daemon not running (sudo systemctl restart nvargus-daemon), sensor not connected or its ribbon "
+           "reversed, wrong sensor-id (try csi://1), the camera busy in another process, or a size/fps the sensor "
+           "has no mode for",
+    "usb": "the camera busy in another process (fuser -v DEVICE), no permission (sudo usermod -aG video $USER), or "
+           "a size/fps/format it does not offer (python run.py doctor --source DEVICE lists them)",
+    "rtsp": "host unreachable, wrong path or credentials, a firewall on UDP (add ?protocols=tcp), or a codec with "
+            "no decoder here",
+    "gst": "an element that is not installed, caps that cannot be negotiated, or a source that never starts",
+    "test": "videotestsrc missing (sudo apt install gstreamer1.0-plugins-base)",
+}
+
+
+def _int_param(params, names, default=None):
+    for name in names:
+        if params.get(name) not in (None, ""):
+            try:
+                return int(params[name])
+            except ValueError as e:
+                raise SourceError("source option %s must be a whole number, got %r" % (name, params[name])) from e
+    return default
+
+
+class GStreamerSource(Source):
+    """A live camera or stream. Latest frame wins inside the pipeline (appsink drop=true max-buffers=1); a disconnect,
+    end of stream, bus error or a stall longer than timeout_s triggers reconnects with exponential backoff."""
+
+    is_live = True
+    backoff_initial_s = 0.5
+    backoff_max_s = 5.0
+    # A stream that ran this long since its last reconnect has recovered: the attempt budget starts over.
+    stable_after_s = 10.0
+
+    def __init__(self, spec, config: SourceConfig):
+        super().__init__()
+        if config.capture not in CAPTURE_MODES:
+            raise SourceError("unknown capture mode %r; use one of: %s" % (config.capture, ", ".join(CAPTURE_MODES)))
+        if config.reconnect_attempts < 0 or config.timeout_s <= 0:
+            raise SourceError("source.reconnect_attempts must be >= 0 and source.timeout_s > 0")
+        self.spec = spec
+        self.config = config
+        self.pipeline = None  # type: Optional[str]  # the GStreamer pipeline, None for OpenCV's V4L2 backend
+        self.runner_name = None  # type: Optional[str]
+        self.stop_reason = None  # type: Optional[str]
+        if spec.kind in ("csi", "usb", "test"):
+            self.nominal_fps = float(spec.params.get("fps", config.fps))
+            self.frame_size = (int(spec.params.get("width", config.width)), int(spec.params.get("height", config.height)))
+        self._runner = None
+        self._runner_factory = None
+        self._closed = threading.Event()
+        self._pending = None  # type: Optional[Frame]  # the first frame, read by open() to prove the camera works
+        self._failed = False
+        self._attempts_used = 0
+        self._retry_at = None  # type: Optional[float]
+        self._next_index = 0
+        self._index_base = None  # type: Optional[int]
+        self._ts_base = 0.0
+        self._last_ts = None  # type: Optional[float]
+        self._last_frame_wall = 0.0  # when the last frame arrived (for the timestamp gap over an outage)
+        self._stall_since = 0.0  # the last frame, or the (re)start of the pipeline (for stall detection)
+        self._session_start = None  # type: Optional[float]
+        self._session_first = True
+        self._open_wall = 0.0
+
+    # -- building -------------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        """Choose the pipeline and the runner; checks the device and the plugins first, so failures are specific."""
+        kind, params, config = self.spec.kind, self.spec.params, self.config
+        width, height = self.frame_size or (config.width, config.height)
+        fps = self.nominal_fps or config.fps
+        device = None
+        if kind == "usb":
+            device = v4l2.check_device(pipelines.validate_device(self.spec.location))
+            pixel_format = params.get("format") or pipelines.choose_usb_format(device.fourccs)
+            if config.capture == "opencv" or (config.capture == "auto" and not self._gst_possible()):
+                if config.capture == "auto":
+                    log.info("no GStreamer runner here (%s); USB through OpenCV's V4L2 backend", self._gst_missing())
+                path = device.path
+                self.runner_name = "OpenCV V4L2 backend"
+                self._runner_factory = lambda: OpenCVRunner(
+                    lambda: v4l2.open_opencv_v4l2(path, width, height, fps, pixel_format), self.runner_name)
+                return
+            jetson_mjpeg = pixel_format == "mjpeg" and is_jetson() and has_element("nvv4l2decoder") is not False
+            self.pipeline = pipelines.usb_pipeline(device.path, width, height, fps, pixel_format, jetson_mjpeg)
+        elif kind == "csi":
+            self.pipeline = pipelines.csi_pipeline(int(self.spec.location), width, height, fps, config.flip,
+                                                   _int_param(params, ("sensor_mode", "sensor-mode", "mode")))
+        elif kind == "rtsp":
+            self.pipeline = pipelines.rtsp_pipeline(self.spec.location, _int_param(params, ("latency", "latency_ms"), 200),
+                                                    params.get("protocols"), is_jetson())
+        elif kind == "test":
+            self.pipeline = pipelines.test_pipeline(width, height, fps, params.get("pattern", "smpte"),
+                                                    _int_param(params, ("frames", "num_buffers")))
+        elif kind == "gst":
+            self.pipeline = pipelines.check_custom_pipeline(self.spec.location)
+        else:
+            raise SourceError("GStreamerSource cannot open a %r source; use csi://, usb:N, rtsp:// or --gst" % kind)
+        self._choose_runner()
+        self._check_plugins()
+
+    def _gst_possible(self) -> bool:
+        return opencv_has_gstreamer() or gobject_reason() is None
+
+    def _gst_missing(self) -> str:
+        return "OpenCV was built without GStreamer and %s" % (gobject_reason() or "")
+
+    def _choose_runner(self) -> None:
+        mode, pipeline = self.config.capture, self.pipeline
+        use_opencv = mode == "opencv" or (mode == "auto" and opencv_has_gstreamer())
+        if use_opencv:
+            if not opencv_has_gstreamer():
+                raise SourceError("--capture opencv needs OpenCV built with GStreamer (pip's opencv-python is not); "
+                                  "fix: use --capture gobject, or JetPack's OpenCV (pip uninstall opencv-python)")
+            import cv2
+
+            self.runner_name = "OpenCV CAP_GSTREAMER"
+            self._runner_factory = lambda: OpenCVRunner(lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
+                                                        self.runner_name)
+            return
+        reason = gobject_reason()
+        if reason:
+            raise SourceError("cannot run a GStreamer pipeline: OpenCV was built without GStreamer and %s" % reason)
+        self.runner_name = GObjectRunner.name
+        self._runner_factory = lambda: GObjectRunner(pipeline)
+
+    def _check_plugins(self) -> None:
+        needed = {"csi": ("nvarguscamerasrc", "nvvidconv"), "usb": ("v4l2src",), "rtsp": ("rtspsrc", "decodebin"),
+                  "test": ("videotestsrc",)}.get(self.spec.kind, ())
+        missing = [name for name in needed if has_element(name) is False]
+        if missing and self.spec.kind == "csi":
+            raise SourceError("GStreamer element(s) %s not installed: CSI cameras need a Jetson with JetPack's "
+                              "nvarguscamerasrc (sudo apt install nvidia-l4t-gstreamer); on a desktop use usb:0 or test://"
+                              % ", ".join(missing))
+        if missing:
+            raise SourceError("GStreamer element(s) %s not installed; fix: sudo apt install gstreamer1.0-plugins-good "
+                              "gstreamer1.0-plugins-base (gst-inspect-1.0 %s to check)" % (", ".join(missing), missing[0]))
+
+    # -- the stream -----------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._build()
+        log.info("%s: capture through %s; pipeline: %s", self.describe(), self.runner_name, self.pipeline or "(V4L2)")
+        self._open_wall = time.perf_counter()
+        try:
+            self._start_runner()
+            self._pending = self._first_frame(self.config.timeout_s)
+        except PipelineStopped as e:
+            self._stop_runner()
+            raise SourceError(self._open_failure(str(e))) from e
+
+    def _open_failure(self, problem: str) -> str:
+        causes = LIKELY_CAUSES.get(self.spec.kind, LIKELY_CAUSES["gst"]).replace("DEVICE", self.spec.location)
+        return "%s did not deliver a frame: %s; pipeline: %s; likely causes: %s" % (
+            self.describe(), problem, self.pipeline or "OpenCV V4L2 %s" % self.spec.location, causes)
+
+    def _first_frame(self, timeout_s: float) -> Frame:
+        sample = self._runner.pull(timeout_s)
+        if sample is None:
+            raise PipelineStopped("no frame within %.1f s (source.timeout_s)" % timeout_s)
+        return self._to_frame(sample)
+
+    def _start_runner(self) -> None:
+        runner = self._runner_factory()
+        self._runner = runner
+        self._session_first = True
+        self._stall_since = time.perf_counter()
+        runner.start(self.config.timeout_s)
+
+    def _stop_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.stop()
+
+    def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        deadline = time.perf_counter() + timeout_s
+        while not (self._failed or self._closed.is_set()):
+            now = time.perf_counter()
+            if self._retry_at is not None:
+                if now < self._retry_at:
+                    if now >= deadline:
+                        raise CaptureTimeout("%s: reconnecting (attempt %d/%d)" % (
+                            self.describe(), self._attempts_used, self.config.reconnect_attempts))
+                    self._closed.wait(min(self._retry_at, deadline) - now)
+                    continue
+                self._retry_at = None
+                try:
+                    self._start_runner()
+                except PipelineStopped as e:
+                    self._schedule_reconnect(str(e))
+                continue
+            if now >= deadline:
+                raise CaptureTimeout("%s: no frame within %.2f s" % (self.describe(), timeout_s))
+            runner = self._runner
+            if runner is None:  # closed from another thread
+                break
+            stall_s = self._stall_since + self.config.timeout_s - now
+            try:
+                sample = runner.pull(max(0.0, min(deadline - now, stall_s)))
+            except PipelineStopped as e:
+                self._schedule_reconnect(str(e))
+                continue
+            if sample is not None:
+                return self._to_frame(sample)
+            if time.perf_counter() - self._stall_since >= self.config.timeout_s:
+                self._schedule_reconnect("no frame for %.1f s" % self.config.timeout_s)
+        return None
+
+    def _schedule_reconnect(self, reason: str) -> None:
+        self._stop_runner()
+        if self._closed.is_set():
+            return
+        now = time.perf_counter()
+        if self._session_start is not None and now - self._session_start >= self.stable_after_s:
+            self._attempts_used = 0
+        self._session_start = None
+        if self._attempts_used >= self.config.reconnect_attempts:
+            self._failed = True
+            self.stop_reason = "%s; gave up after %d reconnect attempt(s)" % (reason, self._attempts_used)
+            log.error("%s: %s", self.describe(), self.stop_reason)
+            return
+        self._attempts_used += 1
+        self.reconnects += 1
+        backoff_s = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._attempts_used - 1))
+        log.warning("%s: %s; reconnect attempt %d/%d in %.1f s", self.describe(), reason, self._attempts_used,
+                    self.config.reconnect_attempts, backoff_s)
+        self._retry_at = now + backoff_s
+
+    def _to_frame(self, sample: Sample) -> Frame:
+        now = time.perf_counter()
+        if self._session_first:
+            self._session_first = False
+            self._session_start = now
+            if self._attempts_used:
+                log.info("%s: reconnected (attempt %d)", self.describe(), self._attempts_used)
+            # Frame indices and timestamps run on across reconnects: the new session starts where the
+            # last one stopped, plus the wall time the outage took, so a replay reproduces the gap.
+            self._index_base = None if sample.offset is None else self._next_index - sample.offset
+            if sample.pts_s is not None:
+                self._ts_base = 0.0 if self._last_ts is None else self._last_ts + (now - self._last_frame_wall) - sample.pts_s
+            if sample.fps and self.spec.kind in ("rtsp", "gst"):
+                self.nominal_fps = sample.fps
+        if self._index_base is not None and sample.offset is not None:
+            index = max(self._next_index, self._index_base + sample.offset)  # gaps = frames the appsink dropped
+        else:
+            index = self._next_index
+        timestamp_s = sample.pts_s + self._ts_base if sample.pts_s is not None else now - self._open_wall
+        age_s = sample.age_s if sample.age_s is not None and 0.0 <= sample.age_s < 10.0 else 0.0
+        self._next_index, self._last_ts = index + 1, timestamp_s
+        self._last_frame_wall = self._stall_since = now
+        height, width = sample.image.shape[:2]
+        self.frame_size = (width, height)
+        return Frame(sample.image, index, timestamp_s, now - age_s)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pending = None
+        self._stop_runner()
+
+    def describe(self) -> str:
+        kind, location = self.spec.kind, self.spec.location
+        if kind == "csi":
+            return "csi://%s" % location
+        if kind == "gst":
+            return "gst pipeline"
+        if kind == "test":
+            return "test:// (videotestsrc)"
+        return location

@@ -243,6 +243,7 @@ def test_a_stalled_stream_counts_as_a_disconnect():
     finally:
         source.close()
     assert len(frames) == 2  # the first frame of each session; nothing invented while stalled
+    assert [f.index for f in frames] == [0, 1] and source.skipped_frames == 0
     assert source.reconnects == 1 and "no frame for 0.5 s" in source.stop_reason
 
 

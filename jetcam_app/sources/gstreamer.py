@@ -62,9 +62,15 @@ class GStreamerSource(Source):
         self.pipeline = None  # type: Optional[str]  # the GStreamer pipeline, None for OpenCV's V4L2 backend
         self.runner_name = None  # type: Optional[str]
         self.stop_reason = None  # type: Optional[str]
+        self.skipped_frames = 0  # gaps in the source's frame counter: frames the appsink dropped before a read
         if spec.kind in ("csi", "usb", "test"):
-            self.nominal_fps = float(spec.params.get("fps", config.fps))
-            self.frame_size = (int(spec.params.get("width", config.width)), int(spec.params.get("height", config.height)))
+            try:
+                self.nominal_fps = float(spec.params.get("fps", config.fps))
+                self.frame_size = (int(spec.params.get("width", config.width)),
+                                   int(spec.params.get("height", config.height)))
+            except ValueError as e:
+                raise SourceError("bad size or fps in %r (%s); numbers only, e.g. width=1280&height=720&fps=30"
+                                  % (spec.params, e)) from e
         self._runner = None
         self._runner_factory = None
         self._closed = threading.Event()
@@ -186,6 +192,8 @@ class GStreamerSource(Source):
         self._session_first = True
         self._stall_since = time.perf_counter()
         runner.start(self.config.timeout_s)
+        if self._closed.is_set():  # close() ran while this (re)connect was starting
+            self._stop_runner()
 
     def _stop_runner(self) -> None:
         runner, self._runner = self._runner, None
@@ -239,8 +247,12 @@ class GStreamerSource(Source):
         self._session_start = None
         if self._attempts_used >= self.config.reconnect_attempts:
             self._failed = True
-            self.stop_reason = "%s; gave up after %d reconnect attempt(s)" % (reason, self._attempts_used)
-            log.error("%s: %s", self.describe(), self.stop_reason)
+            if self.config.reconnect_attempts == 0:
+                self.stop_reason = "%s; not reconnecting (source.reconnect_attempts is 0)" % reason
+                log.info("%s: %s", self.describe(), self.stop_reason)
+            else:
+                self.stop_reason = "%s; gave up after %d reconnect attempt(s)" % (reason, self._attempts_used)
+                log.error("%s: %s", self.describe(), self.stop_reason)
             return
         self._attempts_used += 1
         self.reconnects += 1
@@ -265,6 +277,7 @@ class GStreamerSource(Source):
                 self.nominal_fps = sample.fps
         if self._index_base is not None and sample.offset is not None:
             index = max(self._next_index, self._index_base + sample.offset)  # gaps = frames the appsink dropped
+            self.skipped_frames += index - self._next_index
         else:
             index = self._next_index
         timestamp_s = sample.pts_s + self._ts_base if sample.pts_s is not None else now - self._open_wall

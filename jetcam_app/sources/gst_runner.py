@@ -155,9 +155,9 @@ class OpenCVRunner:
         if self._pending is not None:
             self._pending.done.wait(2.0)  # releasing a capture in the middle of a read can crash some backends
             self._pending = None
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.release()
 
 
 class GObjectRunner:
@@ -267,6 +267,7 @@ class GObjectRunner:
         return Sample(image, pts_s, offset, age_s, fps)
 
     def stop(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.set_state(load_gst().State.NULL)
-        self._pipeline = self._sink = self._bus = None
+        pipeline, self._pipeline = self._pipeline, None  # close() and a reconnect may both stop it
+        self._sink = self._bus = None
+        if pipeline is not None:
+            pipeline.set_state(load_gst().State.NULL)

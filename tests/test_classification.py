@@ -107,6 +107,13 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path):
     assert loaded.fc.weight.shape == (1000, 512)
 
 
+def test_a_pickled_model_is_refused_by_weights_only(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(MobileNetV2Adapter(ModelConfig(name="mobilenet_v2", random_weights=True)).build_network(), str(path))
+    with pytest.raises(WeightsError, match=r"weights_only=True.*model.state_dict\(\)"):
+        MobileNetV2Adapter(ModelConfig(name="mobilenet_v2", weights=str(path))).build_network()
+
+
 def test_centre_crop_selects_the_eval_recipe_region():
     image = np.zeros((720, 1280, 3), np.uint8)
     crop = centre_crop(image, 224 / 256.0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import socket
 import threading
 import urllib.parse
@@ -36,9 +37,13 @@ def load_weights_file(path: str) -> StateDict:
     """A state dict from `path`, loaded with weights_only=True; a checkpoint's 'state_dict' or 'model' is unwrapped."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
-        raise WeightsError("cannot load weights from %s (%s); pass a state-dict .pth saved with torch.save, "
-                           "or --random-weights for timing only" % (path, first_line(e))) from e
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        # weights_only=True refuses pickled objects (a whole saved model, or not a torch file at all)
+        reason = ("not a tensors-only file: torch.load(weights_only=True) refused it"
+                  if isinstance(e, pickle.UnpicklingError) else first_line(e))
+        raise WeightsError("cannot load weights from %s (%s); pass a state dict saved with "
+                           "torch.save(model.state_dict(), PATH), or --random-weights for timing only"
+                           % (path, reason)) from e
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -145,6 +145,9 @@ class Pipeline:
                     self.request_stop("q pressed in the window")
             if work is not None:
                 ready = stages.finish(work)
+                if not stages.asynchronous:  # nothing to overlap with: emit now, don't hold it a frame
+                    emitter.emit(ready)
+                    ready = None
             elif frame is None and ready is None:
                 if max_frames and submitted >= max_frames:
                     self.request_stop("--max-frames %d reached" % max_frames)
@@ -180,6 +183,8 @@ class Pipeline:
         summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, {
             "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
+            "source_stop_reason": getattr(source, "stop_reason", None),
+            "source_skipped_frames": getattr(source, "skipped_frames", 0),
             "model": self.config.model.name, "weights": adapter.describe_weights(),
             "backend": self.config.engine.backend, "precision": self.config.engine.precision,
             "stats_provider": stats.provider_report() if stats is not None else None,

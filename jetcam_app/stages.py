@@ -54,6 +54,8 @@ class InferenceStages:
         self.adapter = adapter
         self.engine = engine
         self.clock = StageClock(engine.device)
+        # On CUDA submit() returns before the GPU is done, so the previous frame can be drawn meanwhile.
+        self.asynchronous = self.clock.cuda
 
     def submit(self, frame: Frame) -> InFlight:
         """Preprocess and start inference; on CUDA this returns before the GPU is done."""

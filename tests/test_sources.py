@@ -105,6 +105,16 @@ def test_parse_source_forms(uri, kind, location):
     assert (spec.kind, spec.location) == (kind, location)
 
 
+@pytest.mark.parametrize("uri, kind, location, params", [
+    ("csi://0?sensor-mode=3", "csi", "0", {"sensor-mode": "3"}),
+    ("usb:1?format=mjpeg", "usb", "/dev/video1", {"format": "mjpeg"}),
+    ("/dev/video2?format=yuyv", "usb", "/dev/video2", {"format": "yuyv"}),
+    ("rtsp://cam/s#latency=100&protocols=tcp", "rtsp", "rtsp://cam/s", {"latency": "100", "protocols": "tcp"}),
+])
+def test_parse_source_options(uri, kind, location, params):
+    assert parse_source(uri) == SourceSpec(kind, location, params)
+
+
 def test_parse_test_source_options():
     assert parse_source("test://640x480@15").params == {"width": "640", "height": "480", "fps": "15"}
     assert parse_source("test://?frames=5&live=1").params == {"frames": "5", "live": "1"}

@@ -52,24 +52,26 @@ def parse_source(uri: str) -> SourceSpec:
         if match.group(3):
             params.setdefault("fps", match.group(3))
         return SourceSpec("test", "", params)
-    if lower == "csi" or lower.startswith("csi://"):
-        sensor = text[len("csi://"):] if lower.startswith("csi://") else "0"
-        sensor = sensor or "0"
+    if lower == "csi" or lower.startswith(("csi://", "csi?")):
+        body, _, query = text[len("csi://"):].partition("?") if lower.startswith("csi://") else ("0", "", text[4:])
+        sensor = body or "0"
         if not sensor.isdigit():
-            raise SourceError("bad CSI sensor id %r; use csi://0, csi://1, ..." % sensor)
-        return SourceSpec("csi", sensor)
-    if lower == "usb" or re.match(r"^usb:\d+$", lower):
-        index = lower.partition(":")[2] or "0"
-        return SourceSpec("usb", "/dev/video%s" % index)
-    if lower.startswith("v4l2://"):
-        device = text[len("v4l2://"):]
-        return _usb_device(device, uri)
-    if lower.startswith("/dev/video"):
-        return _usb_device(text, uri)
+            raise SourceError("bad CSI sensor id %r; use csi://0, csi://1, ... (options: csi://0?sensor-mode=3)" % sensor)
+        return SourceSpec("csi", sensor, _query(query))
+    if lower.startswith(("usb", "v4l2://", "/dev/video")):
+        body, _, query = text.partition("?")
+        if body.lower() == "usb" or re.match(r"^usb:\d+$", body.lower()):
+            device = "/dev/video%s" % (body.partition(":")[2] or "0")
+        else:
+            device = body[len("v4l2://"):] if body.lower().startswith("v4l2://") else body
+        spec = _usb_device(device, uri)
+        return SourceSpec("usb", spec.location, _query(query))
     if lower.startswith(("rtsp://", "rtsps://")):
-        if any(c in text for c in " !\"'`\n\t"):
+        # Options ride in the fragment (never sent to the server): rtsp://cam/stream#latency=100&protocols=tcp
+        url, _, fragment = text.partition("#")
+        if any(c in url for c in " !\"'`\n\t"):
             raise SourceError("RTSP URL %r contains spaces or pipeline characters; quote only the URL" % uri)
-        return SourceSpec("rtsp", text)
+        return SourceSpec("rtsp", url, _query(fragment))
     if lower.startswith("gst://"):
         return SourceSpec("gst", text[len("gst://"):])
     if re.match(r"^[a-z][a-z0-9+.-]*://", lower) and not lower.startswith("file://"):
@@ -101,4 +103,7 @@ def create_source(config: SourceConfig):
         spec = SourceSpec("file", sample_video_path())
     else:
         spec = parse_source(uri)
-    return SOURCES.get(spec.kind)(spec, config)
+    kind = spec.kind
+    if kind == "test" and spec.params.get("gst") == "1":
+        kind = "gst"  # test://...?gst=1 runs videotestsrc through the same class as a CSI camera
+    return SOURCES.get(kind)(spec, config)

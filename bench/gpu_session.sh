@@ -5,13 +5,13 @@ set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
 OUT=${OUT:-/tmp/jetcam-out}
 mkdir -p "$OUT"
-exec > >(tee "$OUT/log.txt") 2>&1
+step=${1:-all}
+exec > >(tee "$OUT/log-$step.txt") 2>&1
 py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 $py -c "import torch, torchvision, cv2; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cv2', cv2.__version__)"
 $py bench/loop_video.py media/bigbuckbunny.mp4 /tmp/bbb720.mp4 --times 4
 $py bench/loop_video.py media/bikes.mp4 /tmp/bikes5000.mp4 --times 21
-step=${1:-all}
 if [ "$step" = all ] || [ "$step" = tests ]; then
   echo "== CUDA tests"
   $py -m pytest -q -rs -p no:cacheprovider -m needs_cuda tests/ -k "not vermin"

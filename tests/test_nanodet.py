@@ -170,7 +170,7 @@ def test_fp16_cuda_same_labels_as_fp32(detector, photos):
     cuda = torch.device("cuda")
     half = make_adapter(weights=adapter.config.weights)
     half_detector = (half, half.build_network().to(cuda).half())
-    for name, image in photos.items():
+    for name, image in ((n, photos[n]) for n in EXPECTED):
         fp32 = detect(detector, image)
         fp16 = detect(half_detector, image, cuda, torch.float16)
         class_name, region = EXPECTED[name]

@@ -268,8 +268,13 @@ def test_engine_matches_torch_cpu(backend, precision, tmp_path, photo_bgr):
     from jetcam_app.engines.crossval import cross_validate
     from jetcam_app.engines.torch_engine import as_tuple
 
-    if backend == "torch2trt":
-        pytest.importorskip("torch2trt", reason="torch2trt does not import")
+    from jetcam_app.errors import BackendUnavailable
+    from jetcam_app.registry import BACKENDS
+
+    try:
+        BACKENDS.get(backend).check_available()
+    except BackendUnavailable as e:
+        pytest.skip(str(e))
     adapter = create_adapter(ModelConfig(name="nanodet", random_weights=True))
     batch = adapter.preprocess(photo_bgr, torch.device("cpu"), torch.float32)
     with torch.inference_mode():

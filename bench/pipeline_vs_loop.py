@@ -146,6 +146,8 @@ def main() -> int:
     figures["app_fps"] = summary["fps"]
     figures["app_vs_loop"] = figures["app_fps"] / figures["lab_loop_fps"]
     figures["app_vs_bound"] = figures["app_fps"] / min(figures["decode_fps"], figures["engine_fps"])
+    figures["app_stage_p50_ms"] = {k: v["p50"] for k, v in summary["stages_ms"].items()}
+    print("  app stage p50 ms: " + ", ".join("%s %.2f" % (k, v or 0) for k, v in figures["app_stage_p50_ms"].items()))
     for key in ("decode_fps", "engine_fps", "lab_loop_fps", "app_fps"):
         print("  %-14s %8.1f" % (key, figures[key]))
     print("  app / lab loop        %.2fx" % figures["app_vs_loop"])

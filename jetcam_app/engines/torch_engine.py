@@ -88,6 +88,11 @@ class TorchCudaEngine(TorchCpuEngine):
     def load(self, network, example, model_name) -> None:
         start = time.perf_counter()
         torch.backends.cudnn.benchmark = True
+        # "fp32" means fp32: Ampere and newer GPUs (Orin included) would otherwise run convolutions in TF32,
+        # whose ~1e-3 relative error is then mistaken for an error of the engine under test.
+        strict = self.input_dtype == torch.float32
+        torch.backends.cudnn.allow_tf32 = not strict
+        torch.backends.cuda.matmul.allow_tf32 = not strict
         network = network.to(self.device).eval()
         if self.input_dtype == torch.float16:
             network = network.half()

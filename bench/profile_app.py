@@ -1,0 +1,46 @@
+"""Profile the app's main thread with cProfile: python bench/profile_app.py --model nanodet --backend cuda ...
+
+Prints the functions that take the most time per frame, to find the pipeline's own overhead."""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jetcam_app.config import load_config  # noqa: E402
+from jetcam_app.pipeline import Pipeline  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="nanodet")
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--source", default="sample")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--top", type=int, default=30)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        config = load_config(None, {"source.uri": args.source, "model.name": args.model, "engine.backend": args.backend,
+                                    "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
+                                    "model.random_weights": args.random_weights, "pipeline.max_frames": args.frames,
+                                    "output.out_dir": out, "output.headless": True})
+        profiler = cProfile.Profile()
+        profiler.enable()
+        summary = Pipeline(config).run()
+        profiler.disable()
+    print("fps %.1f; stage p50 ms: %s" % (summary["fps"], ", ".join(
+        "%s %.2f" % (k, v["p50"] or 0) for k, v in summary["stages_ms"].items())))
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

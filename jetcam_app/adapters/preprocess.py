@@ -1,6 +1,7 @@
 """Frame -> network input on the engine's device: upload uint8 first, then resize and normalise there."""
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Sequence, Tuple
 
@@ -35,6 +36,13 @@ def upload(image_bgr: np.ndarray, device: torch.device) -> torch.Tensor:
     return on_device
 
 
+@functools.lru_cache(maxsize=16)
+def _constants(mean: Tuple[float, ...], std: Tuple[float, ...], device: torch.device):
+    """mean/std as 1x3x1x1 tensors on `device`, made once: building them per frame costs a blocking copy."""
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)  # noqa: E731
+    return as_tensor(mean), as_tensor(std)
+
+
 def letterbox_params(image_hw: Tuple[int, int], size_hw: Tuple[int, int]) -> Tuple[float, int, int]:
     """(scale, pad_x, pad_y) that fit image_hw inside size_hw keeping the aspect ratio, centred."""
     h, w = image_hw
@@ -67,8 +75,7 @@ def prepare(
     else:
         pad_x = pad_y = 0
         inner_hw = (out_h, out_w)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    mean_t, std_t = _constants(tuple(mean), tuple(std), device)
     if device.type == "cpu":
         resized = image_bgr
         if (h, w) != inner_hw:

@@ -13,6 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+try:  # matplotlib's FreeType must load before a GStreamer source brings the system one: the other order
+    from . import report_plots  # noqa: F401  # segfaults when the plots are drawn (seen with PyGObject here)
+except ImportError:  # the report says why its plots are missing
+    pass
 from .config import PRECISIONS, ROOT, Config, EngineConfig, ModelConfig, SourceConfig, validate
 from .errors import BackendUnavailable, ConfigError, JetcamError, SourceError
 from .registry import BACKENDS, MODELS

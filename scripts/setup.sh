@@ -41,9 +41,9 @@ deps_key=$(cat setup.cfg pyproject.toml scripts/setup.sh | sha256sum | cut -c1-1
 if ! step_done pip "$deps_key"; then
   "$vpy" -m pip install -q --upgrade pip
   if [ "$is_jetson" = 1 ]; then
-    # JetPack's torch/torchvision/cv2 come through system site packages; the [jetson] extra adds jtop only.
+    # JetPack's torch, torchvision, cv2 and TensorRT come through system site packages; pip adds the rest.
     "$vpy" -c "import torch, torchvision, cv2" || { echo "setup: JetPack's torch, torchvision and OpenCV must be installed first (see README, Jetson)"; exit 2; }
-    "$vpy" -m pip install -q -e ".[jetson]"
+    "$vpy" -m pip install -q -e ".[jetson,onnx,report]"
   else
     # x86 desktops and CI: torch from PyPI (this workplace caps it at the release on its disk).
     "$vpy" -c "import torch, torchvision" 2>/dev/null || "$vpy" -m pip install -q "torch${JETCAM_TORCH_SPEC:-==2.14.1}" "torchvision${JETCAM_TORCHVISION_SPEC:-==0.29.1}"

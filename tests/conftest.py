@@ -4,6 +4,12 @@ from __future__ import annotations
 import os
 import sys
 
+import matplotlib
+
+# matplotlib's FreeType must be loaded before GStreamer's (pulled in when test modules probe Gst at
+# collection): the other order segfaults when the report plots are drawn. benchmark.py does the same.
+matplotlib.use("Agg")
+import matplotlib.ft2font  # noqa: E402,F401
 import cv2
 import numpy as np
 import pytest

@@ -13,12 +13,12 @@ from .capture import CaptureThread
 from .config import Config, to_dict
 from .engines.base import create_engine
 from .errors import OutputError
-from .overlay import HudInfo, Overlay
+from .emitter import FrameEmitter
 from .stages import InferenceStages, Processed
 from .sinks import DisplaySink, MjpegHttpSink, VideoFileSink, build_sinks, display_available
 from .sources.spec import create_source
 from .stats import StatsPoller
-from .timing import PredictionLog, RollingStats, TimingLog, build_summary
+from .timing import build_summary
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
@@ -47,6 +47,7 @@ class Pipeline:
         self._source = source
         self._engine = engine
         self._adapter = adapter
+        self._display = False
         self.summary = {}  # type: Dict[str, Any]
 
     def request_stop(self, reason: str) -> None:
@@ -77,7 +78,10 @@ class Pipeline:
             stats.start()
             sinks = self._make_sinks(target_fps)
             closers.append(sinks)
-            emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks)
+            # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of
+            # their own and overlap with the next frame's inference.
+            emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
+                                   threaded=not self._display, on_error=self.request_stop)
             closers.append(emitter)
             input_recorder = self._make_input_recorder(source, target_fps)
             if input_recorder is not None:
@@ -160,6 +164,7 @@ class Pipeline:
         cfg = self.config.output
         sinks = []
         headless = cfg.headless if cfg.headless is not None else not display_available()
+        self._display = not headless
         if not headless:
             sinks.append(DisplaySink("jetcam_app"))
         if cfg.record:
@@ -198,58 +203,6 @@ class Pipeline:
         except OSError as e:
             log.error("could not write %s: %s", path, e)
         return summary
-
-
-class FrameEmitter:
-    """Draws a processed frame, hands it to the sinks and writes its log rows."""
-
-    def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, budget_ms: float, sinks):
-        self.config = config
-        self.adapter = adapter
-        self.stats = stats
-        self.budget_ms = budget_ms
-        self.overlay = Overlay(config.overlay)
-        self.rolling = RollingStats(1.0)
-        self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))
-        self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
-        self.sinks = sinks
-        self.capture = None  # type: Optional[CaptureThread]
-        self.live = False
-        self.processed = 0
-        self._last_draw_ms = 0.0
-
-    def emit(self, done: Processed) -> None:
-        timing, frame = done.timing, done.frame
-        sample = self.stats.latest()
-        p95_ms = self.rolling.p95_ms()
-        dropped = self.capture.dropped if self.capture is not None else 0
-        cfg = self.config
-        t0 = time.perf_counter()
-        hud = HudInfo(
-            fps=self.rolling.fps(), stage_ms={"pre": timing.pre_ms, "infer": timing.infer_ms,
-                                              "post": timing.post_ms, "draw": self._last_draw_ms},
-            rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
-            gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend, precision=cfg.engine.precision,
-            realtime_ok=None if p95_ms is None else p95_ms <= self.budget_ms, budget_ms=self.budget_ms,
-            p95_ms=p95_ms, random_weights=self.adapter.random_weights, dropped=dropped)
-        image = self.overlay.annotate(frame.image, done.result, hud)
-        t1 = time.perf_counter()
-        self.sinks.write(image, frame.index)
-        t2 = time.perf_counter()
-        timing.draw_ms, timing.sink_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
-        timing.latency_ms = (t2 - frame.capture_time) * 1e3
-        self._last_draw_ms = timing.draw_ms
-        self.timing_log.write(frame.index, frame.timestamp_s, timing, dropped, sample.rss_mb, sample.gpu_mb)
-        self.prediction_log.write(frame.index, done.result)
-        # The badge follows capture-to-result latency on live sources; in lossless replay frames wait in the
-        # queue by design, so there it follows the frame's own processing time.
-        service_ms = timing.pre_ms + timing.infer_ms + timing.post_ms + timing.draw_ms + timing.sink_ms
-        self.rolling.add(t2, timing.latency_ms if self.live else service_ms)
-        self.processed += 1
-
-    def close(self) -> None:
-        self.timing_log.close()
-        self.prediction_log.close()
 
 
 class LazyVideoFileSink:

@@ -1,0 +1,76 @@
+"""The emitter on its worker thread: order kept, nothing dropped, a sink's error reaches the main thread."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from jetcam_app.config import load_config
+from jetcam_app.emitter import FrameEmitter
+from jetcam_app.sinks import Sink
+from jetcam_app.stages import Processed
+from jetcam_app.stats import StatsPoller
+from jetcam_app.types import Classification, Frame, FrameTiming
+
+
+class RecordingSink(Sink):
+    def __init__(self, fail_at=None):
+        self.indices = []
+        self.fail_at = fail_at
+
+    def write(self, image_bgr, frame_index):
+        if frame_index == self.fail_at:
+            raise OSError("disk full at frame %d" % frame_index)
+        time.sleep(0.002)
+        self.indices.append(frame_index)
+
+
+class FakeAdapter:
+    random_weights = False
+
+
+def processed(i):
+    frame = Frame(np.zeros((48, 64, 3), np.uint8), i, i / 30.0, time.perf_counter())
+    result = Classification(np.array([1, 2]), np.array([0.6, 0.3], np.float32), ["a", "b", "c"])
+    return Processed(frame, result, FrameTiming(), time.perf_counter())
+
+
+@pytest.fixture
+def stats():
+    poller = StatsPoller(1.0, "cpu").start()
+    yield poller
+    poller.stop()
+
+
+def make(tmp_path, sink, stats, **kw):
+    return FrameEmitter(load_config(), str(tmp_path), FakeAdapter(), stats, 33.3, sink, **kw)
+
+
+def test_threaded_emitter_keeps_order_and_every_frame(tmp_path, stats):
+    sink = RecordingSink()
+    emitter = make(tmp_path, sink, stats, threaded=True)
+    for i in range(50):
+        emitter.emit(processed(i))
+    emitter.close()
+    assert sink.indices == list(range(50)) and emitter.processed == 50
+    assert len(open(str(tmp_path / "timing.csv")).read().splitlines()) == 51
+    assert not [t for t in threading.enumerate() if t.name == "emitter"]
+
+
+def test_threaded_emitter_error_reaches_the_caller_once(tmp_path, stats):
+    reasons = []
+    emitter = make(tmp_path, RecordingSink(fail_at=3), stats, threaded=True, on_error=reasons.append)
+    with pytest.raises(OSError, match="disk full at frame 3"):
+        for i in range(200):
+            emitter.emit(processed(i))
+    emitter.close()  # reported already: does not raise twice
+    assert reasons == ["error: disk full at frame 3"]
+    assert emitter.processed == 3
+    assert len(open(str(tmp_path / "timing.csv")).read().splitlines()) == 4
+
+
+def test_close_raises_an_error_emit_did_not_see(tmp_path, stats):
+    emitter = make(tmp_path, RecordingSink(fail_at=0), stats, threaded=True)
+    emitter.emit(processed(0))
+    with pytest.raises(OSError):
+        emitter.close()

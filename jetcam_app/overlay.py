@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import colorsys
+import functools
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -21,6 +22,7 @@ HUD_STAGES = ("pre", "infer", "post", "draw")
 # Anti-aliased Hershey text costs ~0.8 ms a line at 720p on a desktop core (several times that on a Nano's A57);
 # LINE_8 costs ~0.1 ms, and drawing must stay a small share of the frame budget.
 LINE_TYPE = cv2.LINE_8
+MAX_LABELS = 25
 
 
 @dataclass
@@ -41,6 +43,7 @@ class HudInfo:
     dropped: int = 0
 
 
+@functools.lru_cache(maxsize=1024)
 def class_color(class_id: int) -> Tuple[int, int, int]:
     """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart)."""
     hue = (int(class_id) * 0.618033988749895) % 1.0
@@ -97,10 +100,15 @@ class Overlay:
                     self.thickness, LINE_TYPE)
 
     def _draw_detections(self, image: np.ndarray, det: Detections) -> None:
-        for box, score, label in zip(det.boxes, det.scores, det.labels):
+        # Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights,
+        # crowds) are unreadable and would cost ~10 ms of Python per frame.
+        labelled = set(np.argsort(-det.scores, kind="stable")[:MAX_LABELS].tolist())
+        corners = np.rint(det.boxes).astype(np.int64).tolist()
+        for i, ((x0, y0, x1, y1), score, label) in enumerate(zip(corners, det.scores, det.labels)):
             color = class_color(int(label))
-            x0, y0, x1, y1 = [int(round(float(v))) for v in box]
             cv2.rectangle(image, (x0, y0), (x1, y1), color, self.box_thickness)
+            if i not in labelled:
+                continue
             text = "%s %.2f" % (det.name_of(int(label)), float(score))
             (_, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
             above = y0 - th - base - self.pad

@@ -36,8 +36,8 @@ class Detections:
 
     def to_json(self) -> Dict[str, Any]:
         return {
-            "boxes": [[round(float(v), 2) for v in box] for box in self.boxes],
-            "scores": [round(float(s), 4) for s in self.scores],
+            "boxes": np.round(self.boxes.astype(np.float64), 2).tolist(),
+            "scores": np.round(self.scores.astype(np.float64), 4).tolist(),
             "labels": [int(v) for v in self.labels],
             "names": [self.name_of(int(v)) for v in self.labels],
         }

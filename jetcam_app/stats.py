@@ -11,6 +11,8 @@ from typing import Any, Dict, Optional
 
 import psutil
 
+from .jetson import is_jetson  # noqa: F401  (re-exported: callers import it from here)
+
 log = logging.getLogger(__name__)
 
 MB = 1024.0 * 1024.0
@@ -29,16 +31,6 @@ class StatsSample:
     gpu_total_mb: Optional[float] = None
     torch_max_allocated_mb: Optional[float] = None  # torch.cuda.max_memory_allocated, when torch's CUDA is up
     time_s: float = 0.0  # time.perf_counter() of the sample
-
-
-def is_jetson() -> bool:
-    if os.path.exists("/etc/nv_tegra_release"):
-        return True
-    try:
-        with open("/proc/device-tree/model", "rb") as f:
-            return b"jetson" in f.read().lower()
-    except OSError:
-        return False
 
 
 def _psutil_memory() -> Dict[str, float]:

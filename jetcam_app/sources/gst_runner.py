@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, NamedTuple, Optional, Tuple
@@ -10,6 +9,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ..errors import SourceError
+from ..jetson import is_jetson  # noqa: F401  (re-exported: callers import it from here)
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,6 @@ def opencv_has_gstreamer() -> bool:
         if line.strip().startswith("GStreamer:"):
             return "YES" in line.split(":", 1)[1].upper()
     return False
-
-
-def is_jetson() -> bool:
-    if os.path.exists("/etc/nv_tegra_release"):
-        return True
-    try:
-        with open("/proc/device-tree/model", "rb") as f:
-            return b"jetson" in f.read().lower()
-    except OSError:
-        return False
 
 
 class _Call:

@@ -296,3 +296,19 @@ def photo_bgr():
 
     skimage_data = pytest.importorskip("skimage.data")
     return np.ascontiguousarray(skimage_data.astronaut()[..., :3][..., ::-1])
+
+
+def test_isolated_build_reports_the_childs_error(api, gpu, tmp_path):
+    """Builds run in a child process; its parser error comes back as the parent's EngineBuildError."""
+    from jetcam_app.engines.trt_child import build_in_child
+
+    (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(EngineBuildError, match="could not parse junk.onnx"):
+        build_in_child(api, str(tmp_path / "junk.onnx"), settings_for(gpu), "junk")
+
+
+def test_isolated_build_makes_a_loadable_engine(api, gpu, mobilenet_onnx, tmp_path):
+    from jetcam_app.engines.trt_child import build_in_child
+
+    data = build_in_child(api, mobilenet_onnx.path, settings_for(gpu), "mobilenet_v2")
+    assert len(data) > 100000

@@ -136,8 +136,9 @@ def engine_key(api: TrtApi, onnx: OnnxModel, model_name: str, settings: BuildSet
 
 
 def build_or_load(api: TrtApi, onnx: OnnxModel, model_name: str, settings: BuildSettings, cache: EngineCache,
-                  gpu: GpuInfo, force: bool = False) -> BuildResult:
-    """The cached engine when its sidecar matches, else a fresh build (saved when the cache is writable)."""
+                  gpu: GpuInfo, force: bool = False, isolated: bool = True) -> BuildResult:
+    """The cached engine when its sidecar matches, else a fresh build (saved when the cache is writable).
+    `isolated` builds in a child process (engines/trt_child.py says why)."""
     if settings.precision == "fp16" and api.strongly_typed and onnx.precision != "fp16":
         raise EngineBuildError("TensorRT-RTX builds strongly typed networks: fp16 needs an fp16 ONNX, got %s"
                                % onnx.precision)
@@ -148,7 +149,12 @@ def build_or_load(api: TrtApi, onnx: OnnxModel, model_name: str, settings: Build
         if data is not None:
             return BuildResult(data=data, built=False, stem=stem, path=cache.engine_path(stem))
     start = time.perf_counter()
-    data = build_serialized(api, onnx.path, settings, label=stem)
+    if isolated:
+        from .trt_child import build_in_child
+
+        data = build_in_child(api, onnx.path, settings, stem)
+    else:
+        data = build_serialized(api, onnx.path, settings, label=stem)
     seconds = time.perf_counter() - start
     path = cache.store(stem, data, key, {"build_seconds": round(seconds, 2), "onnx_path": onnx.path})
     return BuildResult(data=data, built=True, stem=stem, path=path, build_seconds=seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -22,6 +23,7 @@ from .timing import build_summary
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def prepare_out_dir(path: str) -> str:
@@ -63,6 +65,11 @@ class Pipeline:
         engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
         source = self._source or create_source(cfg.source)
         closers = []  # type: List[Any]  # closed in reverse order, always
+        # Python hands the GIL over every 5 ms by default: each time the main thread releases it (a CUDA sync,
+        # a frame read), a drawing or capture thread may keep it up to 5 ms. A shorter interval keeps the
+        # inference thread from queueing behind them.
+        switch_interval_s = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         capture = stats = emitter = None
         started = time.perf_counter()
         error = None  # type: Optional[BaseException]
@@ -100,6 +107,7 @@ class Pipeline:
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
         finally:
             wall_s = time.perf_counter() - started
+            sys.setswitchinterval(switch_interval_s)
             self.stop.set()
             if capture is not None:
                 capture.join(5.0)

@@ -162,10 +162,12 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         kept = kept[: self.config.max_detections]
 
         out_boxes = cand_boxes[kept] * self._box_scale(image_hw, cand_boxes.device)
+        # One transfer (one device sync); labels < 91 are exact in float32.
+        packed = torch.cat((out_boxes, cand_scores[kept, None], cand_labels[kept, None].float()), 1).cpu().numpy()
         return Detections(
-            boxes=out_boxes.cpu().numpy().astype(np.float32),
-            scores=cand_scores[kept].cpu().numpy().astype(np.float32),
-            labels=cand_labels[kept].cpu().numpy().astype(np.int64),
+            boxes=packed[:, :4].astype(np.float32),
+            scores=packed[:, 4].astype(np.float32),
+            labels=packed[:, 5].astype(np.int64),
             class_names=self.class_names,
         )
 

@@ -217,5 +217,7 @@ class NanoDetAdapter(ModelAdapter):
         keep = torchvision.ops.batched_nms(kept_boxes, kept_scores, labels, self.config.iou_threshold)
         keep = keep[:self.config.max_detections]
         frame_boxes = scale_boxes_back(kept_boxes[keep], image_hw, self.input_size, letterbox=self.letterbox)
-        return Detections(frame_boxes.cpu().numpy().astype(np.float32), kept_scores[keep].cpu().numpy().astype(np.float32),
-                          labels[keep].cpu().numpy().astype(np.int64), self.class_names)
+        # One transfer (one device sync) for boxes, scores and labels; labels < 80 are exact in float32.
+        packed = torch.cat((frame_boxes, kept_scores[keep, None].float(), labels[keep, None].float()), 1).cpu().numpy()
+        return Detections(packed[:, :4].astype(np.float32), packed[:, 4].astype(np.float32),
+                          packed[:, 5].astype(np.int64), self.class_names)

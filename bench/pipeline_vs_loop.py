@@ -152,7 +152,6 @@ def main() -> int:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--cuda-graph", action="store_true")
     p.add_argument("--random-weights", action="store_true")
-    p.add_argument("--decode", default="thread", choices=["thread", "process"], help="the app's video decoding")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
@@ -161,15 +160,15 @@ def main() -> int:
     source = args.source or sample_video_path()
     overrides = {"source.uri": source, "model.name": args.model, "engine.backend": args.backend,
                  "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
-                 "model.random_weights": args.random_weights, "source.decode": args.decode}
+                 "model.random_weights": args.random_weights}
     config = load_config(None, overrides)
     lab_config = load_config(None, dict(overrides, **{"engine.precision": "fp32", "engine.cuda_graph": False}))
     print("machine: %s" % machine())
-    print("model %s, backend %s %s%s, source %s (%s decoding), %d frames" % (
-        args.model, args.backend, args.precision, " + CUDA graph" if args.cuda_graph else "", source, args.decode,
-        args.frames))
+    print("model %s, backend %s %s%s, source %s, %d frames" % (args.model, args.backend, args.precision,
+                                                             " + CUDA graph" if args.cuda_graph else "", source,
+                                                             args.frames))
     figures = {"machine": machine(), "model": args.model, "backend": args.backend, "precision": args.precision,
-               "cuda_graph": args.cuda_graph, "frames": args.frames, "decode": args.decode}
+               "cuda_graph": args.cuda_graph, "frames": args.frames}
     figures["decode_fps"] = decode_only_fps(source, args.frames)
     figures["engine_fps"] = engine_only_fps(config, max(20, args.frames))
     figures["stages_only_fps"] = stages_only_fps(config, source, args.frames)

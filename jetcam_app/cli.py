@@ -15,7 +15,7 @@ from .registry import BACKENDS, MODELS
 OVERRIDES = {
     "source": "source.uri", "pace": "source.pace", "width": "source.width", "height": "source.height",
     "fps": "source.fps", "flip": "source.flip", "timeout": "source.timeout_s", "capture": "source.capture",
-    "gst": "source.gst", "reconnect_attempts": "source.reconnect_attempts", "decode": "source.decode",
+    "gst": "source.gst", "reconnect_attempts": "source.reconnect_attempts",
     "model": "model.name", "weights": "model.weights", "random_weights": "model.random_weights",
     "score_threshold": "model.score_threshold", "iou_threshold": "model.iou_threshold", "topk": "model.topk",
     "backend": "engine.backend", "precision": "engine.precision", "threads": "engine.threads",
@@ -45,7 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reconnect-attempts", type=int)
     s.add_argument("--capture", choices=["auto", "opencv", "gobject"], help="how GStreamer pipelines run")
     s.add_argument("--gst", help="a GStreamer pipeline of your own, ending in an appsink")
-    s.add_argument("--decode", help="video files: thread (default) or process (decoding off the GIL)")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="one of: %s" % ", ".join(MODELS.choices()))
     m.add_argument("--weights", help="weights file (also looked up in models/)")

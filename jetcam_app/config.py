@@ -27,7 +27,6 @@ class SourceConfig:
     reconnect_attempts: int = 3
     capture: str = "auto"
     gst: Optional[str] = None
-    decode: str = "thread"
 
 
 @dataclass(frozen=True)
@@ -187,8 +186,6 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.max_frames must be >= 0 and pipeline.queue_size >= 1")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
-    if config.source.decode not in ("thread", "process"):
-        raise ConfigError("source.decode must be thread or process, got %r" % config.source.decode)
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
 

@@ -53,7 +53,6 @@ MODELS.register("efficientnet_lite0", "jetcam_app.adapters.classification:Effici
 
 SOURCES = Registry("source kind")
 SOURCES.register("file", "jetcam_app.sources.video_file:VideoFileSource")
-SOURCES.register("file-process", "jetcam_app.sources.decode_process:ProcessVideoFileSource")
 SOURCES.register("image", "jetcam_app.sources.image_folder:ImageFolderSource")
 SOURCES.register("folder", "jetcam_app.sources.image_folder:ImageFolderSource")
 SOURCES.register("test", "jetcam_app.sources.synthetic:SyntheticSource")

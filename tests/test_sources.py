@@ -44,19 +44,17 @@ def run_capture(uri, delay_s=0.0, **config):
     return capture, frames
 
 
-@pytest.mark.parametrize("decode", ["thread", "process"])
-def test_replay_is_lossless_and_in_order(tmp_path, decode):
+def test_replay_is_lossless_and_in_order(tmp_path):
     path = write_index_video(tmp_path / "v.mp4", n_frames=40)
-    capture, frames = run_capture(path, delay_s=0.005, decode=decode)
+    capture, frames = run_capture(path, delay_s=0.005)
     assert [f.index for f in frames] == list(range(40))
     assert [decode_index(f.image) for f in frames] == list(range(40))
     assert capture.captured == 40 and capture.dropped == 0
 
 
-@pytest.mark.parametrize("decode", ["thread", "process"])
-def test_paced_replay_with_slow_consumer_drops_and_accounts(tmp_path, decode):
+def test_paced_replay_with_slow_consumer_drops_and_accounts(tmp_path):
     path = write_index_video(tmp_path / "v.mp4", n_frames=45, fps=30.0)
-    capture, frames = run_capture(path, delay_s=0.1, pace=True, decode=decode)  # 3 frame periods per frame
+    capture, frames = run_capture(path, delay_s=0.1, pace=True)  # 3 frame periods per frame
     indices = [decode_index(f.image) for f in frames]
     assert indices == [f.index for f in frames]
     assert all(b > a for a, b in zip(indices, indices[1:]))
@@ -135,33 +133,3 @@ def test_directory_source_kind(tmp_path):
 
 def test_decode_index_of_blank_frame_is_zero():
     assert decode_index(np.zeros((240, 320, 3), np.uint8)) == 0
-
-
-def test_process_decoding_closes_early_without_leftovers(tmp_path):
-    from multiprocessing import shared_memory
-
-    path = write_index_video(tmp_path / "v.mp4", n_frames=40)
-    source = create_source(SourceConfig(uri=path, decode="process"))
-    source.open()
-    child, shm_name = source._child, source._shm.name
-    frames = [source.read(5.0) for _ in range(3)]
-    source.close()
-    source.close()  # idempotent
-    assert [decode_index(f.image) for f in frames] == [0, 1, 2]
-    assert not child.is_alive()
-    with pytest.raises(FileNotFoundError):
-        shared_memory.SharedMemory(name=shm_name)
-
-
-def test_process_and_thread_decoding_give_identical_predictions(tmp_path, capsys):
-    from jetcam_app.cli import main
-
-    path = write_index_video(tmp_path / "v.mp4", n_frames=10)
-    outputs = []
-    for decode in ("thread", "process"):
-        out = tmp_path / decode
-        assert main(["--source", path, "--decode", decode, "--model", "mobilenet_v2", "--random-weights",
-                     "--headless", "--out", str(out)]) == 0
-        outputs.append((out / "predictions.jsonl").read_text())
-    capsys.readouterr()
-    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 10

@@ -106,6 +106,4 @@ def create_source(config: SourceConfig):
     kind = spec.kind
     if kind == "test" and spec.params.get("gst") == "1":
         kind = "gst"  # test://...?gst=1 runs videotestsrc through the same class as a CSI camera
-    if kind == "file" and config.decode == "process":
-        kind = "file-process"
     return SOURCES.get(kind)(spec, config)

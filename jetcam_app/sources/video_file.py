@@ -59,20 +59,15 @@ class VideoFileSource(Source):
             return self._timestamps[position]
         return position, position / (self.nominal_fps or 30.0)
 
-    def _next_image(self, timeout_s: float):
-        """The next decoded image, or None at the end of the file."""
+    def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
         if self._cap is None:
             return None
         if self._first is not None:
             image, self._first = self._first, None
-            return image
-        ok, image = self._cap.read()
-        return image if ok else None
-
-    def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
-        image = self._next_image(timeout_s)
-        if image is None:
-            return None
+        else:
+            ok, image = self._cap.read()
+            if not ok:
+                return None
         position = self._index
         self._index += 1
         index, timestamp_s = self._frame_time(position)

@@ -49,7 +49,6 @@ class Pipeline:
         self._source = source
         self._engine = engine
         self._adapter = adapter
-        self._display = False
         self.summary = {}  # type: Dict[str, Any]
 
     def request_stop(self, reason: str) -> None:
@@ -83,12 +82,13 @@ class Pipeline:
             target_fps = cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
-            sinks = self._make_sinks(target_fps)
+            headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
+            sinks = self._make_sinks(target_fps, headless)
             closers.append(sinks)
             # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of
             # their own and overlap with the next frame's inference.
             emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
-                                   threaded=not self._display, on_error=self.request_stop)
+                                   threaded=headless, on_error=self.request_stop)
             closers.append(emitter)
             input_recorder = self._make_input_recorder(source, target_fps)
             if input_recorder is not None:
@@ -124,7 +124,7 @@ class Pipeline:
                     error = error or close_error
             if emitter is not None:
                 self.summary = self._write_summary(out_dir, capture, emitter.processed, wall_s,
-                                                   emitter.timing_log.accumulated, source, adapter, stats)
+                                                   emitter.timing_log.accumulated, target_fps, source, adapter, stats)
         if error is None and capture is not None and capture.error is not None:
             error = capture.error
         if error is not None:
@@ -168,11 +168,9 @@ class Pipeline:
         if ready is not None:
             emitter.emit(ready)
 
-    def _make_sinks(self, fps: float):
+    def _make_sinks(self, fps: float, headless: bool):
         cfg = self.config.output
         sinks = []
-        headless = cfg.headless if cfg.headless is not None else not display_available()
-        self._display = not headless
         if not headless:
             sinks.append(DisplaySink("jetcam_app"))
         if cfg.record:
@@ -185,14 +183,11 @@ class Pipeline:
     def _make_input_recorder(self, source, fps: float):
         if not self.config.output.save_input:
             return None
-        from .input_recorder import InputRecorder
+        return LazyInputRecorder(self.config.output.save_input, source.nominal_fps or fps)
 
-        return LazyInputRecorder(InputRecorder, self.config.output.save_input, source.nominal_fps or fps)
-
-    def _write_summary(self, out_dir, capture, processed, wall_s, timings, source, adapter, stats):
+    def _write_summary(self, out_dir, capture, processed, wall_s, timings, target_fps, source, adapter, stats):
         captured = capture.captured if capture is not None else 0
         dropped = capture.dropped if capture is not None else 0
-        target_fps = self.config.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
         summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, {
             "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
@@ -240,13 +235,17 @@ class LazyVideoFileSink:
 
 
 class LazyInputRecorder:
-    def __init__(self, factory, path: str, fps: float):
-        self.factory, self.path, self.fps = factory, path, fps
+    """Opens the raw recording on the first captured frame, when the frame size is known."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
         self._recorder = None
 
     def write(self, frame) -> None:
         if self._recorder is None:
-            self._recorder = self.factory(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]))
+            from .input_recorder import InputRecorder
+
+            self._recorder = InputRecorder(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]))
         self._recorder.write(frame)
 
     def close(self) -> None:

@@ -46,7 +46,6 @@ class Processed:
     frame: Frame
     result: Result
     timing: FrameTiming
-    started: float  # perf_counter when the frame's work began
 
 
 class InferenceStages:
@@ -76,4 +75,4 @@ class InferenceStages:
         timing = FrameTiming(
             queue_wait_ms=(work.submitted - work.frame.capture_time) * 1000.0,
             pre_ms=self.clock.elapsed_ms(t0, t1), infer_ms=self.clock.elapsed_ms(t1, t2), post_ms=post_ms)
-        return Processed(work.frame, result, timing, work.submitted)
+        return Processed(work.frame, result, timing)

@@ -32,7 +32,7 @@ class FakeAdapter:
 def processed(i):
     frame = Frame(np.zeros((48, 64, 3), np.uint8), i, i / 30.0, time.perf_counter())
     result = Classification(np.array([1, 2]), np.array([0.6, 0.3], np.float32), ["a", "b", "c"])
-    return Processed(frame, result, FrameTiming(), time.perf_counter())
+    return Processed(frame, result, FrameTiming())
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ class VideoFileSource(Source):
         self._first = None
         self._index = 0
         self._start = 0.0
+        self._origin_s = 0.0
         self._timestamps = None  # type: Optional[List[Tuple[int, float]]]
 
     def open(self) -> None:
@@ -52,6 +53,7 @@ class VideoFileSource(Source):
         if self._timestamps:
             log.info("replaying %s with the %d capture timestamps of its sidecar", self.path, len(self._timestamps))
         self._index = 0
+        self._origin_s = self._frame_time(0)[1]  # paced replay: times are relative to the first frame's
         self._start = time.perf_counter()
 
     def _frame_time(self, position: int) -> Tuple[int, float]:
@@ -72,8 +74,7 @@ class VideoFileSource(Source):
         self._index += 1
         index, timestamp_s = self._frame_time(position)
         if self.is_live:
-            origin = self._frame_time(0)[1]
-            delay = self._start + (timestamp_s - origin) - time.perf_counter()
+            delay = self._start + (timestamp_s - self._origin_s) - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
         return Frame(image, index, timestamp_s, time.perf_counter())

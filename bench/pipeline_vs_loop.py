@@ -67,7 +67,7 @@ def engine_only_fps(config, iterations: int) -> float:
 
 def stages_only_fps(config, path: str, frames: int) -> float:
     """preprocess -> infer -> postprocess in one thread on frames decoded beforehand: the main thread's ceiling."""
-    from jetcam_app.stages import InferenceStages
+    from jetcam_app.graphed_stages import make_stages
     from jetcam_app.types import Frame
 
     cap = cv2.VideoCapture(path)
@@ -81,7 +81,7 @@ def stages_only_fps(config, path: str, frames: int) -> float:
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
     engine.load(build_core(adapter), adapter.example_input(), config.model.name)
-    stages = InferenceStages(adapter, engine)
+    stages = make_stages(adapter, engine)
     batch = [Frame(image, i, 0.0, time.perf_counter()) for i, image in enumerate(images)]
     for frame in batch[:5]:
         stages.finish(stages.submit(frame))

@@ -15,6 +15,7 @@ from .config import Config, to_dict
 from .engines.base import create_engine
 from .errors import OutputError
 from .emitter import FrameEmitter
+from .graphed_stages import make_stages
 from .stages import InferenceStages, Processed
 from .sinks import DisplaySink, MjpegHttpSink, VideoFileSink, build_sinks, display_available
 from .sources.spec import create_source
@@ -101,7 +102,7 @@ class Pipeline:
                      cfg.engine.precision, stats.provider_report())
             started = time.perf_counter()
             capture.start()
-            self._loop(InferenceStages(adapter, engine), capture, emitter)
+            self._loop(make_stages(adapter, engine), capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))

@@ -42,6 +42,21 @@ class ModelAdapter:
         """Detections in pixels of the original frame, or the top-k classes."""
         raise NotImplementedError
 
+    # The fused CUDA-graph path (graphed_stages.py): the three hooks below, all static shapes, no host sync.
+    supports_static = False
+
+    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """preprocess() for an HxWx3 uint8 frame already on the device."""
+        raise NotImplementedError
+
+    def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """postprocess() on the device with static shapes: a small packed float32 tensor for unpack()."""
+        raise NotImplementedError
+
+    def unpack(self, packed: np.ndarray) -> Optional[Result]:
+        """The result from static_postprocess()'s tensor on the host, or None when only postprocess() is exact."""
+        raise NotImplementedError
+
     def describe_weights(self) -> str:
         return "RANDOM WEIGHTS" if self.random_weights else (self.config.weights or "default weights")
 

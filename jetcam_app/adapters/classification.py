@@ -1,7 +1,7 @@
 """ImageNet classifiers (torchvision's MobileNetV2, AlexNet, ResNet18; EfficientNet-Lite0 from PyPI) + top-k."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from ..errors import WeightsError
 from ..types import Classification
 from .base import ModelAdapter, find_weights
 from .labels import IMAGENET_1000
-from .preprocess import prepare
+from .preprocess import prepare, prepare_tensor
 from .weights import MODELS_DIR, describe_source, load_into, load_weights_file, resolve_state_dict, seeded_init
 
 
@@ -56,6 +56,22 @@ class _ClassifierAdapter(ModelAdapter):
             scores=scores.cpu().numpy().astype(np.float32),
             class_names=self.class_names,
         )
+
+
+    supports_static = True
+
+    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        crop = centre_crop(image_bgr, self.input_size[0] / float(self.resize_px))
+        return prepare_tensor(crop, self.input_size, dtype, self.mean_255, self.std_255, rgb=True)
+
+    def static_postprocess(self, outputs: Sequence[torch.Tensor], image_hw: Tuple[int, int]) -> torch.Tensor:
+        probabilities = torch.softmax(outputs[0][0].float(), dim=-1)
+        scores, class_ids = probabilities.topk(max(1, min(self.config.topk, probabilities.shape[0])))
+        return torch.stack((class_ids.float(), scores), 1)
+
+    def unpack(self, packed: np.ndarray) -> Optional[Classification]:
+        return Classification(class_ids=packed[:, 0].astype(np.int64), scores=packed[:, 1].astype(np.float32),
+                              class_names=self.class_names)
 
 
 class _TorchvisionClassifierAdapter(_ClassifierAdapter):

@@ -14,7 +14,8 @@ from ..config import ModelConfig
 from ..types import Detections
 from .base import ModelAdapter
 from .labels import COCO_91
-from .preprocess import prepare
+from .preprocess import prepare, prepare_tensor
+from .static_nms import pack_detections, static_batched_nms, unpack_detections
 from .weights import describe_source, load_into, resolve_state_dict, seeded_init
 
 
@@ -38,6 +39,29 @@ class SsdCore(nn.Module):
             features = list(features.values())
         out = self.head(features)
         return out["bbox_regression"], out["cls_logits"]
+
+
+STATIC_TOPK = 1000  # candidates the device path considers; the frame falls back to postprocess() if too few
+
+
+def decode_boxes(box_coder: det_utils.BoxCoder, rel_codes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """BoxCoder.decode_single without its per-call host-to-device constants (a CUDA graph cannot capture those);
+    the same operations in the same order, so the boxes are bit-identical."""
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    ctr_x = anchors[:, 0] + 0.5 * widths
+    ctr_y = anchors[:, 1] + 0.5 * heights
+    wx, wy, ww, wh = box_coder.weights
+    dx = rel_codes[:, 0::4] / wx
+    dy = rel_codes[:, 1::4] / wy
+    dw = torch.clamp(rel_codes[:, 2::4] / ww, max=box_coder.bbox_xform_clip)
+    dh = torch.clamp(rel_codes[:, 3::4] / wh, max=box_coder.bbox_xform_clip)
+    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
+    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
+    half_w = 0.5 * (torch.exp(dw) * widths[:, None])
+    half_h = 0.5 * (torch.exp(dh) * heights[:, None])
+    return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h),
+                       dim=2).flatten(1)
 
 
 class _TorchvisionSsdAdapter(ModelAdapter):
@@ -170,6 +194,37 @@ class _TorchvisionSsdAdapter(ModelAdapter):
             labels=packed[:, 5].astype(np.int64),
             class_names=self.class_names,
         )
+
+
+    supports_static = True
+
+    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return prepare_tensor(image_bgr, self.input_size, dtype, self._mean_255, self._std_255, rgb=True)
+
+    def static_postprocess(self, outputs: Sequence[torch.Tensor], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """postprocess() with static shapes. The best STATIC_TOPK (anchor, class) pairs overall, each class capped
+        at topk_candidates by its rank among them, then static NMS. Exact (flagged so in the header) when every
+        candidate above the threshold is among them, or when max_detections boxes were kept from them: what lies
+        beyond scores lower than all of them and can neither suppress them nor come first."""
+        regression = outputs[0][0].float()
+        scores = torch.softmax(outputs[1][0].float(), dim=-1)[:, 1:]
+        boxes = decode_boxes(self.box_coder, regression, self._anchors_on(regression.device))
+        boxes = box_ops.clip_boxes_to_image(boxes, tuple(self.input_size))
+        classes = scores.shape[1]
+        flat = scores.flatten()
+        top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
+        labels = top % classes + 1
+        cand_boxes = boxes[top // classes]
+        class_rank = ((labels[:, None] == labels[None, :]).triu(1)).sum(0)
+        valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
+        keep, converged = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
+        above = (flat > self.config.score_threshold).sum()
+        exact = converged & ((above <= top.numel()) | (keep.sum() >= self.config.max_detections))
+        out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
+        return pack_detections(out_boxes, top_scores, labels, keep, exact, above, self.config.max_detections)
+
+    def unpack(self, packed: np.ndarray) -> Optional[Detections]:
+        return unpack_detections(packed, self.class_names)
 
 
 class Ssd300Vgg16Adapter(_TorchvisionSsdAdapter):

@@ -13,7 +13,7 @@ against a reference ONNX conversion of the same file run by ONNX Runtime (max ab
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from ..errors import WeightsError
 from ..types import Detections
 from .base import ModelAdapter, find_weights
 from .labels import COCO_80
-from .preprocess import prepare, scale_boxes_back
+from .preprocess import prepare, prepare_tensor, scale_boxes_back
+from .static_nms import pack_detections, static_batched_nms, unpack_detections
 
 NUM_CLASSES = 80
 REG_MAX = 10  # 11 bins per side
@@ -181,6 +182,29 @@ class NanoDetAdapter(ModelAdapter):
     def preprocess(self, image_bgr: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return prepare(image_bgr, self.input_size, device, dtype, MEAN_BGR, STD_BGR, rgb=False,
                        letterbox=self.letterbox, pad_value=0.0)
+
+    supports_static = True
+
+    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return prepare_tensor(image_bgr, self.input_size, dtype, MEAN_BGR, STD_BGR, rgb=False,
+                              letterbox=self.letterbox, pad_value=0.0)
+
+    def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """postprocess() with static shapes: the best PRE_NMS_TOPK (box, class) pairs, invalid below the
+        threshold, then static NMS; the same candidates and decisions as postprocess()."""
+        boxes, scores = self.decode(outputs)
+        flat = scores.flatten()
+        top_scores, top = flat.topk(min(PRE_NMS_TOPK, flat.numel()))
+        valid = top_scores > self.config.score_threshold
+        labels = top % NUM_CLASSES
+        cand_boxes = boxes[top // NUM_CLASSES]
+        keep, converged = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
+        frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
+        return pack_detections(frame_boxes, top_scores, labels, keep, converged, valid.sum(),
+                               self.config.max_detections)
+
+    def unpack(self, packed: np.ndarray) -> Optional[Detections]:
+        return unpack_detections(packed, self.class_names)
 
     def _grid(self, device: torch.device, stride: int) -> torch.Tensor:
         """(N, 2) cell centres (x, y) in input pixels, row-major like the head's flatten."""

@@ -67,31 +67,57 @@ def prepare(
     with mean/std in the 0-255 scale. On the CPU the resize runs on uint8 with OpenCV (fast on few
     cores); on CUDA the uint8 frame is uploaded and resized with bilinear interpolation on the GPU.
     """
-    out_h, out_w = size_hw
-    h, w = image_bgr.shape[:2]
-    if letterbox:
-        scale, pad_x, pad_y = letterbox_params((h, w), size_hw)
-        inner_hw = (int(round(h * scale)), int(round(w * scale)))
-    else:
-        pad_x = pad_y = 0
-        inner_hw = (out_h, out_w)
-    mean_t, std_t = _constants(tuple(mean), tuple(std), device)
     if device.type == "cpu":
-        resized = image_bgr
-        if (h, w) != inner_hw:
-            resized = cv2.resize(image_bgr, (inner_hw[1], inner_hw[0]), interpolation=cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).unsqueeze(0).float()
-    else:
-        x = upload(image_bgr, device).permute(2, 0, 1).unsqueeze(0).float()
-        if (h, w) != inner_hw:
-            x = F.interpolate(x, size=inner_hw, mode="bilinear", align_corners=False)
+        return _prepare_cpu(image_bgr, size_hw, dtype, mean, std, rgb, letterbox, pad_value)
+    return prepare_tensor(upload(image_bgr, device), size_hw, dtype, mean, std, rgb, letterbox, pad_value)
+
+
+def _inner_hw(image_hw: Tuple[int, int], size_hw: Tuple[int, int], letterbox: bool) -> Tuple[Tuple[int, int], int, int]:
+    if not letterbox:
+        return size_hw, 0, 0
+    scale, pad_x, pad_y = letterbox_params(image_hw, size_hw)
+    return (int(round(image_hw[0] * scale)), int(round(image_hw[1] * scale))), pad_x, pad_y
+
+
+def _prepare_cpu(image_bgr, size_hw, dtype, mean, std, rgb, letterbox, pad_value) -> torch.Tensor:
+    inner_hw, pad_x, pad_y = _inner_hw(image_bgr.shape[:2], size_hw, letterbox)
+    resized = image_bgr
+    if image_bgr.shape[:2] != inner_hw:
+        resized = cv2.resize(image_bgr, (inner_hw[1], inner_hw[0]), interpolation=cv2.INTER_LINEAR)
+    x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).unsqueeze(0).float()
+    return _normalise(x, size_hw, torch.device("cpu"), dtype, mean, std, rgb, letterbox, pad_x, pad_y, pad_value)
+
+
+def prepare_tensor(
+    image_bgr: torch.Tensor,
+    size_hw: Tuple[int, int],
+    dtype: torch.dtype,
+    mean: Sequence[float],
+    std: Sequence[float],
+    rgb: bool,
+    letterbox: bool = False,
+    pad_value: float = 0.0,
+) -> torch.Tensor:
+    """prepare() for an HxWx3 uint8 frame already on the device: tensor operations with static shapes only
+    (no host sync), so a CUDA graph can capture it."""
+    h, w = int(image_bgr.shape[0]), int(image_bgr.shape[1])
+    inner_hw, pad_x, pad_y = _inner_hw((h, w), size_hw, letterbox)
+    x = image_bgr.permute(2, 0, 1).unsqueeze(0).float()
+    if (h, w) != inner_hw:
+        x = F.interpolate(x, size=inner_hw, mode="bilinear", align_corners=False)
+    return _normalise(x, size_hw, image_bgr.device, dtype, mean, std, rgb, letterbox, pad_x, pad_y, pad_value)
+
+
+def _normalise(x, size_hw, device, dtype, mean, std, rgb, letterbox, pad_x, pad_y, pad_value) -> torch.Tensor:
+    out_h, out_w = size_hw
+    mean_t, std_t = _constants(tuple(mean), tuple(std), device)
     if rgb:
         x = x.flip(1)
     x = (x - mean_t) / std_t
     if letterbox:
         fill = (pad_value - mean_t) / std_t
         canvas = fill.expand(1, 3, out_h, out_w).clone()
-        canvas[:, :, pad_y:pad_y + inner_hw[0], pad_x:pad_x + inner_hw[1]] = x
+        canvas[:, :, pad_y:pad_y + x.shape[2], pad_x:pad_x + x.shape[3]] = x
         x = canvas
     return x.to(dtype).contiguous()
 

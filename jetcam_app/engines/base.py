@@ -18,6 +18,7 @@ class Engine:
     """
 
     name = "base"
+    fuses_stages = False  # True: the pipeline captures pre/infer/post in one CUDA graph around forward()
 
     def __init__(self, config: EngineConfig):
         self.config = config

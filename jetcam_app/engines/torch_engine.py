@@ -143,6 +143,17 @@ class TorchCudaEngine(TorchCpuEngine):
             # The graph's outputs are overwritten by the next replay: hand out copies.
             return tuple(t.clone() for t in self._static_out)
 
+    @property
+    def fuses_stages(self) -> bool:
+        """With --cuda-graph the pipeline captures preprocessing + forward + postprocessing in one graph
+        (graphed_stages.py), calling forward() inside its capture."""
+        return bool(self.config.cuda_graph)
+
+    def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The network on a batch, without this engine's own graph: for a caller's capture."""
+        with torch.inference_mode():
+            return as_tuple(self.network(self._prepare(batch)))
+
     def synchronize(self) -> None:
         torch.cuda.synchronize()
 

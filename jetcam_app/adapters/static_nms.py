@@ -1,0 +1,67 @@
+"""Exact greedy NMS with static shapes: no host sync, no data-dependent sizes, so it can run inside a CUDA graph.
+
+Greedy NMS over candidates sorted best first keeps candidate i exactly when no kept candidate j < i of the
+same class overlaps it by more than the IoU threshold. That rule has one solution, and the iteration
+`keep <- valid & not any(keep[j] & suppresses[j, i])` reaches it: after t rounds the first t candidates are
+settled, and once a round changes nothing the solution is found. A fixed number of rounds runs on the device;
+the caller learns whether it converged (it nearly always does in a few rounds) and otherwise falls back to
+the dynamic NMS, so the result is always torchvision's.
+
+Results travel back to the host packed in one small float32 tensor:
+row 0 = (kept, exact, candidates, 0, 0, 0); rows 1..kept = (x1, y1, x2, y2, score, label), best first.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from ..types import Detections
+
+NMS_ROUNDS = 12  # rounds run on the device; the chains of suppression in real frames are a few links long
+
+
+def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+                       iou_threshold: float, rounds: int = NMS_ROUNDS) -> Tuple[torch.Tensor, torch.Tensor]:
+    """keep (K,) bool and converged (0-d bool) for candidates already sorted by score, best first.
+
+    Invalid candidates are never kept and suppress nothing. Same decisions as torchvision.ops.batched_nms
+    (IoU > threshold within a class) once converged; only exactly equal scores may be ordered differently.
+    """
+    del scores  # the order carries the scores
+    k = boxes.shape[0]
+    earlier = torch.ones((k, k), dtype=torch.bool, device=boxes.device).triu(1)  # [j, i]: j comes before i
+    suppresses = (box_iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :]) & earlier
+    suppresses &= valid[:, None]
+    keep = previous = valid
+    for _ in range(rounds):
+        previous = keep
+        keep = valid & ~(suppresses & keep[:, None]).any(0)
+    return keep, (keep == previous).all()
+
+
+def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor,
+                    exact: torch.Tensor, candidates: torch.Tensor, max_detections: int) -> torch.Tensor:
+    """The kept rows (best first, at most max_detections) under a header row; static shapes throughout."""
+    order = torch.cumsum(keep.to(torch.int64), 0) - 1
+    chosen = keep & (order < max_detections)
+    trash = max_detections + 1  # rows not chosen all land in one spare row, dropped below
+    slot = torch.where(chosen, order + 1, torch.full_like(order, trash))
+    rows = torch.cat((boxes.float(), scores.float()[:, None], labels.float()[:, None]), 1)
+    body = torch.zeros((max_detections + 2, 6), dtype=torch.float32, device=boxes.device)
+    body.index_copy_(0, slot, rows)
+    zero = torch.zeros((), dtype=torch.float32, device=boxes.device)
+    header = torch.stack((chosen.sum().float(), exact.float(), candidates.float(), zero, zero, zero))
+    body[0] = header
+    return body[:max_detections + 1]
+
+
+def unpack_detections(packed: np.ndarray, class_names: Sequence[str]) -> Optional[Detections]:
+    """Detections from pack_detections' rows, or None when the device result was not exact (use the dynamic path)."""
+    if packed[0, 1] < 0.5:
+        return None
+    rows = packed[1:1 + int(packed[0, 0])]
+    return Detections(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32),
+                      rows[:, 5].astype(np.int64), class_names)

@@ -1,0 +1,120 @@
+"""The device path with static shapes (the fused CUDA graph's pre/post): static NMS against torchvision, each
+adapter's static postprocessing against its dynamic one, and on CUDA the fused graph against the eager stages."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from jetcam_app.adapters.base import build_core, create_adapter
+from jetcam_app.adapters.static_nms import static_batched_nms
+from jetcam_app.config import load_config
+from jetcam_app.engines.base import create_engine
+from jetcam_app.graphed_stages import GraphedStages, make_stages
+from jetcam_app.stages import InferenceStages
+from jetcam_app.types import Frame
+
+MODELS = ("nanodet", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "mobilenet_v2")
+
+
+def clustered_boxes(generator, k):
+    centres = torch.rand(int(torch.randint(1, 20, (1,), generator=generator)), 2, generator=generator) * 500
+    picks = torch.randint(0, len(centres), (k,), generator=generator)
+    c = centres[picks] + torch.randn(k, 2, generator=generator) * 15
+    wh = torch.rand(k, 2, generator=generator) * 80 + 10
+    return torch.cat([c - wh / 2, c + wh / 2], 1)
+
+
+def test_static_nms_keeps_what_torchvision_keeps():
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        k = int(torch.randint(1, 400, (1,), generator=generator))
+        boxes = clustered_boxes(generator, k)
+        scores, labels = torch.rand(k, generator=generator), torch.randint(0, 3, (k,), generator=generator)
+        order = scores.argsort(descending=True)
+        boxes, scores, labels = boxes[order], scores[order], labels[order]
+        valid = scores > 0.2
+        expected = torch.nonzero(valid).squeeze(1)[
+            torchvision.ops.batched_nms(boxes[valid], scores[valid], labels[valid], 0.5)].sort().values
+        keep, converged = static_batched_nms(boxes, scores, labels, valid, 0.5, rounds=k + 1)
+        assert bool(converged)
+        assert torch.equal(torch.nonzero(keep).squeeze(1), expected), trial
+
+
+def test_static_nms_reports_when_rounds_are_too_few():
+    # a chain: each box overlaps the next, so every second one survives, settled one link per round
+    boxes = torch.tensor([[float(i * 10), 0.0, float(i * 10 + 30), 10.0] for i in range(12)])
+    scores = torch.linspace(1.0, 0.5, 12)
+    labels, valid = torch.zeros(12, dtype=torch.int64), torch.ones(12, dtype=torch.bool)
+    _, converged = static_batched_nms(boxes, scores, labels, valid, 0.3, rounds=2)
+    keep, converged_late = static_batched_nms(boxes, scores, labels, valid, 0.3, rounds=13)
+    assert not bool(converged) and bool(converged_late)
+    expected = torchvision.ops.nms(boxes, scores, 0.3).sort().values
+    assert torch.equal(torch.nonzero(keep).squeeze(1), expected)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_static_postprocess_equals_postprocess(name, photos):
+    adapter = create_adapter(load_config(None, {"model.name": name, "model.random_weights": name != "nanodet"}).model)
+    network = build_core(adapter).eval()
+    for image in (photos["astronaut"], photos["coffee"], photos["motorcycle_left"]):
+        with torch.inference_mode():
+            outputs = network(adapter.prepare_tensor(torch.from_numpy(image), torch.float32))
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            expected = adapter.postprocess(outputs, image.shape[:2])
+            got = adapter.unpack(adapter.static_postprocess(outputs, image.shape[:2]).numpy())
+        assert got is not None
+        if adapter.task == "classification":
+            np.testing.assert_array_equal(got.class_ids, expected.class_ids)
+            np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
+        else:
+            assert len(got) == len(expected)
+            np.testing.assert_array_equal(got.labels, expected.labels)
+            np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-3)
+            np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
+    if name == "ssd300_vgg16":
+        assert len(expected) > 10  # random SSD300 weights keep many boxes: the NMS had work to do
+
+
+def test_prepare_tensor_matches_cuda_preprocess_recipe(photos):
+    adapter = create_adapter(load_config(None, {"model.name": "nanodet"}).model)
+    image = photos["astronaut"][:300]  # not square: letterbox padding
+    x = adapter.prepare_tensor(torch.from_numpy(image), torch.float32)
+    cpu = adapter.preprocess(image, torch.device("cpu"), torch.float32)  # OpenCV resizes uint8 on the CPU
+    assert x.shape == cpu.shape == (1, 3, 416, 416)
+    assert float((x - cpu).abs().max()) < 0.05  # normalised units: the uint8 rounding of OpenCV's resize
+
+
+def test_eager_stages_where_no_graph():
+    config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
+    adapter = create_adapter(config.model)
+    assert isinstance(make_stages(adapter, create_engine(config.engine)), InferenceStages)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_fused_graph_equals_eager_stages(name, precision, photos):
+    config = load_config(None, {"model.name": name, "model.random_weights": name != "nanodet",
+                                "engine.backend": "cuda", "engine.precision": precision, "engine.cuda_graph": True})
+    adapter = create_adapter(config.model)
+    engine = create_engine(config.engine)
+    engine.load(build_core(adapter), adapter.example_input(), name)
+    fused = make_stages(adapter, engine)
+    assert isinstance(fused, GraphedStages)
+    eager = InferenceStages(adapter, engine)
+    frames = [photos["astronaut"], photos["coffee"], photos["astronaut"], photos["motorcycle_left"]]
+    for i, image in enumerate(frames):
+        frame = Frame(image, i, 0.0, 0.0)
+        got = fused.finish(fused.submit(frame))
+        expected = eager.finish(eager.submit(frame))
+        assert got.timing.infer_ms > 0
+        if adapter.task == "classification":
+            np.testing.assert_array_equal(got.result.class_ids, expected.result.class_ids)
+        else:
+            assert len(got.result) == len(expected.result)
+            np.testing.assert_array_equal(got.result.labels, expected.result.labels)
+            np.testing.assert_allclose(got.result.boxes, expected.result.boxes, atol=0.05)
+    assert len(fused._sizes) == 3  # one graph per frame size, reused for the repeated one
+    engine.close()

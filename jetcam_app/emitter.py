@@ -1,11 +1,13 @@
 """Emission of processed frames: overlay, sinks and the per-frame logs, inline or on a worker thread."""
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
 import time
-from typing import Callable, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Optional
 
 from .capture import CaptureThread
 from .config import Config
@@ -13,6 +15,16 @@ from .overlay import HudInfo, Overlay
 from .stages import Processed
 from .stats import StatsPoller
 from .timing import PredictionLog, RollingStats, TimingLog
+
+DRAW_THREADS = 2  # drawings in parallel on the emitter's pool, where there are cores to spare
+
+
+def draw_threads(threaded: bool) -> int:
+    """0 (draw on the emitter thread) unless the emitter is threaded and there are 4+ usable cores: on 2
+    cores a second drawing thread takes CPU time from inference."""
+    from .engines.torch_engine import cpu_threads
+
+    return DRAW_THREADS if threaded and cpu_threads(0) >= 4 else 0
 
 
 class FrameEmitter:
@@ -39,6 +51,11 @@ class FrameEmitter:
         self._on_error = on_error
         self._queue = None  # type: Optional[queue.Queue]
         self._thread = None  # type: Optional[threading.Thread]
+        self._overlays = {}  # type: Dict[int, Overlay]
+        self._pool = None  # type: Optional[ThreadPoolExecutor]
+        self._pool_size = draw_threads(threaded)
+        if self._pool_size:
+            self._pool = ThreadPoolExecutor(self._pool_size, thread_name_prefix="draw")
         if threaded:
             self._queue = queue.Queue(maxsize=4)
             self._thread = threading.Thread(target=self._work, name="emitter", daemon=True)
@@ -59,41 +76,78 @@ class FrameEmitter:
                 continue
 
     def _work(self) -> None:
+        """Frames are drawn by a small pool (OpenCV drawing releases the GIL, so drawings overlap) and written
+        and logged here in order; a drawing in progress is waited for as soon as no other frame is queued."""
+        pending = collections.deque()  # type: collections.deque
         while True:
             done = self._queue.get()
             if done is None:
-                return
+                break
             if self.error is not None:
                 continue  # drain: a failed emitter keeps accepting so the main thread never blocks
             try:
-                self._emit(done)
+                hud = self._hud(done)
+                if self._pool is None:
+                    self._complete(done, self._draw(done, hud))
+                    continue
+                pending.append((done, self._pool.submit(self._draw, done, hud)))
+                while pending and (len(pending) > self._pool_size or self._queue.empty()):
+                    finished, drawing = pending.popleft()
+                    self._complete(finished, drawing.result())
             except BaseException as e:  # noqa: B902 - handed to the main thread by emit() and close()
-                self.error = e
-                if self._on_error is not None:
-                    self._on_error("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+                self._fail(e)
+        try:
+            while pending and self.error is None:
+                finished, drawing = pending.popleft()
+                self._complete(finished, drawing.result())
+        except BaseException as e:  # noqa: B902
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        self.error = e
+        if self._on_error is not None:
+            self._on_error("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
 
     def _emit(self, done: Processed) -> None:
-        timing, frame = done.timing, done.frame
+        self._complete(done, self._draw(done, self._hud(done)))
+
+    def _hud(self, done: Processed) -> HudInfo:
+        timing = done.timing
         sample = self.stats.latest()
         p95_ms = self.rolling.p95_ms()
-        dropped = self.capture.dropped if self.capture is not None else 0
         cfg = self.config
-        t0 = time.perf_counter()
-        hud = HudInfo(
+        return HudInfo(
             fps=self.rolling.fps(), stage_ms={"pre": timing.pre_ms, "infer": timing.infer_ms,
                                               "post": timing.post_ms, "draw": self._last_draw_ms},
             rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
             gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend, precision=cfg.engine.precision,
             realtime_ok=None if p95_ms is None else p95_ms <= self.budget_ms, budget_ms=self.budget_ms,
-            p95_ms=p95_ms, random_weights=self.adapter.random_weights, dropped=dropped)
-        image = self.overlay.annotate(frame.image, done.result, hud)
+            p95_ms=p95_ms, random_weights=self.adapter.random_weights, dropped=self._dropped())
+
+    def _dropped(self) -> int:
+        return self.capture.dropped if self.capture is not None else 0
+
+    def _draw(self, done: Processed, hud: HudInfo):
+        """(annotated image, draw ms); an Overlay per drawing thread (it caches per-frame-size metrics)."""
+        overlay = self._overlays.get(threading.get_ident())
+        if overlay is None:
+            overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
+            self.overlay = overlay
+        t0 = time.perf_counter()
+        image = overlay.annotate(done.frame.image, done.result, hud)
+        return image, (time.perf_counter() - t0) * 1e3
+
+    def _complete(self, done: Processed, drawn) -> None:
+        image, draw_ms = drawn
+        timing, frame = done.timing, done.frame
         t1 = time.perf_counter()
         self.sinks.write(image, frame.index)
         t2 = time.perf_counter()
-        timing.draw_ms, timing.sink_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        timing.draw_ms, timing.sink_ms = draw_ms, (t2 - t1) * 1e3
         timing.latency_ms = (t2 - frame.capture_time) * 1e3
         self._last_draw_ms = timing.draw_ms
-        self.timing_log.write(frame.index, frame.timestamp_s, timing, dropped, sample.rss_mb, sample.gpu_mb)
+        sample = self.stats.latest()
+        self.timing_log.write(frame.index, frame.timestamp_s, timing, self._dropped(), sample.rss_mb, sample.gpu_mb)
         self.prediction_log.write(frame.index, done.result)
         # The badge follows capture-to-result latency on live sources; in lossless replay frames wait in the
         # queue by design, so there it follows the frame's own processing time.
@@ -107,6 +161,9 @@ class FrameEmitter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self.timing_log.close()
         self.prediction_log.close()
         if self.error is not None and not self._reported:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -55,16 +55,17 @@ class _CapturedSize:
                 self.outputs, self.packed = body()
         self.host_out = torch.empty(packed.shape, dtype=torch.float32).pin_memory()
         self.host_out_np = self.host_out.numpy()
-        self.input_free = None  # type: Any  # event: the last upload out of host_in is done
+        self.input_free = None  # type: Any  # event: the last upload out of host_in is done (a frame ago or two)
         self.result_ready = None  # type: Any  # event: host_out holds the last replay's result
 
 
 class GraphedStages:
     """submit()/finish() like InferenceStages, with the device work of a frame in one graph replay.
-    One frame in flight at a time (the pipeline's loop finishes frame n before it submits n + 1): the graph's
-    buffers hold one frame."""
+    Two graphs per frame size, used in turn, so two frames can be in flight (the pipeline finishes frame n
+    before it submits n + 2)."""
 
     asynchronous = True
+    depth = 2
 
     def __init__(self, adapter, engine):
         self.adapter = adapter
@@ -72,7 +73,8 @@ class GraphedStages:
         self.clock = StageClock(engine.device)
         self.eager = InferenceStages(adapter, engine)
         self.fallbacks = 0  # frames the device result was not exact for
-        self._sizes = collections.OrderedDict()  # type: Dict[Tuple[int, ...], _CapturedSize]
+        self._sizes = collections.OrderedDict()  # type: Dict[Tuple[int, ...], List[_CapturedSize]]
+        self._turn = 0
         self._warned = False
 
     def _captured(self, shape: Tuple[int, ...]):
@@ -80,7 +82,7 @@ class GraphedStages:
         if size is None and len(self._sizes) < MAX_GRAPHS and not self._warned:
             start = time.perf_counter()
             try:
-                size = _CapturedSize(self.adapter, self.engine, shape)
+                size = [_CapturedSize(self.adapter, self.engine, shape) for _ in range(self.depth)]
             except RuntimeError as e:  # an older torch that cannot capture one of the operations
                 self._warned = True
                 log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly",
@@ -95,9 +97,11 @@ class GraphedStages:
         return size
 
     def submit(self, frame: Frame) -> InFlight:
-        size = self._captured(tuple(frame.image.shape))
-        if size is None:
+        slots = self._captured(tuple(frame.image.shape))
+        if slots is None:
             return self.eager.submit(frame)
+        self._turn = (self._turn + 1) % len(slots)
+        size = slots[self._turn]
         now = time.perf_counter()
         if size.input_free is not None:
             size.input_free.synchronize()

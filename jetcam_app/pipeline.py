@@ -1,6 +1,7 @@
 """Wiring and lifecycle: source -> capture thread -> preprocess -> engine -> postprocess -> overlay -> sinks -> logs."""
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -16,7 +17,6 @@ from .engines.base import create_engine
 from .errors import OutputError
 from .emitter import FrameEmitter
 from .graphed_stages import make_stages
-from .stages import InferenceStages, Processed
 from .sinks import DisplaySink, MjpegHttpSink, VideoFileSink, build_sinks, display_available
 from .sources.spec import create_source
 from .stats import StatsPoller
@@ -132,42 +132,39 @@ class Pipeline:
             raise error
         return self.summary
 
-    def _loop(self, stages: InferenceStages, capture: CaptureThread, emitter: "FrameEmitter") -> None:
-        """Frame n is submitted (on CUDA: queued on the GPU), then frame n-1 is drawn, written and logged
-        while the GPU works, then frame n is postprocessed. Frames that finished are always emitted."""
+    def _loop(self, stages, capture: CaptureThread, emitter: "FrameEmitter") -> None:
+        """Up to `stages.depth` frames are in flight: on CUDA frame n + 1 is uploaded and queued while the GPU
+        still works on frame n; then frame n is finished and handed to the emitter (drawn, written and logged
+        on its own thread when headless). Frames in flight when the run stops are finished and emitted."""
         max_frames = self.config.pipeline.max_frames
-        ready = None  # type: Optional[Processed]
+        inflight = collections.deque()  # type: collections.deque
         submitted = 0
-        while not self.stop.is_set():
-            frame = None
-            if not (max_frames and submitted >= max_frames):
-                frame = capture.channel.get(0.0 if ready is not None else 0.1)
-            work = None
-            if frame is not None:
-                submitted += 1
+        try:
+            while not self.stop.is_set():
+                frame = None
+                if not (max_frames and submitted >= max_frames):
+                    frame = capture.channel.get(0.0 if inflight else 0.1)
+                if frame is not None:
+                    submitted += 1
+                    inflight.append(stages.submit(frame))
+                if inflight and (frame is None or len(inflight) >= stages.depth):
+                    emitter.emit(stages.finish(inflight.popleft()))
+                    if emitter.sinks.stop_requested:
+                        self.request_stop("q pressed in the window")
+                elif frame is None and not inflight:
+                    if max_frames and submitted >= max_frames:
+                        self.request_stop("--max-frames %d reached" % max_frames)
+                    elif capture.channel.finished:
+                        self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
+        finally:
+            failing = sys.exc_info()[0] is not None
+            while inflight:
                 try:
-                    work = stages.submit(frame)
-                except BaseException:
-                    if ready is not None:
-                        emitter.emit(ready)
-                    raise
-            if ready is not None:
-                emitter.emit(ready)
-                ready = None
-                if emitter.sinks.stop_requested:
-                    self.request_stop("q pressed in the window")
-            if work is not None:
-                ready = stages.finish(work)
-                if not stages.asynchronous:  # nothing to overlap with: emit now, don't hold it a frame
-                    emitter.emit(ready)
-                    ready = None
-            elif frame is None and ready is None:
-                if max_frames and submitted >= max_frames:
-                    self.request_stop("--max-frames %d reached" % max_frames)
-                elif capture.channel.finished:
-                    self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
-        if ready is not None:
-            emitter.emit(ready)
+                    emitter.emit(stages.finish(inflight.popleft()))
+                except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
+                    if not failing:
+                        raise
+                    log.debug("frame in flight lost after the error: %s", e)
 
     def _make_sinks(self, fps: float, headless: bool):
         cfg = self.config.output

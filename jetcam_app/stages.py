@@ -53,8 +53,10 @@ class InferenceStages:
         self.adapter = adapter
         self.engine = engine
         self.clock = StageClock(engine.device)
-        # On CUDA submit() returns before the GPU is done, so the previous frame can be drawn meanwhile.
+        # On CUDA submit() returns before the GPU is done: the pipeline keeps two frames in flight, so the
+        # next frame's upload overlaps the GPU's work and the previous frame is drawn meanwhile.
         self.asynchronous = self.clock.cuda
+        self.depth = 2 if self.asynchronous else 1
 
     def submit(self, frame: Frame) -> InFlight:
         """Preprocess and start inference; on CUDA this returns before the GPU is done."""

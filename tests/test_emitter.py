@@ -57,6 +57,30 @@ def test_threaded_emitter_keeps_order_and_every_frame(tmp_path, stats):
     assert not [t for t in threading.enumerate() if t.name == "emitter"]
 
 
+class SlowOverlayEmitter(FrameEmitter):
+    """Drawing takes 5 ms outside the GIL, like OpenCV drawing many boxes; records which threads drew."""
+
+    def _draw(self, done, hud):
+        self.drawn_by = getattr(self, "drawn_by", set()) | {threading.current_thread().name}
+        time.sleep(0.005 if done.frame.index % 3 else 0.0)  # uneven: later frames may finish drawing first
+        return FrameEmitter._draw(self, done, hud)
+
+
+@pytest.mark.parametrize("pool", [0, 2])
+def test_parallel_drawing_keeps_order_and_every_frame(tmp_path, stats, monkeypatch, pool):
+    monkeypatch.setattr("jetcam_app.emitter.draw_threads", lambda threaded: pool if threaded else 0)
+    sink = RecordingSink()
+    emitter = SlowOverlayEmitter(load_config(), str(tmp_path), FakeAdapter(), stats, 33.3, sink, threaded=True)
+    for i in range(40):
+        emitter.emit(processed(i))
+    emitter.close()
+    assert sink.indices == list(range(40)) and emitter.processed == 40
+    rows = open(str(tmp_path / "timing.csv")).read().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(40))
+    assert all(name.startswith("draw") for name in emitter.drawn_by) == bool(pool)
+    assert len(emitter.drawn_by) == (pool or 1)
+
+
 def test_threaded_emitter_error_reaches_the_caller_once(tmp_path, stats):
     reasons = []
     emitter = make(tmp_path, RecordingSink(fail_at=3), stats, threaded=True, on_error=reasons.append)

@@ -55,6 +55,7 @@ class PipelineConfig:
     max_frames: int = 0
     queue_size: int = 8
     target_fps: float = 0.0
+    draw_threads: int = -1
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,8 @@ def validate(config: Config) -> None:
         raise ConfigError("model.score_threshold must be between 0 and 1, got %s" % config.model.score_threshold)
     if config.pipeline.max_frames < 0 or config.pipeline.queue_size < 1:
         raise ConfigError("pipeline.max_frames must be >= 0 and pipeline.queue_size >= 1")
+    if config.pipeline.draw_threads < -1:
+        raise ConfigError("pipeline.draw_threads must be -1 (automatic), 0 (no pool) or a thread count")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
     if config.stats.interval_s <= 0:

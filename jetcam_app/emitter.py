@@ -19,12 +19,16 @@ from .timing import PredictionLog, RollingStats, TimingLog
 DRAW_THREADS = 2  # drawings in parallel on the emitter's pool, where there are cores to spare
 
 
-def draw_threads(threaded: bool) -> int:
-    """0 (draw on the emitter thread) unless the emitter is threaded and there are 4+ usable cores: on 2
-    cores a second drawing thread takes CPU time from inference."""
+def draw_threads(threaded: bool, requested: int = -1) -> int:
+    """Threads drawing in parallel; 0 = draw on the emitter thread. Automatic (-1): a pool only when the emitter
+    is threaded and there are 4+ usable cores; on 2 cores a second drawing thread takes CPU time from inference."""
     from .engines.torch_engine import cpu_threads
 
-    return DRAW_THREADS if threaded and cpu_threads(0) >= 4 else 0
+    if not threaded:
+        return 0
+    if requested >= 0:
+        return requested
+    return DRAW_THREADS if cpu_threads(0) >= 4 else 0
 
 
 class FrameEmitter:
@@ -53,7 +57,7 @@ class FrameEmitter:
         self._thread = None  # type: Optional[threading.Thread]
         self._overlays = {}  # type: Dict[int, Overlay]
         self._pool = None  # type: Optional[ThreadPoolExecutor]
-        self._pool_size = draw_threads(threaded)
+        self._pool_size = draw_threads(threaded, config.pipeline.draw_threads)
         if self._pool_size:
             self._pool = ThreadPoolExecutor(self._pool_size, thread_name_prefix="draw")
         if threaded:

@@ -68,7 +68,7 @@ class SlowOverlayEmitter(FrameEmitter):
 
 @pytest.mark.parametrize("pool", [0, 2])
 def test_parallel_drawing_keeps_order_and_every_frame(tmp_path, stats, monkeypatch, pool):
-    monkeypatch.setattr("jetcam_app.emitter.draw_threads", lambda threaded: pool if threaded else 0)
+    monkeypatch.setattr("jetcam_app.emitter.draw_threads", lambda threaded, requested: pool if threaded else 0)
     sink = RecordingSink()
     emitter = SlowOverlayEmitter(load_config(), str(tmp_path), FakeAdapter(), stats, 33.3, sink, threaded=True)
     for i in range(40):

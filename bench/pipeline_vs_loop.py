@@ -153,6 +153,7 @@ def main() -> int:
     p.add_argument("--cuda-graph", action="store_true")
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     from jetcam_app.assets import sample_video_path
@@ -160,7 +161,7 @@ def main() -> int:
     source = args.source or sample_video_path()
     overrides = {"source.uri": source, "model.name": args.model, "engine.backend": args.backend,
                  "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
-                 "model.random_weights": args.random_weights}
+                 "model.random_weights": args.random_weights, "pipeline.draw_threads": args.draw_threads}
     config = load_config(None, overrides)
     lab_config = load_config(None, dict(overrides, **{"engine.precision": "fp32", "engine.cuda_graph": False}))
     print("machine: %s" % machine())
@@ -178,6 +179,8 @@ def main() -> int:
     figures["app_vs_loop"] = figures["app_fps"] / figures["lab_loop_fps"]
     figures["app_vs_bound"] = figures["app_fps"] / min(figures["decode_fps"], figures["engine_fps"])
     figures["app_stage_p50_ms"] = {k: v["p50"] for k, v in summary["stages_ms"].items()}
+    figures["graph_fallbacks"] = summary.get("graph_fallbacks")
+    print("  fused-graph frames sent to the dynamic postprocessing: %s" % figures["graph_fallbacks"])
     print("  app stage p50 ms: " + ", ".join("%s %.2f" % (k, v or 0) for k, v in figures["app_stage_p50_ms"].items()))
     for key in ("decode_fps", "engine_fps", "stages_only_fps", "lab_loop_fps", "app_fps"):
         print("  %-14s %8.1f" % (key, figures[key]))

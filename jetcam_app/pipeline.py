@@ -51,6 +51,7 @@ class Pipeline:
         self._engine = engine
         self._adapter = adapter
         self.summary = {}  # type: Dict[str, Any]
+        self._stages = None  # type: Any
 
     def request_stop(self, reason: str) -> None:
         """Safe from signal handlers and other threads: the main loop ends after the current frame."""
@@ -102,7 +103,8 @@ class Pipeline:
                      cfg.engine.precision, stats.provider_report())
             started = time.perf_counter()
             capture.start()
-            self._loop(make_stages(adapter, engine), capture, emitter)
+            self._stages = make_stages(adapter, engine)
+            self._loop(self._stages, capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
@@ -194,6 +196,8 @@ class Pipeline:
             "model": self.config.model.name, "weights": adapter.describe_weights(),
             "backend": self.config.engine.backend, "precision": self.config.engine.precision,
             "stats_provider": stats.provider_report() if stats is not None else None,
+            # frames whose fused-graph result was not provably exact and went through the dynamic postprocessing
+            "graph_fallbacks": getattr(self._stages, "fallbacks", None),
             "config": to_dict(self.config),
         })
         path = os.path.join(out_dir, "summary.json")

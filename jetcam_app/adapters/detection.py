@@ -15,7 +15,7 @@ from ..types import Detections
 from .base import ModelAdapter
 from .labels import COCO_91
 from .preprocess import prepare, prepare_tensor
-from .static_nms import pack_detections, static_batched_nms, unpack_detections
+from .static_nms import pack_detections, settled, static_batched_nms, unpack_detections
 from .weights import describe_source, load_into, resolve_state_dict, seeded_init
 
 
@@ -41,7 +41,7 @@ class SsdCore(nn.Module):
         return out["bbox_regression"], out["cls_logits"]
 
 
-STATIC_TOPK = 1000  # candidates the device path considers; the frame falls back to postprocess() if too few
+STATIC_TOPK = 512  # candidates the device path considers; the frame falls back to postprocess() if too few
 
 
 def decode_boxes(box_coder: det_utils.BoxCoder, rel_codes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -215,11 +215,11 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
         labels = top % classes + 1
         cand_boxes = boxes[top // classes]
-        class_rank = ((labels[:, None] == labels[None, :]).triu(1)).sum(0)
+        class_rank = (labels[:, None] == labels[None, :]).tril(-1).sum(1)  # better candidates of the same class
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
-        keep, converged = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
+        keep, stable = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
         above = (flat > self.config.score_threshold).sum()
-        exact = converged & ((above <= top.numel()) | (keep.sum() >= self.config.max_detections))
+        exact = settled(keep, stable, self.config.max_detections) & ((above <= top.numel()) | (keep.sum() >= self.config.max_detections))
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
         return pack_detections(out_boxes, top_scores, labels, keep, exact, above, self.config.max_detections)
 

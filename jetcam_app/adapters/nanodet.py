@@ -27,7 +27,7 @@ from ..types import Detections
 from .base import ModelAdapter, find_weights
 from .labels import COCO_80
 from .preprocess import prepare, prepare_tensor, scale_boxes_back
-from .static_nms import pack_detections, static_batched_nms, unpack_detections
+from .static_nms import pack_detections, settled, static_batched_nms, unpack_detections
 
 NUM_CLASSES = 80
 REG_MAX = 10  # 11 bins per side
@@ -36,6 +36,7 @@ MEAN_BGR = (103.53, 116.28, 123.675)
 STD_BGR = (57.375, 57.12, 58.395)
 LEAKY_SLOPE = 0.1
 PRE_NMS_TOPK = 1000  # candidates kept before NMS; bounds the NMS cost on cluttered frames
+STATIC_TOPK = 256  # candidates the device path considers; the frame falls back to postprocess() if too few
 
 
 def conv_act(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -190,18 +191,21 @@ class NanoDetAdapter(ModelAdapter):
                               letterbox=self.letterbox, pad_value=0.0)
 
     def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
-        """postprocess() with static shapes: the best PRE_NMS_TOPK (box, class) pairs, invalid below the
-        threshold, then static NMS; the same candidates and decisions as postprocess()."""
+        """postprocess() with static shapes: the best STATIC_TOPK (box, class) pairs, invalid below the threshold,
+        then static NMS. Exact (flagged so in the header) when every candidate above the threshold is among them,
+        or when max_detections boxes were kept from them: what lies beyond scores lower than all of them and
+        can neither suppress them nor come first."""
         boxes, scores = self.decode(outputs)
         flat = scores.flatten()
-        top_scores, top = flat.topk(min(PRE_NMS_TOPK, flat.numel()))
+        top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
         valid = top_scores > self.config.score_threshold
         labels = top % NUM_CLASSES
         cand_boxes = boxes[top // NUM_CLASSES]
-        keep, converged = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
+        keep, stable = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
+        above = (flat > self.config.score_threshold).sum()
+        exact = settled(keep, stable, self.config.max_detections) & ((above <= top.numel()) | (keep.sum() >= self.config.max_detections))
         frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
-        return pack_detections(frame_boxes, top_scores, labels, keep, converged, valid.sum(),
-                               self.config.max_detections)
+        return pack_detections(frame_boxes, top_scores, labels, keep, exact, above, self.config.max_detections)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)

@@ -20,12 +20,13 @@ from torchvision.ops import box_iou
 
 from ..types import Detections
 
-NMS_ROUNDS = 12  # rounds run on the device; the chains of suppression in real frames are a few links long
+NMS_ROUNDS = 8  # rounds run on the device; chains of suppression in real frames are a few links long
 
 
 def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
                        iou_threshold: float, rounds: int = NMS_ROUNDS) -> Tuple[torch.Tensor, torch.Tensor]:
-    """keep (K,) bool and converged (0-d bool) for candidates already sorted by score, best first.
+    """keep (K,) bool and stable (K,) bool (unchanged by the last round) for candidates sorted best first;
+    when all are stable, keep is final (see settled() for the part of it a result needs).
 
     Invalid candidates are never kept and suppress nothing. Same decisions as torchvision.ops.batched_nms
     (IoU > threshold within a class) once converged; only exactly equal scores may be ordered differently.
@@ -34,12 +35,24 @@ def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.
     k = boxes.shape[0]
     earlier = torch.ones((k, k), dtype=torch.bool, device=boxes.device).triu(1)  # [j, i]: j comes before i
     suppresses = (box_iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :]) & earlier
-    suppresses &= valid[:, None]
+    suppresses = (suppresses & valid[:, None]).float()
+    # Each round is one vector-matrix product: hits[i] = number of kept j that suppress i (small exact integers).
     keep = previous = valid
     for _ in range(rounds):
         previous = keep
-        keep = valid & ~(suppresses & keep[:, None]).any(0)
-    return keep, (keep == previous).all()
+        keep = valid & ((keep.float() @ suppresses) == 0)
+    return keep, keep == previous
+
+
+def settled(keep: torch.Tensor, stable: torch.Tensor, max_detections: int) -> torch.Tensor:
+    """0-d bool: the decisions that make the result are final. Candidate i depends only on those before it,
+    so a prefix that the last round left unchanged is exact; the prefix that matters ends at the
+    max_detections-th kept candidate (or covers everything when fewer are kept)."""
+    positions = torch.arange(keep.shape[0], device=keep.device)
+    kept_before = torch.cumsum(keep.to(torch.int64), 0)
+    last_needed = torch.where(kept_before >= max_detections, positions, torch.full_like(positions, keep.shape[0]))
+    cutoff = last_needed.min()
+    return (stable | (positions > cutoff)).all()
 
 
 def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor,

@@ -180,7 +180,7 @@ def main() -> int:
     figures["app_vs_bound"] = figures["app_fps"] / min(figures["decode_fps"], figures["engine_fps"])
     figures["app_stage_p50_ms"] = {k: v["p50"] for k, v in summary["stages_ms"].items()}
     figures["graph_fallbacks"] = summary.get("graph_fallbacks")
-    print("  fused-graph frames sent to the dynamic postprocessing: %s" % figures["graph_fallbacks"])
+    print("  fused-graph fallbacks (frames sent to the dynamic postprocessing): %s" % figures["graph_fallbacks"])
     print("  app stage p50 ms: " + ", ".join("%s %.2f" % (k, v or 0) for k, v in figures["app_stage_p50_ms"].items()))
     for key in ("decode_fps", "engine_fps", "stages_only_fps", "lab_loop_fps", "app_fps"):
         print("  %-14s %8.1f" % (key, figures[key]))

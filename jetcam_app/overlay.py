@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -43,10 +44,15 @@ class HudInfo:
     dropped: int = 0
 
 
+PALETTE_SIZE = 20  # class ids share PALETTE_SIZE colours: all boxes of a colour are drawn in one call
+HUD_REFRESH_S = 0.1  # the HUD's numbers are re-rendered 10 times a second (readable, and cheap at 600 fps)
+
+
 @functools.lru_cache(maxsize=1024)
 def class_color(class_id: int) -> Tuple[int, int, int]:
-    """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart)."""
-    hue = (int(class_id) * 0.618033988749895) % 1.0
+    """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart); ids
+    PALETTE_SIZE apart share a colour, the label names the class."""
+    hue = ((int(class_id) % PALETTE_SIZE) * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
     return (int(b * 255), int(g * 255), int(r * 255))
 
@@ -64,6 +70,8 @@ class Overlay:
         self.last_badge_rect = None  # type: Optional[Tuple[int, int, int, int]]  # x0, y0, x1, y1 (for tests)
         self.last_warning_rect = None  # type: Optional[Tuple[int, int, int, int]]
         self._scale_for = None  # type: Optional[Tuple[int, int]]
+        self._char_w = {}  # type: Dict[str, int]
+        self._hud_layer = None  # type: Optional[Tuple[Tuple, float, Tuple[int, int, int, int], np.ndarray, np.ndarray]]
 
     def _metrics(self, height: int, width: int) -> None:
         if self._scale_for == (height, width):
@@ -78,6 +86,20 @@ class Overlay:
         self.line_h = text_h + baseline + max(2, int(4 * self.scale))
         self.pad = max(2, int(6 * self.scale))
         self.box_thickness = max(1, int(round(height / 360.0)))
+        self.text_h, self.text_base = text_h, baseline
+        self._char_w = {}
+
+    def _text_w(self, text: str) -> int:
+        """Width of `text` from cached per-character widths: a few pixels wider than getTextSize (which rounds
+        once), without an OpenCV call per label (each call hands the GIL to another thread and back)."""
+        widths = self._char_w
+        total = 0
+        for ch in text:
+            w = widths.get(ch)
+            if w is None:
+                w = widths[ch] = cv2.getTextSize(ch, FONT, self.scale, self.thickness)[0][0]
+            total += w
+        return total
 
     def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None) -> np.ndarray:
         h, w = image_bgr.shape[:2]
@@ -93,7 +115,7 @@ class Overlay:
 
     def _label(self, image: np.ndarray, text: str, x: int, y: int, color: Tuple[int, int, int]) -> None:
         """Text on a filled box whose top-left corner is (x, y), kept inside the frame."""
-        (tw, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
+        tw, th, base = self._text_w(text), self.text_h, self.text_base
         h, w = image.shape[:2]
         x = int(min(max(0, x), max(0, w - tw - 2 * self.pad)))
         y = int(min(max(0, y), max(0, h - th - base - self.pad)))
@@ -104,17 +126,20 @@ class Overlay:
     def _draw_detections(self, image: np.ndarray, det: Detections) -> None:
         # Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights,
         # crowds) are unreadable and would cost ~10 ms of Python per frame.
-        labelled = set(np.argsort(-det.scores, kind="stable")[:MAX_LABELS].tolist())
-        corners = np.rint(det.boxes).astype(np.int64).tolist()
-        for i, ((x0, y0, x1, y1), score, label) in enumerate(zip(corners, det.scores, det.labels)):
-            color = class_color(int(label))
-            cv2.rectangle(image, (x0, y0), (x1, y1), color, self.box_thickness)
-            if i not in labelled:
-                continue
-            text = "%s %.2f" % (det.name_of(int(label)), float(score))
-            (_, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
-            above = y0 - th - base - self.pad
-            self._label(image, text, x0, above if above >= 0 else y0, color)
+        if not len(det):
+            return
+        corners = np.rint(det.boxes).astype(np.int32)
+        # the outlines: one polylines call per palette colour
+        outlines = corners[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)
+        shades = det.labels.astype(np.int64) % PALETTE_SIZE
+        for shade in np.unique(shades).tolist():
+            cv2.polylines(image, list(outlines[shades == shade]), True, class_color(shade), self.box_thickness)
+        for i in np.argsort(-det.scores, kind="stable")[:MAX_LABELS].tolist():
+            x0, y0 = int(corners[i, 0]), int(corners[i, 1])
+            label = int(det.labels[i])
+            above = y0 - self.text_h - self.text_base - self.pad
+            self._label(image, "%s %.2f" % (det.name_of(label), float(det.scores[i])), x0,
+                        above if above >= 0 else y0, class_color(label))
 
     def _draw_classification(self, image: np.ndarray, cls: Classification) -> None:
         """Top-k, best first, stacked upwards from the bottom-left corner (the HUD owns the top-left)."""
@@ -146,24 +171,40 @@ class Overlay:
         return lines
 
     def _draw_hud(self, image: np.ndarray, hud: HudInfo) -> None:
-        lines = self._hud_lines(hud)
-        widths = [cv2.getTextSize(t, FONT, self.scale, self.thickness)[0][0] for t in lines]
-        x0, y0 = self.pad, self.pad
-        panel_w = max(widths) + 2 * self.pad
-        panel_h = self.line_h * len(lines) + self.pad
+        """The panel's background is darkened on every frame; its text, badge and warning are rendered into a
+        layer 10 times a second (or at once when the verdict, the frame size or the warning changes)."""
         h, w = image.shape[:2]
-        x1, y1 = min(w, x0 + panel_w), min(h, y0 + panel_h)
+        key = (h, w, hud.realtime_ok, hud.random_weights, hud.model, hud.backend, hud.precision)
+        now = time.monotonic()
+        if self._hud_layer is None or self._hud_layer[0] != key or now - self._hud_layer[1] >= HUD_REFRESH_S:
+            self._hud_layer = (key, now) + self._render_hud(h, w, hud)
+        _, _, (x0, y0, x1, y1), layer, mask = self._hud_layer
         roi = image[y0:y1, x0:x1]
         # darken behind the text (cheap: only the panel's pixels) so it reads on any scene
         cv2.convertScaleAbs(roi, dst=roi, alpha=0.35)
+        lh, lw = layer.shape[:2]
+        cv2.copyTo(layer, mask, image[:lh, :lw])
+
+    def _render_hud(self, h: int, w: int, hud: HudInfo):
+        """(panel rect, layer, mask): the HUD drawn on a canvas the size of its top-left region."""
+        lines = self._hud_lines(hud)
+        widths = [cv2.getTextSize(t, FONT, self.scale, self.thickness)[0][0] for t in lines]
+        x0, y0 = self.pad, self.pad
+        x1, y1 = min(w, x0 + max(widths) + 2 * self.pad), min(h, y0 + self.line_h * len(lines) + self.pad)
+        sentinel = np.array((1, 2, 3), np.uint8)  # a colour the HUD never draws: what still has it is not HUD
+        canvas = np.empty((min(h, y1 + 3 * (self.line_h + 2 * self.pad)), w, 3), np.uint8)  # + badge + warning
+        canvas[:] = sentinel
         for i, text in enumerate(lines):
             baseline_y = y0 + (i + 1) * self.line_h - self.pad // 2
-            cv2.putText(image, text, (x0 + self.pad, baseline_y), FONT, self.scale, WHITE, self.thickness, LINE_TYPE)
-        y = y1 + self.pad
-        y = self._draw_badge(image, hud, x0, y)
+            cv2.putText(canvas, text, (x0 + self.pad, baseline_y), FONT, self.scale, WHITE, self.thickness, LINE_TYPE)
+        y = self._draw_badge(canvas, hud, x0, y1 + self.pad)
         self.last_warning_rect = None
         if hud.random_weights:
-            self._draw_random_weights(image, x0, y)
+            self._draw_random_weights(canvas, x0, y)
+        mask = (canvas != sentinel).any(axis=2)
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        lh, lw = (rows[-1] + 1, cols[-1] + 1) if len(rows) else (0, 0)
+        return (x0, y0, x1, y1), canvas[:lh, :lw].copy(), mask[:lh, :lw].astype(np.uint8)
 
     def _draw_badge(self, image: np.ndarray, hud: HudInfo, x: int, y: int) -> int:
         if hud.realtime_ok is None:

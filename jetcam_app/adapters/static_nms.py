@@ -20,7 +20,7 @@ from torchvision.ops import box_iou
 
 from ..types import Detections
 
-NMS_ROUNDS = 8  # rounds run on the device; chains of suppression in real frames are a few links long
+NMS_ROUNDS = 12  # rounds run on the device (one small product each); real chains of suppression are short
 
 
 def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,

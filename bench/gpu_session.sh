@@ -19,14 +19,14 @@ fi
 if [ "$step" = all ] || [ "$step" = speed ]; then
   echo "== pipeline vs lab loop (720p)"
   $py bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --backend cuda --precision fp16 --cuda-graph \
-    --source /tmp/bbb720.mp4 --frames 400 --json "$OUT/pvl_ssd300_fp16_graph.json"
+    --source /tmp/bbb720.mp4 --frames 800 --json "$OUT/pvl_ssd300_fp16_graph.json"
   $py bench/pipeline_vs_loop.py --model nanodet --backend cuda --precision fp16 --cuda-graph \
-    --source /tmp/bbb720.mp4 --frames 400 --json "$OUT/pvl_nanodet_fp16_graph.json"
+    --source /tmp/bbb720.mp4 --frames 800 --json "$OUT/pvl_nanodet_fp16_graph.json"
   $py bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --backend cuda --precision fp32 \
     --source /tmp/bbb720.mp4 --frames 300
   echo "== memory soak (5000 frames)"
-  $py bench/memory_soak.py --model nanodet --backend cuda --precision fp16 --source /tmp/bikes5000.mp4 --frames 5000 \
-    --json "$OUT/soak_nanodet_cuda.json"
+  $py bench/memory_soak.py --model nanodet --backend cuda --precision fp16 --cuda-graph --source /tmp/bikes5000.mp4 \
+    --frames 5000 --json "$OUT/soak_nanodet_cuda.json"
 fi
 if [ "$step" = all ] || [ "$step" = report ]; then
   echo "== bench reports"

@@ -27,12 +27,13 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=5000)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--cuda-graph", action="store_true")
     p.add_argument("--json")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as out:
         config = load_config(None, {"source.uri": args.source, "model.name": args.model, "engine.backend": args.backend,
                                     "engine.precision": args.precision, "model.random_weights": args.random_weights,
-                                    "pipeline.max_frames": args.frames, "output.out_dir": out,
+                                    "engine.cuda_graph": args.cuda_graph, "pipeline.max_frames": args.frames, "output.out_dir": out,
                                     "output.headless": True})
         summary = Pipeline(config).run()
         with open(os.path.join(out, "timing.csv")) as f:
@@ -41,7 +42,7 @@ def main() -> int:
     gpu = [float(r["gpu_mb"]) for r in rows if r["gpu_mb"]]
     after = rss[args.warmup:]
     figures = {
-        "model": args.model, "backend": args.backend, "precision": args.precision,
+        "model": args.model, "backend": args.backend, "precision": args.precision, "cuda_graph": args.cuda_graph,
         "frames": summary["frames"]["processed"], "fps": summary["fps"],
         "rss_after_warmup_mb": after[0] if after else None, "rss_end_mb": after[-1] if after else None,
         "rss_peak_mb": max(rss) if rss else None,

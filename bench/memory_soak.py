@@ -28,12 +28,14 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
     p.add_argument("--json")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as out:
         config = load_config(None, {"source.uri": args.source, "model.name": args.model, "engine.backend": args.backend,
                                     "engine.precision": args.precision, "model.random_weights": args.random_weights,
-                                    "engine.cuda_graph": args.cuda_graph, "pipeline.max_frames": args.frames, "output.out_dir": out,
+                                    "engine.cuda_graph": args.cuda_graph, "pipeline.draw_threads": args.draw_threads,
+                                    "pipeline.max_frames": args.frames, "output.out_dir": out,
                                     "output.headless": True})
         summary = Pipeline(config).run()
         with open(os.path.join(out, "timing.csv")) as f:

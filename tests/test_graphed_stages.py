@@ -119,3 +119,27 @@ def test_fused_graph_equals_eager_stages(name, precision, photos):
             np.testing.assert_allclose(got.result.boxes, expected.result.boxes, atol=0.05)
     assert len(fused._sizes) == 3  # one graph per frame size, reused for the repeated one
     engine.close()
+
+
+def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog):
+    """An older torch that cannot capture an operation: a warning, then every frame through the eager stages."""
+    import jetcam_app.graphed_stages as graphed
+
+    class Uncapturable(graphed._CapturedSize):
+        def __init__(self, *args):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphed, "_CapturedSize", Uncapturable)
+    config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
+    adapter = create_adapter(config.model)
+    engine = create_engine(config.engine)
+    engine.load(build_core(adapter), adapter.example_input(), "nanodet")
+    stages = GraphedStages(adapter, engine)
+    eager = InferenceStages(adapter, engine)
+    with caplog.at_level("WARNING"):
+        for i, image in enumerate((photos["astronaut"], photos["coffee"])):
+            got = stages.finish(stages.submit(Frame(image, i, 0.0, 0.0)))
+            expected = eager.finish(eager.submit(Frame(image, i, 0.0, 0.0)))
+            np.testing.assert_array_equal(got.result.labels, expected.result.labels)
+            np.testing.assert_allclose(got.result.boxes, expected.result.boxes)
+    assert sum("could not be captured" in r.message for r in caplog.records) == 1

@@ -57,7 +57,6 @@ class _ClassifierAdapter(ModelAdapter):
             class_names=self.class_names,
         )
 
-
     supports_static = True
 
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

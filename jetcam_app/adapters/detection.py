@@ -15,7 +15,7 @@ from ..types import Detections
 from .base import ModelAdapter
 from .labels import COCO_91
 from .preprocess import prepare, prepare_tensor
-from .static_nms import pack_detections, settled, static_batched_nms, unpack_detections
+from .static_nms import nms_and_pack, unpack_detections
 from .weights import describe_source, load_into, resolve_state_dict, seeded_init
 
 
@@ -195,7 +195,6 @@ class _TorchvisionSsdAdapter(ModelAdapter):
             class_names=self.class_names,
         )
 
-
     supports_static = True
 
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -203,9 +202,8 @@ class _TorchvisionSsdAdapter(ModelAdapter):
 
     def static_postprocess(self, outputs: Sequence[torch.Tensor], image_hw: Tuple[int, int]) -> torch.Tensor:
         """postprocess() with static shapes. The best STATIC_TOPK (anchor, class) pairs overall, each class capped
-        at topk_candidates by its rank among them, then static NMS. Exact (flagged so in the header) when every
-        candidate above the threshold is among them, or when max_detections boxes were kept from them: what lies
-        beyond scores lower than all of them and can neither suppress them nor come first."""
+        at topk_candidates by its rank among them, then static NMS (static_nms.nms_and_pack says when that is
+        exact; a class's rank among them is its rank overall, its better candidates being among them too)."""
         regression = outputs[0][0].float()
         scores = torch.softmax(outputs[1][0].float(), dim=-1)[:, 1:]
         boxes = decode_boxes(self.box_coder, regression, self._anchors_on(regression.device))
@@ -217,11 +215,9 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         cand_boxes = boxes[top // classes]
         class_rank = (labels[:, None] == labels[None, :]).tril(-1).sum(1)  # better candidates of the same class
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
-        keep, stable = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
-        above = (flat > self.config.score_threshold).sum()
-        exact = settled(keep, stable, self.config.max_detections) & ((above <= top.numel()) | (keep.sum() >= self.config.max_detections))
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
-        return pack_detections(out_boxes, top_scores, labels, keep, exact, above, self.config.max_detections)
+        return nms_and_pack(cand_boxes, out_boxes, top_scores, labels, valid, (flat > self.config.score_threshold).sum(),
+                            self.config.iou_threshold, self.config.max_detections)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)

@@ -27,7 +27,7 @@ from ..types import Detections
 from .base import ModelAdapter, find_weights
 from .labels import COCO_80
 from .preprocess import prepare, prepare_tensor, scale_boxes_back
-from .static_nms import pack_detections, settled, static_batched_nms, unpack_detections
+from .static_nms import nms_and_pack, unpack_detections
 
 NUM_CLASSES = 80
 REG_MAX = 10  # 11 bins per side
@@ -192,20 +192,15 @@ class NanoDetAdapter(ModelAdapter):
 
     def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
         """postprocess() with static shapes: the best STATIC_TOPK (box, class) pairs, invalid below the threshold,
-        then static NMS. Exact (flagged so in the header) when every candidate above the threshold is among them,
-        or when max_detections boxes were kept from them: what lies beyond scores lower than all of them and
-        can neither suppress them nor come first."""
+        then static NMS (static_nms.nms_and_pack says when that is exact)."""
         boxes, scores = self.decode(outputs)
         flat = scores.flatten()
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
-        valid = top_scores > self.config.score_threshold
-        labels = top % NUM_CLASSES
         cand_boxes = boxes[top // NUM_CLASSES]
-        keep, stable = static_batched_nms(cand_boxes, top_scores, labels, valid, self.config.iou_threshold)
-        above = (flat > self.config.score_threshold).sum()
-        exact = settled(keep, stable, self.config.max_detections) & ((above <= top.numel()) | (keep.sum() >= self.config.max_detections))
         frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
-        return pack_detections(frame_boxes, top_scores, labels, keep, exact, above, self.config.max_detections)
+        return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
+                            top_scores > self.config.score_threshold, (flat > self.config.score_threshold).sum(),
+                            self.config.iou_threshold, self.config.max_detections)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)

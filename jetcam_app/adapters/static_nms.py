@@ -71,6 +71,18 @@ def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Ten
     return body[:max_detections + 1]
 
 
+def nms_and_pack(candidate_boxes: torch.Tensor, out_boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                 valid: torch.Tensor, above: torch.Tensor, iou_threshold: float, max_detections: int) -> torch.Tensor:
+    """Static NMS over the best K candidates (sorted best first, `valid` = above the threshold and allowed) and
+    the packed result with `out_boxes` (the candidates in frame pixels). Exact, and flagged so in the header,
+    when the decisions it needs have settled and either all `above` candidates over the threshold are among
+    the K or max_detections were kept from them: the rest scores lower than all K, so it can neither suppress
+    them nor come first."""
+    keep, stable = static_batched_nms(candidate_boxes, scores, labels, valid, iou_threshold)
+    exact = settled(keep, stable, max_detections) & ((above <= keep.numel()) | (keep.sum() >= max_detections))
+    return pack_detections(out_boxes, scores, labels, keep, exact, above, max_detections)
+
+
 def unpack_detections(packed: np.ndarray, class_names: Sequence[str]) -> Optional[Detections]:
     """Detections from pack_detections' rows, or None when the device result was not exact (use the dynamic path)."""
     if packed[0, 1] < 0.5:

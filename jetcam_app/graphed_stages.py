@@ -13,23 +13,22 @@ CUDA events), post = waiting for and unpacking the kept boxes (wall time).
 """
 from __future__ import annotations
 
-import collections
 import logging
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .stages import InferenceStages, InFlight, Processed, StageClock
-from .types import Frame, FrameTiming
+from .types import Frame
 
 log = logging.getLogger(__name__)
 MAX_GRAPHS = 4  # frame sizes kept captured; a folder of many sizes uses the eager stages beyond that
 
 
-class _CapturedSize:
-    """Buffers and the graph for one frame size."""
+class _GraphSlot:
+    """The graph and its buffers for one frame size and one frame in flight."""
 
     def __init__(self, adapter, engine, shape: Tuple[int, ...]):
         device = engine.device
@@ -73,65 +72,67 @@ class GraphedStages:
         self.clock = StageClock(engine.device)
         self.eager = InferenceStages(adapter, engine)
         self.fallbacks = 0  # frames the device result was not exact for
-        self._sizes = collections.OrderedDict()  # type: Dict[Tuple[int, ...], List[_CapturedSize]]
+        self._slots = {}  # type: Dict[Tuple[int, ...], List[_GraphSlot]]
         self._turn = 0
-        self._warned = False
+        self._disabled = False  # the capture failed once: eager stages from then on
+        self._warned_sizes = False
 
-    def _captured(self, shape: Tuple[int, ...]):
-        size = self._sizes.get(shape)
-        if size is None and len(self._sizes) < MAX_GRAPHS and not self._warned:
-            start = time.perf_counter()
-            try:
-                size = [_CapturedSize(self.adapter, self.engine, shape) for _ in range(self.depth)]
-            except RuntimeError as e:  # an older torch that cannot capture one of the operations
-                self._warned = True
-                log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly",
-                            str(e).splitlines()[0])
-                return None
-            self._sizes[shape] = size
-            log.info("cuda: preprocessing + %s + postprocessing captured in one CUDA graph for %dx%d frames (%.2f s)",
-                     self.adapter.name, shape[1], shape[0], time.perf_counter() - start)
-        elif size is None and not self._warned:
-            self._warned = True
-            log.warning("more than %d frame sizes: frames of new sizes run without the fused CUDA graph", MAX_GRAPHS)
-        return size
+    def _slots_for(self, shape: Tuple[int, ...]) -> Optional[List[_GraphSlot]]:
+        """The slots for frames of this shape, captured on first sight; None where the eager stages must run."""
+        slots = self._slots.get(shape)
+        if slots is not None or self._disabled:
+            return slots
+        if len(self._slots) >= MAX_GRAPHS:
+            if not self._warned_sizes:
+                self._warned_sizes = True
+                log.warning("more than %d frame sizes: frames of new sizes run without the fused CUDA graph",
+                            MAX_GRAPHS)
+            return None
+        start = time.perf_counter()
+        try:
+            slots = [_GraphSlot(self.adapter, self.engine, shape) for _ in range(self.depth)]
+        except RuntimeError as e:  # an older torch that cannot capture one of the operations
+            self._disabled = True
+            log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly",
+                        str(e).splitlines()[0])
+            return None
+        self._slots[shape] = slots
+        log.info("cuda: preprocessing + %s + postprocessing captured in one CUDA graph for %dx%d frames (%.2f s)",
+                 self.adapter.name, shape[1], shape[0], time.perf_counter() - start)
+        return slots
 
     def submit(self, frame: Frame) -> InFlight:
-        slots = self._captured(tuple(frame.image.shape))
+        slots = self._slots_for(tuple(frame.image.shape))
         if slots is None:
             return self.eager.submit(frame)
         self._turn = (self._turn + 1) % len(slots)
-        size = slots[self._turn]
+        slot = slots[self._turn]
         now = time.perf_counter()
-        if size.input_free is not None:
-            size.input_free.synchronize()
+        if slot.input_free is not None:
+            slot.input_free.synchronize()
         t0 = self.clock.mark()
-        np.copyto(size.host_in_np, frame.image)
-        size.device_in.copy_(size.host_in, non_blocking=True)
+        np.copyto(slot.host_in_np, frame.image)
+        slot.device_in.copy_(slot.host_in, non_blocking=True)
         t1 = self.clock.mark()
-        size.input_free = t1
-        size.graph.replay()
+        slot.input_free = t1
+        slot.graph.replay()
         t2 = self.clock.mark()
-        size.host_out.copy_(size.packed, non_blocking=True)
-        size.result_ready = self.clock.mark()
-        return InFlight(frame, (size,), (t0, t1, t2), now)  # type: ignore[arg-type]
+        slot.host_out.copy_(slot.packed, non_blocking=True)
+        slot.result_ready = self.clock.mark()
+        return InFlight(frame, (), (t0, t1, t2), now, slot)
 
     def finish(self, work: InFlight) -> Processed:
-        if not (work.outputs and isinstance(work.outputs[0], _CapturedSize)):
+        slot = work.slot
+        if slot is None:
             return self.eager.finish(work)
-        size = work.outputs[0]
         start = time.perf_counter()
-        size.result_ready.synchronize()
-        result = self.adapter.unpack(size.host_out_np.copy())
+        slot.result_ready.synchronize()
+        result = self.adapter.unpack(slot.host_out_np.copy())
         if result is None:
             self.fallbacks += 1
-            result = self.adapter.postprocess(size.outputs, work.frame.image.shape[:2])
+            result = self.adapter.postprocess(slot.outputs, work.frame.image.shape[:2])
         post_ms = (time.perf_counter() - start) * 1000.0
-        t0, t1, t2 = work.marks
-        timing = FrameTiming(
-            queue_wait_ms=(work.submitted - work.frame.capture_time) * 1000.0,
-            pre_ms=self.clock.elapsed_ms(t0, t1), infer_ms=self.clock.elapsed_ms(t1, t2), post_ms=post_ms)
-        return Processed(work.frame, result, timing)
+        return Processed(work.frame, result, work.timing(self.clock, post_ms))
 
 
 def make_stages(adapter, engine):

@@ -39,6 +39,12 @@ class InFlight:
     outputs: Tuple[torch.Tensor, ...]
     marks: Tuple[Any, Any, Any]
     submitted: float  # perf_counter at submit
+    slot: Any = None  # the fused graph's buffers holding this frame (graphed_stages.py); None for eager stages
+
+    def timing(self, clock: "StageClock", post_ms: float) -> FrameTiming:
+        t0, t1, t2 = self.marks
+        return FrameTiming(queue_wait_ms=(self.submitted - self.frame.capture_time) * 1000.0,
+                           pre_ms=clock.elapsed_ms(t0, t1), infer_ms=clock.elapsed_ms(t1, t2), post_ms=post_ms)
 
 
 @dataclass
@@ -73,8 +79,4 @@ class InferenceStages:
         start = time.perf_counter()
         result = self.adapter.postprocess(work.outputs, work.frame.image.shape[:2])
         post_ms = (time.perf_counter() - start) * 1000.0  # wall time: on CUDA it includes waiting for the result
-        t0, t1, t2 = work.marks
-        timing = FrameTiming(
-            queue_wait_ms=(work.submitted - work.frame.capture_time) * 1000.0,
-            pre_ms=self.clock.elapsed_ms(t0, t1), infer_ms=self.clock.elapsed_ms(t1, t2), post_ms=post_ms)
-        return Processed(work.frame, result, timing)
+        return Processed(work.frame, result, work.timing(self.clock, post_ms))

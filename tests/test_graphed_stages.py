@@ -117,7 +117,7 @@ def test_fused_graph_equals_eager_stages(name, precision, photos):
             assert len(got.result) == len(expected.result)
             np.testing.assert_array_equal(got.result.labels, expected.result.labels)
             np.testing.assert_allclose(got.result.boxes, expected.result.boxes, atol=0.05)
-    assert len(fused._sizes) == 3  # one graph per frame size, reused for the repeated one
+    assert len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
     engine.close()
 
 
@@ -125,11 +125,11 @@ def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog)
     """An older torch that cannot capture an operation: a warning, then every frame through the eager stages."""
     import jetcam_app.graphed_stages as graphed
 
-    class Uncapturable(graphed._CapturedSize):
+    class Uncapturable(graphed._GraphSlot):
         def __init__(self, *args):
             raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(graphed, "_CapturedSize", Uncapturable)
+    monkeypatch.setattr(graphed, "_GraphSlot", Uncapturable)
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)

@@ -41,7 +41,6 @@ class FrameEmitter:
         self.adapter = adapter
         self.stats = stats
         self.budget_ms = budget_ms
-        self.overlay = Overlay(config.overlay)
         self.rolling = RollingStats(1.0)
         self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))
         self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
@@ -92,20 +91,23 @@ class FrameEmitter:
             try:
                 hud = self._hud(done)
                 if self._pool is None:
-                    self._complete(done, self._draw(done, hud))
+                    self._complete(done, hud, self._draw(done, hud))
                     continue
-                pending.append((done, self._pool.submit(self._draw, done, hud)))
-                while pending and (len(pending) > self._pool_size or self._queue.empty()):
-                    finished, drawing = pending.popleft()
-                    self._complete(finished, drawing.result())
+                pending.append((done, hud, self._pool.submit(self._draw, done, hud)))
+                self._complete_drawn(pending, until=self._pool_size)
             except BaseException as e:  # noqa: B902 - handed to the main thread by emit() and close()
                 self._fail(e)
         try:
-            while pending and self.error is None:
-                finished, drawing = pending.popleft()
-                self._complete(finished, drawing.result())
+            if self.error is None:
+                self._complete_drawn(pending, until=0)
         except BaseException as e:  # noqa: B902
             self._fail(e)
+
+    def _complete_drawn(self, pending: collections.deque, until: int) -> None:
+        """Write and log drawn frames in order while more than `until` are pending, or any while none is queued."""
+        while pending and (len(pending) > until or self._queue.empty()):
+            done, hud, drawing = pending.popleft()
+            self._complete(done, hud, drawing.result())
 
     def _fail(self, e: BaseException) -> None:
         self.error = e
@@ -113,7 +115,8 @@ class FrameEmitter:
             self._on_error("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
 
     def _emit(self, done: Processed) -> None:
-        self._complete(done, self._draw(done, self._hud(done)))
+        hud = self._hud(done)
+        self._complete(done, hud, self._draw(done, hud))
 
     def _hud(self, done: Processed) -> HudInfo:
         timing = done.timing
@@ -126,22 +129,20 @@ class FrameEmitter:
             rss_mb=sample.rss_mb, ram_used_mb=sample.ram_used_mb, ram_total_mb=sample.ram_total_mb,
             gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend, precision=cfg.engine.precision,
             realtime_ok=None if p95_ms is None else p95_ms <= self.budget_ms, budget_ms=self.budget_ms,
-            p95_ms=p95_ms, random_weights=self.adapter.random_weights, dropped=self._dropped())
-
-    def _dropped(self) -> int:
-        return self.capture.dropped if self.capture is not None else 0
+            p95_ms=p95_ms, random_weights=self.adapter.random_weights,
+            dropped=self.capture.dropped if self.capture is not None else 0)
 
     def _draw(self, done: Processed, hud: HudInfo):
         """(annotated image, draw ms); an Overlay per drawing thread (it caches per-frame-size metrics)."""
         overlay = self._overlays.get(threading.get_ident())
         if overlay is None:
             overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
-            self.overlay = overlay
         t0 = time.perf_counter()
         image = overlay.annotate(done.frame.image, done.result, hud)
         return image, (time.perf_counter() - t0) * 1e3
 
-    def _complete(self, done: Processed, drawn) -> None:
+    def _complete(self, done: Processed, hud: HudInfo, drawn) -> None:
+        """Sinks and log rows; the row's memory and drop figures are the ones the frame's HUD shows."""
         image, draw_ms = drawn
         timing, frame = done.timing, done.frame
         t1 = time.perf_counter()
@@ -150,8 +151,7 @@ class FrameEmitter:
         timing.draw_ms, timing.sink_ms = draw_ms, (t2 - t1) * 1e3
         timing.latency_ms = (t2 - frame.capture_time) * 1e3
         self._last_draw_ms = timing.draw_ms
-        sample = self.stats.latest()
-        self.timing_log.write(frame.index, frame.timestamp_s, timing, self._dropped(), sample.rss_mb, sample.gpu_mb)
+        self.timing_log.write(frame.index, frame.timestamp_s, timing, hud.dropped, hud.rss_mb, hud.gpu_mb)
         self.prediction_log.write(frame.index, done.result)
         # The badge follows capture-to-result latency on live sources; in lossless replay frames wait in the
         # queue by design, so there it follows the frame's own processing time.

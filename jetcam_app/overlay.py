@@ -5,7 +5,7 @@ import colorsys
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -48,6 +48,16 @@ PALETTE_SIZE = 20  # class ids share PALETTE_SIZE colours: all boxes of a colour
 HUD_REFRESH_S = 0.1  # the HUD's numbers are re-rendered 10 times a second (readable, and cheap at 600 fps)
 
 
+class HudLayer(NamedTuple):
+    """The HUD as last rendered: what it was rendered for and when, the panel to darken, the layer and its mask."""
+
+    key: Tuple
+    rendered_at: float
+    panel: Tuple[int, int, int, int]  # x0, y0, x1, y1
+    layer: np.ndarray
+    mask: np.ndarray
+
+
 @functools.lru_cache(maxsize=1024)
 def class_color(class_id: int) -> Tuple[int, int, int]:
     """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart); ids
@@ -71,7 +81,7 @@ class Overlay:
         self.last_warning_rect = None  # type: Optional[Tuple[int, int, int, int]]
         self._scale_for = None  # type: Optional[Tuple[int, int]]
         self._char_w = {}  # type: Dict[str, int]
-        self._hud_layer = None  # type: Optional[Tuple[Tuple, float, Tuple[int, int, int, int], np.ndarray, np.ndarray]]
+        self._hud_layer = None  # type: Optional[HudLayer]
 
     def _metrics(self, height: int, width: int) -> None:
         if self._scale_for == (height, width):
@@ -176,9 +186,10 @@ class Overlay:
         h, w = image.shape[:2]
         key = (h, w, hud.realtime_ok, hud.random_weights, hud.model, hud.backend, hud.precision)
         now = time.monotonic()
-        if self._hud_layer is None or self._hud_layer[0] != key or now - self._hud_layer[1] >= HUD_REFRESH_S:
-            self._hud_layer = (key, now) + self._render_hud(h, w, hud)
-        _, _, (x0, y0, x1, y1), layer, mask = self._hud_layer
+        cached = self._hud_layer
+        if cached is None or cached.key != key or now - cached.rendered_at >= HUD_REFRESH_S:
+            cached = self._hud_layer = HudLayer(key, now, *self._render_hud(h, w, hud))
+        (x0, y0, x1, y1), layer, mask = cached.panel, cached.layer, cached.mask
         roi = image[y0:y1, x0:x1]
         # darken behind the text (cheap: only the panel's pixels) so it reads on any scene
         cv2.convertScaleAbs(roi, dst=roi, alpha=0.35)

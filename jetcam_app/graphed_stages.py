@@ -13,6 +13,7 @@ CUDA events), post = waiting for and unpacking the kept boxes (wall time).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -54,8 +55,14 @@ class _GraphSlot:
                 self.outputs, self.packed = body()
         self.host_out = torch.empty(packed.shape, dtype=torch.float32).pin_memory()
         self.host_out_np = self.host_out.numpy()
-        self.input_free = None  # type: Any  # event: the last upload out of host_in is done (a frame ago or two)
-        self.result_ready = None  # type: Any  # event: host_out holds the last replay's result
+        # Events recorded anew for each frame this slot carries; the pipeline reads a frame's times (finish())
+        # before the slot carries the next one. Made once: torch.cuda's Python wrappers cost more host time
+        # than the whole graph launch when made per frame.
+        event = functools.partial(torch.cuda.Event, enable_timing=True)
+        self.upload_start, self.uploaded = event(), event()  # uploaded: host_in may be overwritten
+        self.graph_start, self.replayed = event(), event()  # replayed: device_in may be overwritten
+        self.result_ready = event()  # host_out holds the result
+        self.used = False
 
 
 class GraphedStages:
@@ -76,6 +83,9 @@ class GraphedStages:
         self._turn = 0
         self._disabled = False  # the capture failed once: eager stages from then on
         self._warned_sizes = False
+        cuda = engine.device.type == "cuda"
+        self._upload_stream = torch.cuda.Stream(engine.device) if cuda else None
+        self._main_stream = torch.cuda.current_stream(engine.device) if cuda else None
 
     def _slots_for(self, shape: Tuple[int, ...]) -> Optional[List[_GraphSlot]]:
         """The slots for frames of this shape, captured on first sight; None where the eager stages must run."""
@@ -108,18 +118,30 @@ class GraphedStages:
         self._turn = (self._turn + 1) % len(slots)
         slot = slots[self._turn]
         now = time.perf_counter()
-        if slot.input_free is not None:
-            slot.input_free.synchronize()
-        t0 = self.clock.mark()
+        if slot.used:
+            slot.uploaded.synchronize()
         np.copyto(slot.host_in_np, frame.image)
-        slot.device_in.copy_(slot.host_in, non_blocking=True)
-        t1 = self.clock.mark()
-        slot.input_free = t1
+        # The upload runs on a stream of its own, so the copy engine moves this frame while the previous
+        # frame's graph computes; it waits only for the graph that last read this slot's input. Streams are
+        # passed explicitly: each torch.cuda.current_stream() costs a device query and an environment lookup.
+        upload, main = self._upload_stream, self._main_stream
+        if slot.used:
+            upload.wait_event(slot.replayed)
+        torch.cuda.set_stream(upload)
+        try:
+            slot.upload_start.record(upload)
+            slot.device_in.copy_(slot.host_in, non_blocking=True)
+            slot.uploaded.record(upload)
+        finally:
+            torch.cuda.set_stream(main)
+        main.wait_event(slot.uploaded)
+        slot.graph_start.record(main)
         slot.graph.replay()
-        t2 = self.clock.mark()
+        slot.replayed.record(main)
         slot.host_out.copy_(slot.packed, non_blocking=True)
-        slot.result_ready = self.clock.mark()
-        return InFlight(frame, (), (t0, t1, t2), now, slot)
+        slot.result_ready.record(main)
+        slot.used = True
+        return InFlight(frame, (), (slot.upload_start, slot.uploaded, slot.graph_start, slot.replayed), now, slot)
 
     def finish(self, work: InFlight) -> Processed:
         slot = work.slot

@@ -72,6 +72,17 @@ def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:
     return BLACK if (0.114 * b + 0.587 * g + 0.299 * r) > 140 else WHITE
 
 
+@functools.lru_cache(maxsize=2048)
+def _label_plate(text: str, color: Tuple[int, int, int], scale: float, thickness: int, pad: int) -> np.ndarray:
+    """The label as an image: `text` on a plate of `color` (2,048 kept: ~80 classes x the scores seen lately)."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
+    plate = np.empty((th + base + pad + 1, tw + 2 * pad + 1, 3), np.uint8)
+    plate[:] = color
+    cv2.putText(plate, text, (pad, th + pad // 2), FONT, scale, _text_color_on(color), thickness, LINE_TYPE)
+    plate.setflags(write=False)
+    return plate
+
+
 class Overlay:
     """annotate(image, result, hud) draws in place and returns the image; text is scaled to the frame height."""
 
@@ -80,7 +91,6 @@ class Overlay:
         self.last_badge_rect = None  # type: Optional[Tuple[int, int, int, int]]  # x0, y0, x1, y1 (for tests)
         self.last_warning_rect = None  # type: Optional[Tuple[int, int, int, int]]
         self._scale_for = None  # type: Optional[Tuple[int, int]]
-        self._char_w = {}  # type: Dict[str, int]
         self._hud_layer = None  # type: Optional[HudLayer]
 
     def _metrics(self, height: int, width: int) -> None:
@@ -97,19 +107,6 @@ class Overlay:
         self.pad = max(2, int(6 * self.scale))
         self.box_thickness = max(1, int(round(height / 360.0)))
         self.text_h, self.text_base = text_h, baseline
-        self._char_w = {}
-
-    def _text_w(self, text: str) -> int:
-        """Width of `text` from cached per-character widths: a few pixels wider than getTextSize (which rounds
-        once), without an OpenCV call per label (each call hands the GIL to another thread and back)."""
-        widths = self._char_w
-        total = 0
-        for ch in text:
-            w = widths.get(ch)
-            if w is None:
-                w = widths[ch] = cv2.getTextSize(ch, FONT, self.scale, self.thickness)[0][0]
-            total += w
-        return total
 
     def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None) -> np.ndarray:
         h, w = image_bgr.shape[:2]
@@ -124,14 +121,15 @@ class Overlay:
         return image_bgr
 
     def _label(self, image: np.ndarray, text: str, x: int, y: int, color: Tuple[int, int, int]) -> None:
-        """Text on a filled box whose top-left corner is (x, y), kept inside the frame."""
-        tw, th, base = self._text_w(text), self.text_h, self.text_base
+        """Text on a filled box whose top-left corner is (x, y), kept inside the frame: a cached plate pasted by
+        one array copy (drawn afresh it costs two OpenCV calls, each handing the GIL to another thread and back)."""
+        plate = _label_plate(text, color, self.scale, self.thickness, self.pad)
+        ph, pw = plate.shape[:2]
         h, w = image.shape[:2]
-        x = int(min(max(0, x), max(0, w - tw - 2 * self.pad)))
-        y = int(min(max(0, y), max(0, h - th - base - self.pad)))
-        cv2.rectangle(image, (x, y), (x + tw + 2 * self.pad, y + th + base + self.pad), color, -1)
-        cv2.putText(image, text, (x + self.pad, y + th + self.pad // 2), FONT, self.scale, _text_color_on(color),
-                    self.thickness, LINE_TYPE)
+        x = int(min(max(0, x), max(0, w - pw)))
+        y = int(min(max(0, y), max(0, h - ph)))
+        region = image[y:y + ph, x:x + pw]
+        region[...] = plate[:region.shape[0], :region.shape[1]]
 
     def _draw_detections(self, image: np.ndarray, det: Detections) -> None:
         # Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights,
@@ -139,11 +137,15 @@ class Overlay:
         if not len(det):
             return
         corners = np.rint(det.boxes).astype(np.int32)
-        # the outlines: one polylines call per palette colour
-        outlines = corners[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)
+        # The outlines: one polylines call per palette colour and pixel of thickness. Nested 1 px outlines cost
+        # half of one thicker outline (OpenCV draws thick lines as polygons with round joins).
         shades = det.labels.astype(np.int64) % PALETTE_SIZE
-        for shade in np.unique(shades).tolist():
-            cv2.polylines(image, list(outlines[shades == shade]), True, class_color(shade), self.box_thickness)
+        colours = np.unique(shades).tolist()
+        for inset in range(self.box_thickness):
+            outlines = (corners + np.array((inset, inset, -inset, -inset), np.int32))[:, [0, 1, 2, 1, 2, 3, 0, 3]]
+            outlines = outlines.reshape(-1, 4, 2)
+            for shade in colours:
+                cv2.polylines(image, list(outlines[shades == shade]), True, class_color(shade), 1)
         for i in np.argsort(-det.scores, kind="stable")[:MAX_LABELS].tolist():
             x0, y0 = int(corners[i, 0]), int(corners[i, 1])
             label = int(det.labels[i])

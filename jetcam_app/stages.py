@@ -37,14 +37,15 @@ class StageClock:
 class InFlight:
     frame: Frame
     outputs: Tuple[torch.Tensor, ...]
-    marks: Tuple[Any, Any, Any]
+    marks: Tuple[Any, Any, Any, Any]  # preprocessing's start and end, inference's start and end
     submitted: float  # perf_counter at submit
     slot: Any = None  # the fused graph's buffers holding this frame (graphed_stages.py); None for eager stages
 
     def timing(self, clock: "StageClock", post_ms: float) -> FrameTiming:
-        t0, t1, t2 = self.marks
+        pre_start, pre_end, infer_start, infer_end = self.marks
         return FrameTiming(queue_wait_ms=(self.submitted - self.frame.capture_time) * 1000.0,
-                           pre_ms=clock.elapsed_ms(t0, t1), infer_ms=clock.elapsed_ms(t1, t2), post_ms=post_ms)
+                           pre_ms=clock.elapsed_ms(pre_start, pre_end), infer_ms=clock.elapsed_ms(infer_start, infer_end),
+                           post_ms=post_ms)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class InferenceStages:
         t1 = self.clock.mark()
         outputs = self.engine.infer(batch)
         t2 = self.clock.mark()
-        return InFlight(frame, outputs, (t0, t1, t2), now)
+        return InFlight(frame, outputs, (t0, t1, t1, t2), now)
 
     def finish(self, work: InFlight) -> Processed:
         """Postprocess (decoding and NMS on the outputs' device; kept boxes come back) and read the timings."""

@@ -192,12 +192,18 @@ class RollingStats:
     """FPS over the last `window_s` and a rolling p95 for the HUD; memory bounded by `max_samples`.
 
     p95 uses at least the last `min_samples` frames even if they are older than the window, so a slow
-    stream (a few fps) still gets a meaningful percentile rather than the max of two samples."""
+    stream (a few fps) still gets a meaningful percentile rather than the max of two samples. Both are asked
+    for on every frame: fps is O(1) while the samples all lie in the window (add() keeps it so at any rate
+    above min_samples a window), and p95 is sorted again only once `refresh_s` of stream time has passed (at
+    600 fps a sort of the window on every frame costs more than the frame's own host work)."""
 
-    def __init__(self, window_s: float = 1.0, min_samples: int = 30, max_samples: int = 2048):
+    def __init__(self, window_s: float = 1.0, min_samples: int = 30, max_samples: int = 2048,
+                 refresh_s: float = 0.1):
         self.window_s = float(window_s)
         self.min_samples = int(min_samples)
+        self.refresh_s = float(refresh_s)
         self._samples = collections.deque(maxlen=max_samples)  # type: Deque[Tuple[float, float]]
+        self._p95 = None  # type: Optional[Tuple[float, float]]  # (time of the newest sample used, p95)
 
     def add(self, t_now: float, service_ms: float) -> None:
         self._samples.append((float(t_now), float(service_ms)))
@@ -205,24 +211,29 @@ class RollingStats:
         while len(self._samples) > self.min_samples and self._samples[0][0] < horizon:
             self._samples.popleft()
 
-    def _recent(self, t_now: Optional[float]) -> List[Tuple[float, float]]:
-        if not self._samples:
-            return []
-        ref = self._samples[-1][0] if t_now is None else float(t_now)
-        return [s for s in self._samples if s[0] >= ref - self.window_s]
-
     def fps(self, t_now: Optional[float] = None) -> float:
         """Frames per second over the window ending at the last frame (or at `t_now`, so a stall decays to 0)."""
-        recent = self._recent(t_now)
-        if len(recent) < 2:
+        samples = self._samples
+        if not samples:
             return 0.0
-        span_s = recent[-1][0] - recent[0][0]
-        return (len(recent) - 1) / span_s if span_s > 0 else 0.0
+        start = (samples[-1][0] if t_now is None else float(t_now)) - self.window_s
+        if samples[0][0] >= start:  # all in the window: the common case, no scan
+            count, first = len(samples), samples[0][0]
+        else:
+            recent = [s[0] for s in samples if s[0] >= start]
+            count, first = len(recent), (recent[0] if recent else 0.0)
+        if count < 2:
+            return 0.0
+        span_s = samples[-1][0] - first
+        return (count - 1) / span_s if span_s > 0 else 0.0
 
     def p95_ms(self) -> Optional[float]:
         if not self._samples:
             return None
-        return _quantile(sorted(s[1] for s in self._samples), 0.95)
+        newest = self._samples[-1][0]
+        if self._p95 is None or not 0.0 <= newest - self._p95[0] < self.refresh_s:
+            self._p95 = (newest, _quantile(sorted(s[1] for s in self._samples), 0.95))
+        return self._p95[1]
 
 
 def _rounded(stats: Mapping[str, Optional[float]]) -> Dict[str, Any]:

@@ -98,3 +98,12 @@ def test_close_raises_an_error_emit_did_not_see(tmp_path, stats):
     emitter.emit(processed(0))
     with pytest.raises(OSError):
         emitter.close()
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 0), (2, 0), (4, 2), (8, 2), (12, 3), (16, 4), (64, 4)])
+def test_automatic_drawing_threads_follow_the_cores(monkeypatch, cores, expected):
+    from jetcam_app.emitter import draw_threads
+
+    monkeypatch.setattr("jetcam_app.engines.torch_engine.cpu_threads", lambda requested: cores)
+    assert draw_threads(True) == expected
+    assert draw_threads(True, 1) == 1 and draw_threads(False) == 0

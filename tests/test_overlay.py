@@ -105,3 +105,19 @@ def test_hud_lines_include_the_numbers():
 def test_hud_fits_a_tiny_frame():
     image = np.zeros((120, 160, 3), np.uint8)
     Overlay(OverlayConfig()).annotate(image, detections(), hud(random_weights=True))
+
+
+def test_labels_are_plates_kept_inside_the_frame():
+    """A label is its class colour's plate with text on it, pasted whole inside the frame even at the edges."""
+    overlay = Overlay(OverlayConfig(enabled=True, hud=False))
+    image = np.full((240, 320, 3), 127, np.uint8)
+    overlay.annotate(image, Detections(np.array([[300, 230, 319, 239]], np.float32), np.array([0.9], np.float32),
+                                       np.array([1], np.int64), NAMES), None)
+    plate = np.all(image == class_color(1), axis=2)
+    rows, cols = np.nonzero(plate)
+    assert cols.max() == 319 and rows.max() == 239  # pushed left and up to fit, not cut off
+    width = cols.max() - cols.min() + 1
+    assert width > 60  # "person 0.90" on it, not only the 20 px box outline
+    inside = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    text = ~np.all(inside == class_color(1), axis=2) & ~np.all(inside == 127, axis=2)
+    assert text.sum() > 30  # the glyphs, in the text colour on the plate

@@ -184,3 +184,16 @@ def test_summary_of_an_empty_run():
     assert summary["fps"] is None and summary["stages_ms"]["infer_ms"]["count"] == 0
     assert "no frames were processed" in summary["verdict"]
     assert "0 processed" in format_summary(summary)
+
+
+def test_rolling_p95_is_sorted_again_only_after_refresh_s():
+    stats = RollingStats(window_s=1.0, min_samples=5, refresh_s=0.1)
+    for i in range(50):
+        stats.add(i * 0.01, 10.0)
+    assert stats.p95_ms() == 10.0
+    stats.add(0.55, 500.0)  # 0.06 s after the last sort: the cached figure stands
+    assert stats.p95_ms() == 10.0
+    for i in range(10):
+        stats.add(0.6 + i * 0.001, 500.0)  # 0.109 s after the last sort: sorted again
+    assert stats.p95_ms() == pytest.approx(float(np.percentile([s[1] for s in stats._samples], 95)))
+    assert stats.p95_ms() > 10.0

@@ -35,13 +35,20 @@ def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.
     k = boxes.shape[0]
     earlier = torch.ones((k, k), dtype=torch.bool, device=boxes.device).triu(1)  # [j, i]: j comes before i
     suppresses = (box_iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :]) & earlier
-    suppresses = (suppresses & valid[:, None]).float()
-    # Each round is one vector-matrix product: hits[i] = number of kept j that suppress i (small exact integers).
-    keep = previous = valid
-    for _ in range(rounds):
-        previous = keep
-        keep = valid & ((keep.float() @ suppresses) == 0)
-    return keep, keep == previous
+    suppresses = suppresses & valid[:, None]
+    # Row k is a sentinel, always kept, that suppresses every invalid candidate; entries are 0 or -1, so
+    # hits[i] = -(number of kept j that suppress i), small exact integers, and heaviside(hits, 1) is 1 exactly
+    # when nothing suppresses i. Each round is then two kernels: one vector-matrix product and one heaviside.
+    negated = torch.cat((suppresses, ~valid[None, :]), 0).float().neg()
+    state = torch.cat((valid.float(), torch.ones(1, dtype=torch.float32, device=boxes.device)))
+    keep = state[:k]
+    one = torch.ones((), dtype=torch.float32, device=boxes.device)
+    previous = keep
+    for round_ in range(rounds):
+        if round_ == rounds - 1:
+            previous = keep.clone()
+        torch.heaviside(state @ negated, one, out=keep)
+    return keep > 0, keep == previous
 
 
 def settled(keep: torch.Tensor, stable: torch.Tensor, max_detections: int) -> torch.Tensor:

@@ -8,6 +8,9 @@ GPU's pace. Used with `--cuda-graph` on the torch CUDA engine and models with st
 whose device result is not provably equal to the dynamic postprocessing (rare: see static_nms.py) is
 postprocessed again by the dynamic path from the same network outputs.
 
+Frames decoded into the page-locked buffers of `host_buffers` (the pipeline hands them to the source) are
+uploaded from where they lie; others are first copied into the slot's own page-locked buffer.
+
 Stage times here: pre = the frame's upload, infer = the graph (resize, network, decoding, NMS; GPU time from
 CUDA events), post = waiting for and unpacking the kept boxes (wall time).
 """
@@ -21,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from .host_buffers import pinned_pool
 from .stages import InferenceStages, InFlight, Processed, StageClock
 from .types import Frame
 
@@ -86,6 +90,8 @@ class GraphedStages:
         cuda = engine.device.type == "cuda"
         self._upload_stream = torch.cuda.Stream(engine.device) if cuda else None
         self._main_stream = torch.cuda.current_stream(engine.device) if cuda else None
+        # page-locked buffers for the source to decode into (the pipeline hands them to it)
+        self.host_buffers = pinned_pool() if cuda else None
 
     def _slots_for(self, shape: Tuple[int, ...]) -> Optional[List[_GraphSlot]]:
         """The slots for frames of this shape, captured on first sight; None where the eager stages must run."""
@@ -118,9 +124,12 @@ class GraphedStages:
         self._turn = (self._turn + 1) % len(slots)
         slot = slots[self._turn]
         now = time.perf_counter()
-        if slot.used:
-            slot.uploaded.synchronize()
-        np.copyto(slot.host_in_np, frame.image)
+        host = self.host_buffers.storage_of(frame.image) if self.host_buffers is not None else None
+        if host is None:  # not decoded into a page-locked buffer: copy it into this slot's
+            if slot.used:
+                slot.uploaded.synchronize()
+            np.copyto(slot.host_in_np, frame.image)
+            host = slot.host_in
         # The upload runs on a stream of its own, so the copy engine moves this frame while the previous
         # frame's graph computes; it waits only for the graph that last read this slot's input. Streams are
         # passed explicitly: each torch.cuda.current_stream() costs a device query and an environment lookup.
@@ -130,7 +139,7 @@ class GraphedStages:
         torch.cuda.set_stream(upload)
         try:
             slot.upload_start.record(upload)
-            slot.device_in.copy_(slot.host_in, non_blocking=True)
+            slot.device_in.copy_(host, non_blocking=True)
             slot.uploaded.record(upload)
         finally:
             torch.cuda.set_stream(main)

@@ -101,9 +101,10 @@ class Pipeline:
             emitter.live = source.is_live
             log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
+            self._stages = make_stages(adapter, engine)
+            source.buffers = getattr(self._stages, "host_buffers", None)
             started = time.perf_counter()
             capture.start()
-            self._stages = make_stages(adapter, engine)
             self._loop(self._stages, capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e

@@ -1,7 +1,7 @@
 """The Source interface: open, read frames (None at the end of the stream), close."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from ..types import Frame
 
@@ -11,6 +11,9 @@ class Source:
     files are replayed losslessly unless paced. close() is idempotent."""
 
     is_live = False
+    # A HostFramePool (host_buffers.py) the pipeline may hand in; sources that can decode into a given array
+    # take their frames' arrays from it, the others ignore it.
+    buffers = None  # type: Any
 
     def __init__(self):
         self.nominal_fps = None  # type: Optional[float]

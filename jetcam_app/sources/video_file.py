@@ -25,6 +25,7 @@ class VideoFileSource(Source):
         self.is_live = bool(config.pace)
         self._cap = None
         self._first = None
+        self._first_shape = None  # type: Optional[Tuple[int, ...]]
         self._index = 0
         self._start = 0.0
         self._origin_s = 0.0
@@ -49,6 +50,7 @@ class VideoFileSource(Source):
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.nominal_fps = fps if fps and fps > 0 else None
         self.frame_size = (first.shape[1], first.shape[0])
+        self._first_shape = first.shape
         self._timestamps = read_sidecar(self.path) or None
         if self._timestamps:
             log.info("replaying %s with the %d capture timestamps of its sidecar", self.path, len(self._timestamps))
@@ -67,7 +69,7 @@ class VideoFileSource(Source):
         if self._first is not None:
             image, self._first = self._first, None
         else:
-            ok, image = self._cap.read()
+            ok, image = self._read_next()
             if not ok:
                 return None
         position = self._index
@@ -78,6 +80,16 @@ class VideoFileSource(Source):
             if delay > 0:
                 time.sleep(delay)
         return Frame(image, index, timestamp_s, time.perf_counter())
+
+    def _read_next(self):
+        """cap.read(), into a buffer of the pipeline's pool where it has one (see host_buffers.py)."""
+        buffer = self.buffers.take(self._first_shape) if self.buffers is not None else None
+        if buffer is None:
+            return self._cap.read()
+        ok, image = self._cap.read(buffer)
+        if image is not buffer:  # the video changed size mid-stream: OpenCV allocated anew
+            self.buffers.forget(buffer)
+        return ok, image
 
     def close(self) -> None:
         if self._cap is not None:

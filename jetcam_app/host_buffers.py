@@ -1,0 +1,97 @@
+"""Frame buffers the decoder writes into directly, reused once no frame holds them (page-locked on CUDA).
+
+With the fused CUDA graph the inference thread's biggest host cost was copying each decoded frame into a
+page-locked buffer for the upload (a 2.7 MB copy a 720p frame). When the source decodes straight into a
+page-locked buffer, the upload reads the frame where it lies. A buffer goes back into use only when the
+frame array handed out with it, and every view made from that array, is gone (see _Lease), so a frame still
+queued, drawn or written is never overwritten.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+DEFAULT_LIMIT_BYTES = 256 * 1024 * 1024  # beyond this, frames are decoded into ordinary memory (and copied)
+
+
+class _Lease:
+    """One frame's hold on a buffer: the base object of the array handed out and of every view made from it
+    (numpy collapses a view's base to the first object that is not an ndarray), so while any of them lives,
+    so does the lease."""
+
+    __slots__ = ("__array_interface__", "entry", "__weakref__")
+
+    def __init__(self, entry: "_Entry", interface: Dict[str, Any]):
+        self.__array_interface__ = interface
+        self.entry = entry
+
+
+class _Entry:
+    __slots__ = ("storage", "interface", "shape", "lease")
+
+    def __init__(self, storage: Any, array: np.ndarray):
+        self.storage = storage  # kept here: the memory stays allocated while the pool lives
+        self.interface = dict(array.__array_interface__)
+        self.shape = array.shape
+        self.lease = None  # type: Optional[weakref.ReferenceType]
+
+
+class HostFramePool:
+    """take(shape) -> a uint8 array to decode into (None once `limit_bytes` are in use); storage_of(array) -> the
+    storage (a pinned torch tensor on CUDA) behind an array this pool handed out, or None. Thread-safe."""
+
+    def __init__(self, allocate: Callable[[Tuple[int, ...]], Any], as_array: Callable[[Any], np.ndarray],
+                 limit_bytes: int = DEFAULT_LIMIT_BYTES):
+        self._allocate = allocate
+        self._as_array = as_array
+        self.limit_bytes = int(limit_bytes)
+        self.allocated_bytes = 0
+        self._entries = []  # type: List[_Entry]
+        self._lock = threading.Lock()
+
+    def take(self, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+        shape = tuple(int(v) for v in shape)
+        with self._lock:
+            entry = next((e for e in self._entries if e.shape == shape and (e.lease is None or e.lease() is None)),
+                         None)
+            if entry is None:
+                size = int(np.prod(shape))
+                if self.allocated_bytes + size > self.limit_bytes:
+                    return None
+                storage = self._allocate(shape)
+                entry = _Entry(storage, self._as_array(storage))
+                self._entries.append(entry)
+                self.allocated_bytes += size
+            lease = _Lease(entry, entry.interface)
+            entry.lease = weakref.ref(lease)
+            return np.asarray(lease)
+
+    def storage_of(self, array: np.ndarray) -> Any:
+        lease = getattr(array, "base", None)
+        if not isinstance(lease, _Lease) or lease.entry not in self._entries:
+            return None
+        return lease.entry.storage
+
+    def forget(self, array: np.ndarray) -> None:
+        """The decoder wrote elsewhere (another frame size): the buffer is retired, since whatever it returned
+        instead may still share its memory."""
+        lease = getattr(array, "base", None)
+        with self._lock:
+            if isinstance(lease, _Lease) and lease.entry in self._entries:
+                self._entries.remove(lease.entry)
+                self.allocated_bytes -= int(np.prod(lease.entry.shape))
+
+    @property
+    def buffers(self) -> int:
+        return len(self._entries)
+
+
+def pinned_pool(limit_bytes: int = DEFAULT_LIMIT_BYTES) -> HostFramePool:
+    """Page-locked buffers for uploads to the GPU (needs CUDA)."""
+    import torch
+
+    return HostFramePool(lambda shape: torch.empty(shape, dtype=torch.uint8).pin_memory(), lambda t: t.numpy(),
+                         limit_bytes)

@@ -1,0 +1,66 @@
+"""The frame buffer pool: a buffer is reused only once no frame holds it; a video decodes into its buffers."""
+import gc
+
+import numpy as np
+
+from jetcam_app.config import SourceConfig
+from jetcam_app.host_buffers import HostFramePool
+from jetcam_app.sources.spec import create_source
+from jetcam_app.sources.synthetic import decode_index
+
+
+def numpy_pool(limit_bytes=10 ** 9):
+    return HostFramePool(lambda shape: np.zeros(shape, np.uint8), lambda storage: storage.view(), limit_bytes)
+
+
+def test_a_buffer_is_reused_only_after_its_frame_and_every_view_of_it_are_gone():
+    pool = numpy_pool()
+    first = pool.take((4, 5, 3))
+    crop = first[1:3]  # a view (a drawing, a sink) keeps the frame's buffer taken
+    del first
+    gc.collect()
+    second = pool.take((4, 5, 3))
+    assert not np.shares_memory(second, crop) and pool.buffers == 2
+    del crop
+    gc.collect()
+    third = pool.take((4, 5, 3))
+    assert pool.buffers == 2  # the first buffer came back
+    assert not np.shares_memory(third, second)
+    assert pool.storage_of(third) is not None and pool.storage_of(np.zeros((4, 5, 3), np.uint8)) is None
+
+
+def test_other_shapes_get_their_own_buffers_and_the_limit_holds():
+    pool = numpy_pool(limit_bytes=2 * 60)
+    a, b = pool.take((4, 5, 3)), pool.take((2, 10, 3))
+    assert a.shape == (4, 5, 3) and b.shape == (2, 10, 3)
+    assert pool.take((4, 5, 3)) is None  # 120 bytes in use: the caller decodes into ordinary memory
+    assert pool.allocated_bytes == 120
+
+
+def test_forget_retires_a_buffer():
+    pool = numpy_pool()
+    a = pool.take((4, 5, 3))
+    pool.forget(a)
+    assert pool.buffers == 0 and pool.storage_of(a) is None and pool.allocated_bytes == 0
+
+
+def test_video_frames_decode_into_the_pool_and_held_frames_stay_intact(index_video):
+    plain = create_source(SourceConfig(uri=index_video))
+    pooled = create_source(SourceConfig(uri=index_video))
+    pooled.buffers = pool = numpy_pool()
+    plain.open()
+    pooled.open()
+    held = []
+    for i in range(30):
+        expected, frame = plain.read(), pooled.read()
+        np.testing.assert_array_equal(frame.image, expected.image)
+        assert (pool.storage_of(frame.image) is not None) == (i > 0)  # the first frame was read by open()
+        if i % 3 == 0:
+            held.append((i, frame))  # queued or being drawn: its buffer must not be written again
+        del frame
+        gc.collect()
+    assert pooled.read() is None
+    assert [decode_index(frame.image) for _, frame in held] == [i for i, _ in held]
+    assert pool.buffers < 30  # buffers of frames let go were reused
+    plain.close()
+    pooled.close()

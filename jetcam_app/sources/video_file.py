@@ -25,7 +25,7 @@ class VideoFileSource(Source):
         self.is_live = bool(config.pace)
         self._cap = None
         self._first = None
-        self._first_shape = None  # type: Optional[Tuple[int, ...]]
+        self._first_shape = None  # type: Optional[Tuple[int, ...]]  # the size of the buffers to decode into
         self._index = 0
         self._start = 0.0
         self._origin_s = 0.0
@@ -89,6 +89,8 @@ class VideoFileSource(Source):
         ok, image = self._cap.read(buffer)
         if image is not buffer:  # the video changed size mid-stream: OpenCV allocated anew
             self.buffers.forget(buffer)
+            if ok and image is not None:
+                self._first_shape = image.shape  # the buffers taken from now on have the new size
         return ok, image
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .host_buffers import pinned_pool
+from .host_buffers import pool_for
 from .stages import InferenceStages, InFlight, Processed, StageClock
 from .types import Frame
 
@@ -91,7 +91,7 @@ class GraphedStages:
         self._upload_stream = torch.cuda.Stream(engine.device) if cuda else None
         self._main_stream = torch.cuda.current_stream(engine.device) if cuda else None
         # page-locked buffers for the source to decode into (the pipeline hands them to it)
-        self.host_buffers = pinned_pool() if cuda else None
+        self.host_buffers = pool_for(engine.device) if cuda else None
 
     def _slots_for(self, shape: Tuple[int, ...]) -> Optional[List[_GraphSlot]]:
         """The slots for frames of this shape, captured on first sight; None where the eager stages must run."""

@@ -89,6 +89,23 @@ class HostFramePool:
         return len(self._entries)
 
 
+def pinned_memory_is_cached(is_integrated: bool, capability: Tuple[int, int]) -> bool:
+    """Whether the CPU caches page-locked memory: always on a discrete GPU's host; on a Jetson only with I/O
+    coherency (compute capability 7.2+: Xavier, Orin). On a Nano or TX2 it is uncached for the CPU (NVIDIA's
+    "CUDA for Tegra" note), and decoding and drawing into it would be slow."""
+    return not is_integrated or tuple(capability) >= (7, 2)
+
+
+def pool_for(device) -> Optional[HostFramePool]:
+    """A page-locked pool for frames bound for `device`, or None where the CPU would not cache it."""
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    if not pinned_memory_is_cached(bool(getattr(props, "is_integrated", False)), (props.major, props.minor)):
+        return None
+    return pinned_pool()
+
+
 def pinned_pool(limit_bytes: int = DEFAULT_LIMIT_BYTES) -> HostFramePool:
     """Page-locked buffers for uploads to the GPU (needs CUDA)."""
     import torch

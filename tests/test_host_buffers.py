@@ -4,7 +4,7 @@ import gc
 import numpy as np
 
 from jetcam_app.config import SourceConfig
-from jetcam_app.host_buffers import HostFramePool
+from jetcam_app.host_buffers import HostFramePool, pinned_memory_is_cached
 from jetcam_app.sources.spec import create_source
 from jetcam_app.sources.synthetic import decode_index
 
@@ -64,3 +64,9 @@ def test_video_frames_decode_into_the_pool_and_held_frames_stay_intact(index_vid
     assert pool.buffers < 30  # buffers of frames let go were reused
     plain.close()
     pooled.close()
+
+
+def test_page_locked_frames_only_where_the_cpu_caches_them():
+    assert pinned_memory_is_cached(False, (9, 0))  # a desktop or server GPU
+    assert pinned_memory_is_cached(True, (8, 7)) and pinned_memory_is_cached(True, (7, 2))  # Orin, Xavier
+    assert not pinned_memory_is_cached(True, (5, 3)) and not pinned_memory_is_cached(True, (6, 2))  # Nano, TX2

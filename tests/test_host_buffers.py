@@ -1,6 +1,7 @@
 """The frame buffer pool: a buffer is reused only once no frame holds it; a video decodes into its buffers."""
 import gc
 
+import cv2
 import numpy as np
 
 from jetcam_app.config import SourceConfig
@@ -70,3 +71,46 @@ def test_page_locked_frames_only_where_the_cpu_caches_them():
     assert pinned_memory_is_cached(False, (9, 0))  # a desktop or server GPU
     assert pinned_memory_is_cached(True, (8, 7)) and pinned_memory_is_cached(True, (7, 2))  # Orin, Xavier
     assert not pinned_memory_is_cached(True, (5, 3)) and not pinned_memory_is_cached(True, (6, 2))  # Nano, TX2
+
+
+def test_a_pipeline_on_pooled_frames_writes_what_it_writes_without_the_pool(tmp_path, index_video, monkeypatch):
+    """Frames decoded into reused buffers: the recording (drawn on two threads), the raw input recording and the
+    predictions are the same as with freshly allocated frames, so no buffer was written while still in use."""
+    import jetcam_app.pipeline as pipeline_module
+    from jetcam_app.config import load_config
+    from jetcam_app.pipeline import Pipeline
+
+    def run(name, pool):
+        if pool is not None:
+            make_stages = pipeline_module.make_stages
+
+            def with_pool(adapter, engine):
+                stages = make_stages(adapter, engine)
+                stages.host_buffers = pool
+                return stages
+
+            monkeypatch.setattr(pipeline_module, "make_stages", with_pool)
+        out = tmp_path / name
+        config = load_config(None, {"source.uri": index_video, "model.name": "nanodet", "engine.backend": "cpu",
+                                    "output.out_dir": str(out), "output.headless": True, "overlay.hud": False,
+                                    "output.record": str(out / "rec.mp4"), "output.save_input": str(out / "in.mp4"),
+                                    "pipeline.draw_threads": 2, "pipeline.queue_size": 4})
+        Pipeline(config).run()
+        monkeypatch.undo()
+        return out
+
+    pool = numpy_pool()
+    plain, pooled = run("plain", None), run("pooled", pool)
+    assert 1 < pool.buffers < 30
+    assert (plain / "predictions.jsonl").read_text() == (pooled / "predictions.jsonl").read_text()
+    for name in ("rec.mp4", "in.mp4"):
+        a, b = cv2.VideoCapture(str(plain / name)), cv2.VideoCapture(str(pooled / name))
+        frames = 0
+        while True:
+            (ok_a, image_a), (ok_b, image_b) = a.read(), b.read()
+            assert ok_a == ok_b
+            if not ok_a:
+                break
+            np.testing.assert_array_equal(image_a, image_b)
+            frames += 1
+        assert frames == 30

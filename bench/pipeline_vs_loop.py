@@ -144,6 +144,18 @@ def app_fps(config_overrides: dict, frames: int) -> dict:
     return summary
 
 
+def app_fps_without_pinned_decode(config_overrides: dict, frames: int) -> float:
+    """The app with frames copied into the graph's own page-locked buffer instead of decoded into the pool."""
+    import jetcam_app.graphed_stages as graphed
+
+    pool_for = graphed.pool_for
+    graphed.pool_for = lambda device: None
+    try:
+        return app_fps(config_overrides, frames)["fps"]
+    finally:
+        graphed.pool_for = pool_for
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="ssdlite320_mobilenet_v3_large")
@@ -154,6 +166,9 @@ def main() -> int:
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
+    p.add_argument("--ab-pinned-decode", action="store_true",
+                   help="also run the app with frames copied instead of decoded into page-locked buffers, then "
+                        "with them again (side by side in this run)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     from jetcam_app.assets import sample_video_path
@@ -180,6 +195,11 @@ def main() -> int:
     figures["app_vs_bound"] = figures["app_fps"] / min(figures["decode_fps"], figures["engine_fps"])
     figures["app_stage_p50_ms"] = {k: v["p50"] for k, v in summary["stages_ms"].items()}
     figures["graph_fallbacks"] = summary.get("graph_fallbacks")
+    if args.ab_pinned_decode:
+        figures["app_fps_copied_frames"] = app_fps_without_pinned_decode(overrides, args.frames)
+        figures["app_fps_again"] = app_fps(overrides, args.frames)["fps"]
+        print("  app fps: decoded into page-locked buffers %.1f, copied %.1f, decoded into them again %.1f"
+              % (figures["app_fps"], figures["app_fps_copied_frames"], figures["app_fps_again"]))
     print("  fused-graph fallbacks (frames sent to the dynamic postprocessing): %s" % figures["graph_fallbacks"])
     print("  app stage p50 ms: " + ", ".join("%s %.2f" % (k, v or 0) for k, v in figures["app_stage_p50_ms"].items()))
     for key in ("decode_fps", "engine_fps", "stages_only_fps", "lab_loop_fps", "app_fps"):

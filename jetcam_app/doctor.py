@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
+from .environment import command_output
 from .errors import JetcamError
 from .sources import gst_runner, v4l2
 
@@ -46,18 +47,6 @@ class Check:
     @property
     def failed(self) -> bool:
         return self.needed and self.status not in (OK, INFO)
-
-
-def _command(args: Sequence[str], timeout_s: float = 5.0) -> Optional[str]:
-    """First lines of a command's output, or None when it is not installed."""
-    if shutil.which(args[0]) is None:
-        return None
-    try:
-        done = subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout_s,
-                              universal_newlines=True)
-    except (OSError, subprocess.SubprocessError) as e:
-        return "failed: %s" % e
-    return " ".join((done.stdout or "").split())[:160] or "exit %d" % done.returncode
 
 
 def _process_running(name: str) -> bool:
@@ -224,7 +213,8 @@ def system_checks(cache_dir: str, jetson: bool) -> List[Check]:
                                                             "not installed (%s; RAM/GPU stats fall back to NVML or psutil)"
                                                             % JETSON_ONLY),
                         "" if jtop and service else "sudo pip3 install -U jetson-stats && sudo systemctl restart jtop.service"))
-    nvpmodel = _command(["nvpmodel", "-q"])
+    nvpmodel = command_output(["nvpmodel", "-q"], timeout_s=5.0)
+    nvpmodel = " ".join(nvpmodel.split())[:160] if nvpmodel is not None else None
     checks.append(Check("nvpmodel", OK if nvpmodel else ABSENT, nvpmodel or "not found (%s)" % JETSON_ONLY,
                         "sudo nvpmodel -m 0 for the maximum power mode" if nvpmodel else "part of JetPack (nvidia-l4t-tools)"))
     clocks = shutil.which("jetson_clocks")

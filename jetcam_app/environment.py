@@ -20,7 +20,7 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _command(args: Sequence[str], timeout_s: float = 10.0) -> Optional[str]:
+def command_output(args: Sequence[str], timeout_s: float = 10.0) -> Optional[str]:
     """stdout of a command, or None when it is missing or fails; stderr is given when only it speaks."""
     if shutil.which(args[0]) is None:
         return None
@@ -41,7 +41,7 @@ def _cpu_name() -> str:
         for line in text.splitlines():
             if line.startswith(key) and ":" in line:
                 return line.split(":", 1)[1].strip()
-    lscpu = _command(["lscpu"]) or ""
+    lscpu = command_output(["lscpu"]) or ""
     for line in lscpu.splitlines():
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
@@ -85,7 +85,7 @@ def _torch_details() -> List[Tuple[str, str]]:
 
 
 def _gpu_lines(rows: Sequence[Dict[str, Any]]) -> List[Tuple[str, str]]:
-    smi = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap", "--format=csv,noheader"])
+    smi = command_output(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap", "--format=csv,noheader"])
     if smi and not smi.startswith(("exit", "failed")):
         lines = []
         for n, entry in enumerate(smi.splitlines()):
@@ -111,11 +111,11 @@ def _jetson_lines() -> List[Tuple[str, str]]:
     if release is None:
         return lines + [("JetPack / L4T", "not a Jetson (/etc/nv_tegra_release absent)")]
     lines.append(("L4T", release.splitlines()[0].lstrip("# ")))
-    jetpack = _command(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
+    jetpack = command_output(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
     lines.append(("JetPack", jetpack or "nvidia-jetpack package not installed"))
-    nvpmodel = _command(["nvpmodel", "-q"])
+    nvpmodel = command_output(["nvpmodel", "-q"])
     lines.append(("nvpmodel", " ".join((nvpmodel or "nvpmodel not found").split())))
-    clocks = _command(["jetson_clocks", "--show"])
+    clocks = command_output(["jetson_clocks", "--show"])
     if clocks is None:
         lines.append(("jetson_clocks", "not found"))
     elif clocks.startswith(("exit", "failed")):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -24,19 +24,21 @@ class _Lease:
 
     __slots__ = ("__array_interface__", "entry", "__weakref__")
 
-    def __init__(self, entry: "_Entry", interface: Dict[str, Any]):
-        self.__array_interface__ = interface
+    def __init__(self, entry: "_Entry"):
+        self.__array_interface__ = entry.interface
         self.entry = entry
 
 
 class _Entry:
-    __slots__ = ("storage", "interface", "shape", "lease")
+    __slots__ = ("pool", "storage", "interface", "shape", "lease", "retired")
 
-    def __init__(self, storage: Any, array: np.ndarray):
+    def __init__(self, pool: "HostFramePool", storage: Any, array: np.ndarray):
+        self.pool = pool
         self.storage = storage  # kept here: the memory stays allocated while the pool lives
         self.interface = dict(array.__array_interface__)
         self.shape = array.shape
         self.lease = None  # type: Optional[weakref.ReferenceType]
+        self.retired = False  # forget() took it out of the pool
 
 
 class HostFramePool:
@@ -62,16 +64,16 @@ class HostFramePool:
                 if self.allocated_bytes + size > self.limit_bytes:
                     return None
                 storage = self._allocate(shape)
-                entry = _Entry(storage, self._as_array(storage))
+                entry = _Entry(self, storage, self._as_array(storage))
                 self._entries.append(entry)
                 self.allocated_bytes += size
-            lease = _Lease(entry, entry.interface)
+            lease = _Lease(entry)
             entry.lease = weakref.ref(lease)
             return np.asarray(lease)
 
     def storage_of(self, array: np.ndarray) -> Any:
         lease = getattr(array, "base", None)
-        if not isinstance(lease, _Lease) or lease.entry not in self._entries:
+        if not isinstance(lease, _Lease) or lease.entry.pool is not self or lease.entry.retired:
             return None
         return lease.entry.storage
 
@@ -80,7 +82,8 @@ class HostFramePool:
         instead may still share its memory."""
         lease = getattr(array, "base", None)
         with self._lock:
-            if isinstance(lease, _Lease) and lease.entry in self._entries:
+            if isinstance(lease, _Lease) and lease.entry.pool is self and not lease.entry.retired:
+                lease.entry.retired = True
                 self._entries.remove(lease.entry)
                 self.allocated_bytes -= int(np.prod(lease.entry.shape))
 

@@ -13,10 +13,9 @@ import argparse
 import csv
 import json
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import add_app_arguments, app_overrides, write_json  # also puts the repository on sys.path
 
 from jetcam_app.config import load_config  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
@@ -24,25 +23,17 @@ from jetcam_app.pipeline import Pipeline  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="nanodet")
-    p.add_argument("--backend", default="cpu")
-    p.add_argument("--precision", default="fp32")
+    add_app_arguments(p)
     p.add_argument("--source", required=True, help="a video with at least --frames frames (bench/loop_video.py)")
     p.add_argument("--frames", type=int, default=5000)
     p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--random-weights", action="store_true")
-    p.add_argument("--cuda-graph", action="store_true")
-    p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
     p.add_argument("--stats-interval", type=float, default=0.05, help="seconds between memory samples")
     p.add_argument("--json")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        config = load_config(None, {"source.uri": args.source, "model.name": args.model, "engine.backend": args.backend,
-                                    "engine.precision": args.precision, "model.random_weights": args.random_weights,
-                                    "engine.cuda_graph": args.cuda_graph, "pipeline.draw_threads": args.draw_threads,
-                                    "pipeline.max_frames": args.frames, "output.out_dir": out,
-                                    "stats.interval_s": args.stats_interval,
-                                    "output.headless": True})
+        config = load_config(None, app_overrides(args, args.source, **{
+            "pipeline.max_frames": args.frames, "output.out_dir": out, "output.headless": True,
+            "stats.interval_s": args.stats_interval}))
         summary = Pipeline(config).run()
         with open(os.path.join(out, "timing.csv")) as f:
             rows = list(csv.DictReader(f))
@@ -60,9 +51,7 @@ def main() -> int:
         "gpu_peak_mb": max(gpu) if gpu else None,
     }
     print(json.dumps(figures, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    write_json(figures, args.json)
     return 0
 
 

@@ -9,17 +9,15 @@ drawing on, recording off), with the ratios and the machine. Not a test: speed i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 import cv2
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import add_app_arguments, app_overrides, write_json  # also puts the repository on sys.path
 
 from jetcam_app.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
@@ -158,14 +156,9 @@ def app_fps_without_pinned_decode(config_overrides: dict, frames: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="ssdlite320_mobilenet_v3_large")
+    add_app_arguments(p, model="ssdlite320_mobilenet_v3_large")
     p.add_argument("--source", default=None, help="a video (default: the sample video)")
-    p.add_argument("--backend", default="cpu")
-    p.add_argument("--precision", default="fp32")
-    p.add_argument("--cuda-graph", action="store_true")
-    p.add_argument("--random-weights", action="store_true")
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
     p.add_argument("--ab-pinned-decode", action="store_true",
                    help="also run the app with frames copied instead of decoded into page-locked buffers, then "
                         "with them again (side by side in this run)")
@@ -174,9 +167,7 @@ def main() -> int:
     from jetcam_app.assets import sample_video_path
 
     source = args.source or sample_video_path()
-    overrides = {"source.uri": source, "model.name": args.model, "engine.backend": args.backend,
-                 "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
-                 "model.random_weights": args.random_weights, "pipeline.draw_threads": args.draw_threads}
+    overrides = app_overrides(args, source)
     config = load_config(None, overrides)
     lab_config = load_config(None, dict(overrides, **{"engine.precision": "fp32", "engine.cuda_graph": False}))
     print("machine: %s" % machine())
@@ -206,9 +197,7 @@ def main() -> int:
         print("  %-14s %8.1f" % (key, figures[key]))
     print("  app / lab loop        %.2fx" % figures["app_vs_loop"])
     print("  app / min(decode, engine) %.0f%%" % (100 * figures["app_vs_bound"]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    write_json(figures, args.json)
     return 0
 
 

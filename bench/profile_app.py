@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import add_app_arguments, app_overrides  # also puts the repository on sys.path
 
 from jetcam_app.config import load_config  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
@@ -18,20 +16,14 @@ from jetcam_app.pipeline import Pipeline  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="nanodet")
-    p.add_argument("--backend", default="cpu")
-    p.add_argument("--precision", default="fp32")
-    p.add_argument("--cuda-graph", action="store_true")
-    p.add_argument("--random-weights", action="store_true")
+    add_app_arguments(p)
     p.add_argument("--source", default="sample")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--top", type=int, default=30)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        config = load_config(None, {"source.uri": args.source, "model.name": args.model, "engine.backend": args.backend,
-                                    "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
-                                    "model.random_weights": args.random_weights, "pipeline.max_frames": args.frames,
-                                    "output.out_dir": out, "output.headless": True})
+        config = load_config(None, app_overrides(args, args.source, **{
+            "pipeline.max_frames": args.frames, "output.out_dir": out, "output.headless": True}))
         profiler = cProfile.Profile()
         profiler.enable()
         summary = Pipeline(config).run()

@@ -1,0 +1,36 @@
+"""What the bench scripts share: the repository on sys.path, the model and engine arguments, the app's config
+overrides from them, and the figures written as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def add_app_arguments(p: argparse.ArgumentParser, model: str = "nanodet") -> None:
+    """--model, --backend, --precision, --cuda-graph, --random-weights and --draw-threads."""
+    p.add_argument("--model", default=model)
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
+
+
+def app_overrides(args: argparse.Namespace, source: str, **extra: Any) -> Dict[str, Any]:
+    """Config overrides for the app from add_app_arguments' arguments, the source and any `extra` keys."""
+    overrides = {"source.uri": source, "model.name": args.model, "engine.backend": args.backend,
+                 "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
+                 "model.random_weights": args.random_weights, "pipeline.draw_threads": args.draw_threads}
+    overrides.update(extra)
+    return overrides
+
+
+def write_json(figures: Dict[str, Any], path: Optional[str]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(figures, f, indent=2)

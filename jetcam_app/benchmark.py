@@ -37,11 +37,11 @@ class BenchOptions:
     out_dir: str = "runs/bench"
     weights: Optional[str] = None
     random_weights: bool = False
-    score_threshold: float = 0.35
-    iou_threshold: float = 0.5
-    threads: int = 0
-    trt_workspace_mb: int = 1024
-    cache_dir: str = "models/cache"
+    score_threshold: float = ModelConfig.score_threshold  # the app's defaults, so a bench measures what runs
+    iou_threshold: float = ModelConfig.iou_threshold
+    threads: int = EngineConfig.threads
+    trt_workspace_mb: int = EngineConfig.trt_workspace_mb
+    cache_dir: str = EngineConfig.cache_dir
     worker_timeout_s: float = 3600.0
     keep_work: bool = False  # keep the inputs, the weights and every backend's raw outputs under work/
     sample_frames: int = 3  # annotated frames shown side by side in the report

@@ -10,7 +10,7 @@ exec > >(tee "$OUT/log-$step.txt") 2>&1
 py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 $py -c "import torch, torchvision, cv2; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cv2', cv2.__version__)"
-$py bench/loop_video.py media/bigbuckbunny.mp4 /tmp/bbb720.mp4 --times 4
+$py bench/loop_video.py media/bigbuckbunny.mp4 /tmp/bbb720.mp4 --times 16
 $py bench/loop_video.py media/bikes.mp4 /tmp/bikes5000.mp4 --times 21
 if [ "$step" = all ] || [ "$step" = tests ]; then
   echo "== CUDA tests"
@@ -19,9 +19,9 @@ fi
 if [ "$step" = all ] || [ "$step" = speed ]; then
   echo "== pipeline vs lab loop (720p)"
   $py bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --backend cuda --precision fp16 --cuda-graph \
-    --source /tmp/bbb720.mp4 --frames 800 --json "$OUT/pvl_ssd300_fp16_graph.json"
+    --source /tmp/bbb720.mp4 --frames 2000 --json "$OUT/pvl_ssd300_fp16_graph.json"
   $py bench/pipeline_vs_loop.py --model nanodet --backend cuda --precision fp16 --cuda-graph \
-    --source /tmp/bbb720.mp4 --frames 800 --ab-pinned-decode --json "$OUT/pvl_nanodet_fp16_graph.json"
+    --source /tmp/bbb720.mp4 --frames 2000 --ab-pinned-decode --json "$OUT/pvl_nanodet_fp16_graph.json"
   $py bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --backend cuda --precision fp32 \
     --source /tmp/bbb720.mp4 --frames 300
   echo "== memory soak (5000 frames)"

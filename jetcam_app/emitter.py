@@ -19,18 +19,20 @@ from .timing import PredictionLog, RollingStats, TimingLog
 DRAW_THREADS = 2  # drawings in parallel on the emitter's pool, where there are cores to spare
 
 
-def draw_threads(threaded: bool, requested: int = -1) -> int:
+def draw_threads(threaded: bool, requested: int = -1, gpu_outlines: bool = False) -> int:
     """Threads drawing in parallel; 0 = draw on the emitter thread. Automatic (-1): a pool only when the emitter
-    is threaded and there are 4+ usable cores; on 2 cores a second drawing thread takes CPU time from inference.
-    More than 2 did not help on a 16-core host: SSD300 with 100 boxes a frame ran at 308-325 fps with 4 threads
-    and 348 with 2 (H200), each drawing waiting longer for the GIL."""
+    is threaded, there are 4+ usable cores and the host draws the box outlines; on 2 cores a second drawing thread
+    takes CPU time from inference. More than 2 did not help on a 16-core host: SSD300 with 100 boxes a frame ran
+    at 308-325 fps with 4 threads and 348 with 2 (H200), each drawing waiting longer for the GIL. With the outlines
+    drawn on the GPU what is left (labels, HUD) is cheaper than handing frames to a pool: SSD300 ran 698 fps drawn
+    on the emitter thread, 660 with one drawing thread and 548-561 with two (H200)."""
     from .engines.torch_engine import cpu_threads
 
     if not threaded:
         return 0
     if requested >= 0:
         return requested
-    return DRAW_THREADS if cpu_threads(0) >= 4 else 0
+    return DRAW_THREADS if cpu_threads(0) >= 4 and not gpu_outlines else 0
 
 
 class FrameEmitter:
@@ -38,7 +40,7 @@ class FrameEmitter:
     fed through a small bounded queue (the main thread waits when it is full, so nothing is dropped)."""
 
     def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, budget_ms: float, sinks,
-                 threaded: bool = False, on_error: Optional[Callable[[str], None]] = None):
+                 threaded: bool = False, on_error: Optional[Callable[[str], None]] = None, gpu_outlines: bool = False):
         self.config = config
         self.adapter = adapter
         self.stats = stats
@@ -58,7 +60,7 @@ class FrameEmitter:
         self._thread = None  # type: Optional[threading.Thread]
         self._overlays = {}  # type: Dict[int, Overlay]
         self._pool = None  # type: Optional[ThreadPoolExecutor]
-        self._pool_size = draw_threads(threaded, config.pipeline.draw_threads)
+        self._pool_size = draw_threads(threaded, config.pipeline.draw_threads, gpu_outlines)
         if self._pool_size:
             self._pool = ThreadPoolExecutor(self._pool_size, thread_name_prefix="draw")
         if threaded:
@@ -140,7 +142,7 @@ class FrameEmitter:
         if overlay is None:
             overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
         t0 = time.perf_counter()
-        image = overlay.annotate(done.frame.image, done.result, hud)
+        image = overlay.annotate(done.frame.image, done.result, hud, done.outlined)
         return image, (time.perf_counter() - t0) * 1e3
 
     def _complete(self, done: Processed, hud: HudInfo, drawn) -> None:

@@ -48,6 +48,11 @@ PALETTE_SIZE = 20  # class ids share PALETTE_SIZE colours: all boxes of a colour
 HUD_REFRESH_S = 0.1  # the HUD's numbers are re-rendered 10 times a second (readable, and cheap at 600 fps)
 
 
+def box_thickness(height: int) -> int:
+    """Outline thickness in pixels for a frame of this height (2 px at 720p)."""
+    return max(1, int(round(height / 360.0)))
+
+
 class HudLayer(NamedTuple):
     """The HUD as last rendered: what it was rendered for and when, the panel to darken, the layer and its mask."""
 
@@ -105,15 +110,17 @@ class Overlay:
         (_, text_h), baseline = cv2.getTextSize("Hg", FONT, self.scale, self.thickness)
         self.line_h = text_h + baseline + max(2, int(4 * self.scale))
         self.pad = max(2, int(6 * self.scale))
-        self.box_thickness = max(1, int(round(height / 360.0)))
+        self.box_thickness = box_thickness(height)
         self.text_h, self.text_base = text_h, baseline
 
-    def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None) -> np.ndarray:
+    def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None,
+                 outlined: bool = False) -> np.ndarray:
+        """`outlined`: the image already shows the detections' box outlines (drawn on the GPU: box_outlines.py)."""
         h, w = image_bgr.shape[:2]
         self._metrics(h, w)
         if self.config.enabled and result is not None:
             if isinstance(result, Detections):
-                self._draw_detections(image_bgr, result)
+                self._draw_detections(image_bgr, result, outlined)
             elif isinstance(result, Classification):
                 self._draw_classification(image_bgr, result)
         if self.config.hud and hud is not None:
@@ -131,27 +138,32 @@ class Overlay:
         region = image[y:y + ph, x:x + pw]
         region[...] = plate[:region.shape[0], :region.shape[1]]
 
-    def _draw_detections(self, image: np.ndarray, det: Detections) -> None:
+    def _draw_detections(self, image: np.ndarray, det: Detections, outlined: bool = False) -> None:
         # Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights,
         # crowds) are unreadable and would cost ~10 ms of Python per frame.
         if not len(det):
             return
         corners = np.rint(det.boxes).astype(np.int32)
-        # The outlines: one polylines call per palette colour and pixel of thickness. Nested 1 px outlines cost
-        # half of one thicker outline (OpenCV draws thick lines as polygons with round joins).
-        shades = det.labels.astype(np.int64) % PALETTE_SIZE
-        colours = np.unique(shades).tolist()
-        for inset in range(self.box_thickness):
-            outlines = (corners + np.array((inset, inset, -inset, -inset), np.int32))[:, [0, 1, 2, 1, 2, 3, 0, 3]]
-            outlines = outlines.reshape(-1, 4, 2)
-            for shade in colours:
-                cv2.polylines(image, list(outlines[shades == shade]), True, class_color(shade), 1)
+        if not outlined:
+            self._draw_outlines(image, corners, det.labels)
         for i in np.argsort(-det.scores, kind="stable")[:MAX_LABELS].tolist():
             x0, y0 = int(corners[i, 0]), int(corners[i, 1])
             label = int(det.labels[i])
             above = y0 - self.text_h - self.text_base - self.pad
             self._label(image, "%s %.2f" % (det.name_of(label), float(det.scores[i])), x0,
                         above if above >= 0 else y0, class_color(label))
+
+    def _draw_outlines(self, image: np.ndarray, corners: np.ndarray, labels: np.ndarray) -> None:
+        """One polylines call per palette colour and pixel of thickness; nested 1 px outlines cost half of one
+        thicker outline (OpenCV draws thick lines as polygons with round joins). Where outlines cross, the
+        inner inset and then the higher palette index wins (box_outlines.py draws the same pixels)."""
+        shades = labels.astype(np.int64) % PALETTE_SIZE
+        colours = np.unique(shades).tolist()
+        for inset in range(self.box_thickness):
+            outlines = (corners + np.array((inset, inset, -inset, -inset), np.int32))[:, [0, 1, 2, 1, 2, 3, 0, 3]]
+            outlines = outlines.reshape(-1, 4, 2)
+            for shade in colours:
+                cv2.polylines(image, list(outlines[shades == shade]), True, class_color(shade), 1)
 
     def _draw_classification(self, image: np.ndarray, cls: Classification) -> None:
         """Top-k, best first, stacked upwards from the bottom-left corner (the HUD owns the top-left)."""

@@ -79,6 +79,12 @@ class Pipeline:
             closers.append(source)
             engine.load(build_core(adapter), adapter.example_input(), cfg.model.name)
             closers.append(engine)
+            self._stages = make_stages(adapter, engine, outline_boxes=cfg.overlay.enabled)
+            source.buffers = getattr(self._stages, "host_buffers", None)
+            prepare = getattr(self._stages, "prepare", None)
+            if prepare is not None and source.frame_size:
+                # every source here delivers 3-channel BGR frames; a frame of another shape is captured on sight
+                prepare((source.frame_size[1], source.frame_size[0], 3))
             # Logs open only once the source, model and engine are known to work: a run that fails
             # earlier leaves an earlier run's logs untouched.
             target_fps = cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
@@ -90,7 +96,8 @@ class Pipeline:
             # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of
             # their own and overlap with the next frame's inference.
             emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
-                                   threaded=headless, on_error=self.request_stop)
+                                   threaded=headless, on_error=self.request_stop,
+                                   gpu_outlines=getattr(self._stages, "outline_boxes", False))
             closers.append(emitter)
             input_recorder = self._make_input_recorder(source, target_fps)
             if input_recorder is not None:
@@ -101,8 +108,6 @@ class Pipeline:
             emitter.live = source.is_live
             log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
-            self._stages = make_stages(adapter, engine)
-            source.buffers = getattr(self._stages, "host_buffers", None)
             started = time.perf_counter()
             capture.start()
             self._loop(self._stages, capture, emitter)
@@ -113,7 +118,7 @@ class Pipeline:
             wall_s = time.perf_counter() - started
             sys.setswitchinterval(switch_interval_s)
             self.stop.set()
-            if capture is not None:
+            if capture is not None and capture.ident is not None:  # started
                 capture.join(5.0)
                 if capture.is_alive():
                     source.close()  # unblocks a read stuck in the source

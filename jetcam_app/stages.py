@@ -40,6 +40,7 @@ class InFlight:
     marks: Tuple[Any, Any, Any, Any]  # preprocessing's start and end, inference's start and end
     submitted: float  # perf_counter at submit
     slot: Any = None  # the fused graph's buffers holding this frame (graphed_stages.py); None for eager stages
+    drawn: Any = None  # the frame with its box outlines drawn by the fused graph, once the result is back
 
     def timing(self, clock: "StageClock", post_ms: float) -> FrameTiming:
         pre_start, pre_end, infer_start, infer_end = self.marks
@@ -53,6 +54,7 @@ class Processed:
     frame: Frame
     result: Result
     timing: FrameTiming
+    outlined: bool = False  # frame.image already shows the result's box outlines (drawn on the GPU)
 
 
 class InferenceStages:

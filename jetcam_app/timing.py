@@ -101,9 +101,13 @@ class PredictionLog:
     def write(self, frame_index: int, result: Any) -> None:
         if self._file is None:
             raise OutputError("prediction log %s written after close (a pipeline bug)" % self.path)
-        record = dict(result.to_json()) if result is not None else {}
-        record["frame"] = int(frame_index)
-        self._file.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        if hasattr(result, "json_line"):  # detections: a faster encoder, the same values
+            line = result.json_line(frame_index)
+        else:
+            record = dict(result.to_json()) if result is not None else {}
+            record["frame"] = int(frame_index)
+            line = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        self._file.write(line + "\n")
         self._file.flush()
         self.rows += 1
 

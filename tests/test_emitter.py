@@ -68,7 +68,7 @@ class SlowOverlayEmitter(FrameEmitter):
 
 @pytest.mark.parametrize("pool", [0, 2])
 def test_parallel_drawing_keeps_order_and_every_frame(tmp_path, stats, monkeypatch, pool):
-    monkeypatch.setattr("jetcam_app.emitter.draw_threads", lambda threaded, requested: pool if threaded else 0)
+    monkeypatch.setattr("jetcam_app.emitter.draw_threads", lambda threaded, requested, gpu_outlines: pool if threaded else 0)
     sink = RecordingSink()
     emitter = SlowOverlayEmitter(load_config(), str(tmp_path), FakeAdapter(), stats, 33.3, sink, threaded=True)
     for i in range(40):
@@ -107,3 +107,5 @@ def test_automatic_drawing_threads_follow_the_cores(monkeypatch, cores, expected
     monkeypatch.setattr("jetcam_app.engines.torch_engine.cpu_threads", lambda requested: cores)
     assert draw_threads(True) == expected
     assert draw_threads(True, 1) == 1 and draw_threads(False) == 0
+    # outlines drawn on the GPU: labels and HUD are drawn on the emitter thread unless a count is asked for
+    assert draw_threads(True, gpu_outlines=True) == 0 and draw_threads(True, 2, gpu_outlines=True) == 2

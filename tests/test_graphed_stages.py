@@ -12,6 +12,7 @@ from jetcam_app.adapters.static_nms import settled, static_batched_nms
 from jetcam_app.config import load_config
 from jetcam_app.engines.base import create_engine
 from jetcam_app.graphed_stages import GraphedStages, make_stages
+from jetcam_app.overlay import Overlay
 from jetcam_app.stages import InferenceStages
 from jetcam_app.types import Frame
 
@@ -96,17 +97,20 @@ def test_eager_stages_where_no_graph():
 @pytest.mark.needs_cuda
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_fused_graph_equals_eager_stages(name, precision, photos):
+def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
+    import jetcam_app.graphed_stages as graphed
+
+    monkeypatch.setattr(graphed, "GPU_OUTLINES_FROM", 0)  # every frame's outlines drawn by the GPU
     config = load_config(None, {"model.name": name, "model.random_weights": name != "nanodet",
                                 "engine.backend": "cuda", "engine.precision": precision, "engine.cuda_graph": True})
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
     engine.load(build_core(adapter), adapter.example_input(), name)
-    fused = make_stages(adapter, engine)
+    fused = make_stages(adapter, engine, outline_boxes=True)
     assert isinstance(fused, GraphedStages)
     eager = InferenceStages(adapter, engine)
     frames = [photos["astronaut"], photos["coffee"], photos["astronaut"], photos["motorcycle_left"]]
-    inflight = []
+    inflight, originals = [], {}
     for i, image in enumerate(frames + [None]):
         if image is not None:
             if i % 2:  # every other frame as a source decoding into the page-locked pool gives it
@@ -115,6 +119,7 @@ def test_fused_graph_equals_eager_stages(name, precision, photos):
                 assert fused.host_buffers.storage_of(pinned) is not None
                 image = pinned
             frame = Frame(image, i, 0.0, 0.0)
+            originals[i] = image.copy()
             inflight.append((frame, fused.submit(frame)))  # two frames in flight, as in the pipeline
             if len(inflight) < 2:
                 continue
@@ -128,6 +133,14 @@ def test_fused_graph_equals_eager_stages(name, precision, photos):
             assert len(got.result) == len(expected.result)
             np.testing.assert_array_equal(got.result.labels, expected.result.labels)
             np.testing.assert_allclose(got.result.boxes, expected.result.boxes, atol=0.05)
+            # the graph drew the outlines on a copy that came back; the host would draw the same pixels
+            assert got.outlined and got.frame.image is not frame.image
+            np.testing.assert_array_equal(frame.image, originals[frame.index])
+            outlined = originals[frame.index].copy()
+            overlay = Overlay()
+            overlay._metrics(*outlined.shape[:2])
+            overlay._draw_outlines(outlined, np.rint(got.result.boxes).astype(np.int32), got.result.labels)
+            np.testing.assert_array_equal(got.frame.image, outlined)
     assert len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
     engine.close()
 

@@ -129,7 +129,9 @@ def test_prediction_log_is_deterministic(tmp_path):
     assert [line["frame"] for line in lines] == [0, 1, 3]
     assert lines[0]["boxes"] == [[1.23, 2.0, 30.5, 40.25]] and lines[0]["names"] == ["person"]
     assert lines[2]["topk"][0] == {"id": 2, "name": "bicycle", "score": 0.7}
-    assert texts[0].splitlines()[0] == json.dumps(lines[0], sort_keys=True, separators=(",", ":"))
+    # compact, sorted keys; detections' numbers with fixed decimals (boxes 2, scores 4)
+    assert texts[0].splitlines()[0] == ('{"boxes":[[1.23,2.00,30.50,40.25]],"frame":0,"labels":[1],"names":["person"],'
+                                        '"scores":[0.9123]}')
 
 
 def test_rolling_stats_fps_and_p95():
@@ -197,3 +199,29 @@ def test_rolling_p95_is_sorted_again_only_after_refresh_s():
         stats.add(0.6 + i * 0.001, 500.0)  # 0.109 s after the last sort: sorted again
     assert stats.p95_ms() == pytest.approx(float(np.percentile([s[1] for s in stats._samples], 95)))
     assert stats.p95_ms() > 10.0
+
+
+@pytest.mark.parametrize("boxes, scores", [
+    ([[40.0, 60.5, 200.125, 220.0], [-3.004, 0.0, 1919.999, 1080.0]], [0.91, 0.123456]),
+    ([[1e-9, 12.345, 99.995, 7.0]], [1.0]),
+    (np.zeros((0, 4)), []),
+])
+def test_detections_json_line_holds_json_dumps_values(boxes, scores):
+    """predictions.jsonl's fast encoder: the values json.dumps writes for the same record, keys in the same order."""
+    import json
+
+    from jetcam_app.types import Detections
+
+    det = Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
+                     np.arange(1, len(scores) + 1), ["__background__", "person", 'a "quoted" class'])
+    line = det.json_line(7)
+    expected = json.dumps(dict(det.to_json(), frame=7), sort_keys=True, separators=(",", ":"))
+    assert json.loads(line) == json.loads(expected)
+    assert list(json.loads(line)) == list(json.loads(expected))
+
+
+def test_detections_json_line_falls_back_for_non_finite_numbers():
+    from jetcam_app.types import Detections
+
+    det = Detections(np.array([[np.nan, 0, 1, np.inf]], np.float32), np.array([0.5], np.float32), np.array([1]), [])
+    assert det.json_line(0) == json.dumps(dict(det.to_json(), frame=0), sort_keys=True, separators=(",", ":"))

@@ -20,6 +20,16 @@ sys.path.insert(0, ROOT)
 from jetcam_app.sources.synthetic import draw_pattern  # noqa: E402
 
 
+def pytest_configure(config):
+    """A shell that starts the tests in the background (`cmd &` without job control) makes them ignore SIGINT, and
+    so the Ctrl-C tests (and the benchmark processes they start) would wait for a signal that never comes. Ctrl-C
+    is given back its usual meaning here; the processes the tests start inherit the default."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cuda_reason():
     import torch
 

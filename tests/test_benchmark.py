@@ -120,12 +120,17 @@ def test_ctrl_c_still_writes_the_report(tmp_path, photo_dir):
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     marker = os.path.join(out, "work", "onnxruntime_fp32", "hanging")
-    deadline = time.monotonic() + 240
-    while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert os.path.exists(marker), proc.communicate(timeout=30)[0] if proc.poll() is not None else "worker never hung"
-    os.killpg(proc.pid, signal.SIGINT)
-    output = proc.communicate(timeout=120)[0]
+    try:
+        deadline = time.monotonic() + 240
+        while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert os.path.exists(marker), proc.communicate(timeout=30)[0] if proc.poll() is not None else "never hung"
+        os.killpg(proc.pid, signal.SIGINT)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:  # a failed test leaves no benchmark or worker behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130, output
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)

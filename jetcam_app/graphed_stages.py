@@ -35,8 +35,9 @@ from .types import Frame
 log = logging.getLogger(__name__)
 MAX_GRAPHS = 4  # frame sizes kept captured; a folder of many sizes uses the eager stages beyond that
 # Box outlines go on the GPU from this many boxes a frame (the last finished frame's count predicts the next).
-# On an H200, SSD300 with random weights (100 boxes) ran 525-539 fps with them drawn on the GPU and 340-361 with
-# them drawn on the host; NanoDet (1-2 boxes) ran 813-896 with them on the GPU and 862-992 on the host.
+# On an H200, with every frame's outlines on the GPU, SSD300 with random weights (100 boxes) ran 525-539 fps
+# against 340-361 drawn on the host, NanoDet (1-2 boxes) 813-896 against 862-992. With this rule, on another
+# machine: SSD300 431-480 against 347-352, NanoDet 848-876 against 853-894.
 GPU_OUTLINES_FROM = 16
 
 

@@ -10,11 +10,12 @@ postprocessed again by the dynamic path from the same network outputs.
 
 Frames decoded into the page-locked buffers of `host_buffers` (the pipeline hands them to the source) are
 uploaded from where they lie; others are first copied into the slot's own page-locked buffer. With the overlay
-on, the graph of a detection model also draws the box outlines on the uploaded frame (box_outlines.py), which
-comes back into another of those buffers; the host then adds only the labels and the HUD.
+on, a detection model's frames expected to have many boxes also get their outlines drawn by a second, small
+graph on the uploaded frame (box_outlines.py), which comes back into another of those buffers; the host then
+adds only the labels and the HUD.
 
-Stage times here: pre = the frame's upload, infer = the graph (resize, network, decoding, NMS, outlines; GPU time
-from CUDA events), post = waiting for and unpacking the kept boxes (wall time).
+Stage times here: pre = the frame's upload, infer = the graph (resize, network, decoding, NMS; GPU time from
+CUDA events; the outlines come after it), post = waiting for and unpacking the kept boxes (wall time).
 """
 from __future__ import annotations
 
@@ -103,7 +104,6 @@ class GraphedStages:
 
     asynchronous = True
     depth = 2
-    concurrent = True  # each slot's graph replays on the slot's stream (False: all on one stream, in order)
 
     def __init__(self, adapter, engine, outline_boxes: bool = False):
         self.adapter = adapter
@@ -167,7 +167,7 @@ class GraphedStages:
             np.copyto(slot.host_in_np, frame.image)
             host = slot.host_in
         # The upload runs on a stream of its own, so the copy engine moves this frame while the previous
-        # frame's graph computes; it waits only for the graph that last read this slot's input. Streams are
+        # frame's graph computes; it waits only for the slot's previous frame (its graphs and copies). Streams are
         # passed explicitly: each torch.cuda.current_stream() costs a device query and an environment lookup.
         upload, main = self._upload_stream, self._main_stream
         if slot.used:
@@ -179,7 +179,7 @@ class GraphedStages:
             slot.uploaded.record(upload)
         finally:
             torch.cuda.set_stream(main)
-        compute = slot.stream if self.concurrent else main
+        compute = slot.stream
         compute.wait_event(slot.uploaded)
         slot.graph_start.record(compute)
         torch.cuda.set_stream(compute)

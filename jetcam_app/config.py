@@ -56,6 +56,7 @@ class PipelineConfig:
     queue_size: int = 8
     target_fps: float = 0.0
     draw_threads: int = -1
+    in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.max_frames must be >= 0 and pipeline.queue_size >= 1")
     if config.pipeline.draw_threads < -1:
         raise ConfigError("pipeline.draw_threads must be -1 (automatic), 0 (no pool) or a thread count")
+    if config.pipeline.in_flight < 0:
+        raise ConfigError("pipeline.in_flight must be 0 (automatic) or the number of frames in flight on the GPU")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
     if config.stats.interval_s <= 0:

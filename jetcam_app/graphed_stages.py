@@ -40,6 +40,22 @@ MAX_GRAPHS = 4  # frame sizes kept captured; a folder of many sizes uses the eag
 # against 340-361 drawn on the host, NanoDet (1-2 boxes) 813-896 against 862-992. With this rule, on another
 # machine: SSD300 431-480 against 347-352, NanoDet 848-876 against 853-894.
 GPU_OUTLINES_FROM = 16
+# Frames in flight through the fused graph on a discrete GPU: each has a slot (its own graph, stream and memory)
+# and the slots' graphs run side by side, one frame's small kernels filling what another's leave idle. On an
+# H200 (2,000 frames of 720p video, fp16): SSD300 712-765 fps with 2, 804-850 with 3, 884-923 with 4, 890-954
+# with 6-8; NanoDet 1,164-1,315 with 2, 1,301-1,391 with 4. On three other H200 machines (bench --ab-depth) SSD300
+# ran 705-718 / 644-683 / 750-822 fps with 4 against 660-704 / 609-678 / 610-714 with 2: never slower, not always
+# faster. A slot at 720p holds ~150 MB of GPU memory, which on a Jetson comes out of the RAM the CPU shares:
+# there the default stays 2 (unmeasured on a Jetson).
+GRAPH_SLOTS_DISCRETE = 4
+GRAPH_SLOTS_INTEGRATED = 2
+
+
+def graph_slots(requested: int, integrated: bool) -> int:
+    """Frames in flight through the fused graph: `requested` (pipeline.in_flight) or, at 0, the default."""
+    if requested > 0:
+        return requested
+    return GRAPH_SLOTS_INTEGRATED if integrated else GRAPH_SLOTS_DISCRETE
 
 
 class _GraphSlot:
@@ -98,16 +114,18 @@ class _GraphSlot:
 
 class GraphedStages:
     """submit()/finish() like InferenceStages, with the device work of a frame in one graph replay.
-    Two graphs per frame size, used in turn, so two frames can be in flight (the pipeline finishes frame n
-    before it submits n + 2), each on its own stream: on an H200, NanoDet ran 1,026-1,080 fps with the two
-    graphs overlapping and 947 with them in order on one stream (2,000 frames of 720p video)."""
+    `depth` graphs per frame size (graph_slots()), used in turn, so that many frames can be in flight (the
+    pipeline finishes frame n before it submits n + depth), each on its own stream: on an H200, NanoDet ran
+    1,026-1,080 fps with two graphs overlapping and 947 with them in order on one stream (2,000 frames of 720p)."""
 
     asynchronous = True
-    depth = 2
 
-    def __init__(self, adapter, engine, outline_boxes: bool = False):
+    def __init__(self, adapter, engine, outline_boxes: bool = False, in_flight: int = 0):
         self.adapter = adapter
         self.engine = engine
+        cuda = engine.device.type == "cuda"
+        integrated = cuda and bool(getattr(torch.cuda.get_device_properties(engine.device), "is_integrated", False))
+        self.depth = graph_slots(in_flight, integrated)
         self.clock = StageClock(engine.device)
         self.eager = InferenceStages(adapter, engine)
         self.fallbacks = 0  # frames the device result was not exact for
@@ -115,7 +133,6 @@ class GraphedStages:
         self._turn = 0
         self._disabled = False  # the capture failed once: eager stages from then on
         self._warned_sizes = False
-        cuda = engine.device.type == "cuda"
         self._upload_stream = torch.cuda.Stream(engine.device) if cuda else None
         self._main_stream = torch.cuda.current_stream(engine.device) if cuda else None
         # page-locked buffers for the source to decode into (the pipeline hands them to it)
@@ -225,9 +242,9 @@ class GraphedStages:
         return Processed(frame, result, work.timing(self.clock, post_ms), outlined)
 
 
-def make_stages(adapter, engine, outline_boxes: bool = False):
+def make_stages(adapter, engine, outline_boxes: bool = False, in_flight: int = 0):
     """The fused graph where the engine and the model allow it, the eager stages otherwise. `outline_boxes`: the
-    graph also draws the detections' box outlines (the overlay is on)."""
+    graph also draws the detections' box outlines (the overlay is on). `in_flight`: pipeline.in_flight."""
     if getattr(engine, "fuses_stages", False) and adapter.supports_static:
-        return GraphedStages(adapter, engine, outline_boxes)
-    return InferenceStages(adapter, engine)
+        return GraphedStages(adapter, engine, outline_boxes, in_flight)
+    return InferenceStages(adapter, engine, in_flight)

@@ -79,7 +79,8 @@ class Pipeline:
             closers.append(source)
             engine.load(build_core(adapter), adapter.example_input(), cfg.model.name)
             closers.append(engine)
-            self._stages = make_stages(adapter, engine, outline_boxes=cfg.overlay.enabled)
+            self._stages = make_stages(adapter, engine, outline_boxes=cfg.overlay.enabled,
+                                       in_flight=cfg.pipeline.in_flight)
             source.buffers = getattr(self._stages, "host_buffers", None)
             prepare = getattr(self._stages, "prepare", None)
             if prepare is not None and source.frame_size:

@@ -58,14 +58,15 @@ class Processed:
 
 
 class InferenceStages:
-    def __init__(self, adapter, engine):
+    def __init__(self, adapter, engine, in_flight: int = 0):
         self.adapter = adapter
         self.engine = engine
         self.clock = StageClock(engine.device)
-        # On CUDA submit() returns before the GPU is done: the pipeline keeps two frames in flight, so the
-        # next frame's upload overlaps the GPU's work and the previous frame is drawn meanwhile.
+        # On CUDA submit() returns before the GPU is done: the pipeline keeps frames in flight (two unless
+        # pipeline.in_flight says otherwise), so the next frame's upload overlaps the GPU's work and the previous
+        # frame is drawn meanwhile. Elsewhere submit() does the work: one frame at a time.
         self.asynchronous = self.clock.cuda
-        self.depth = 2 if self.asynchronous else 1
+        self.depth = (in_flight or 2) if self.asynchronous else 1
 
     def submit(self, frame: Frame) -> InFlight:
         """Preprocess and start inference; on CUDA this returns before the GPU is done."""

@@ -40,6 +40,7 @@ def test_flags_not_given_do_not_override_yaml(tmp_path):
     ("source:\n  pace: maybe\n", "source.pace must be true or false"),
     ("model: [1, 2]\n", "section 'model' must be a mapping"),
     ("model:\n  score_threshold: 2\n", "between 0 and 1"),
+    ("pipeline:\n  in_flight: -1\n", "pipeline.in_flight must be 0 (automatic)"),
 ])
 def test_bad_config_names_the_key(tmp_path, yaml_text, message):
     path = tmp_path / "bad.yaml"

@@ -11,7 +11,7 @@ from jetcam_app.adapters.base import build_core, create_adapter
 from jetcam_app.adapters.static_nms import settled, static_batched_nms
 from jetcam_app.config import load_config
 from jetcam_app.engines.base import create_engine
-from jetcam_app.graphed_stages import GraphedStages, make_stages
+from jetcam_app.graphed_stages import GraphedStages, graph_slots, make_stages
 from jetcam_app.overlay import Overlay
 from jetcam_app.stages import InferenceStages
 from jetcam_app.types import Frame
@@ -109,9 +109,12 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
     fused = make_stages(adapter, engine, outline_boxes=True)
     assert isinstance(fused, GraphedStages)
     eager = InferenceStages(adapter, engine)
+    assert fused.depth == graph_slots(0, torch.cuda.get_device_properties(0).is_integrated)
+    # more frames than slots, so every slot carries a second frame; at most fused.depth in flight, as in the pipeline
     frames = [photos["astronaut"], photos["coffee"], photos["astronaut"], photos["motorcycle_left"]]
+    frames = (frames * fused.depth)[:fused.depth + 2]
     inflight, originals = [], {}
-    for i, image in enumerate(frames + [None]):
+    for i, image in enumerate(frames + [None] * (fused.depth - 1)):  # a None: finish one more
         if image is not None:
             if i % 2:  # every other frame as a source decoding into the page-locked pool gives it
                 pinned = fused.host_buffers.take(image.shape)
@@ -120,8 +123,8 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
                 image = pinned
             frame = Frame(image, i, 0.0, 0.0)
             originals[i] = image.copy()
-            inflight.append((frame, fused.submit(frame)))  # two frames in flight, as in the pipeline
-            if len(inflight) < 2:
+            inflight.append((frame, fused.submit(frame)))
+            if len(inflight) < fused.depth:
                 continue
         frame, work = inflight.pop(0)
         got = fused.finish(work)
@@ -141,8 +144,18 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
             overlay._metrics(*outlined.shape[:2])
             overlay._draw_outlines(outlined, np.rint(got.result.boxes).astype(np.int32), got.result.labels)
             np.testing.assert_array_equal(got.frame.image, outlined)
-    assert len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
+    assert not inflight and len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
     engine.close()
+
+
+def test_frames_in_flight():
+    """pipeline.in_flight when set; else 4 graph slots on a desktop GPU, 2 on a Jetson (its RAM is the GPU's)."""
+    assert graph_slots(0, integrated=False) == 4 and graph_slots(0, integrated=True) == 2
+    assert graph_slots(3, integrated=False) == 3 and graph_slots(1, integrated=True) == 1
+    config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu", "pipeline.in_flight": 3})
+    adapter = create_adapter(config.model)
+    engine = create_engine(config.engine)
+    assert make_stages(adapter, engine, in_flight=3).depth == 1  # the CPU stages do the work in submit()
 
 
 def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog):

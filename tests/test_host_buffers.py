@@ -84,8 +84,8 @@ def test_a_pipeline_on_pooled_frames_writes_what_it_writes_without_the_pool(tmp_
         if pool is not None:
             make_stages = pipeline_module.make_stages
 
-            def with_pool(adapter, engine, outline_boxes=False):
-                stages = make_stages(adapter, engine, outline_boxes)
+            def with_pool(adapter, engine, **kwargs):
+                stages = make_stages(adapter, engine, **kwargs)
                 stages.host_buffers = pool
                 return stages
 

@@ -42,11 +42,11 @@ MAX_GRAPHS = 4  # frame sizes kept captured; a folder of many sizes uses the eag
 GPU_OUTLINES_FROM = 16
 # Frames in flight through the fused graph on a discrete GPU: each has a slot (its own graph, stream and memory)
 # and the slots' graphs run side by side, one frame's small kernels filling what another's leave idle. On an
-# H200 (2,000 frames of 720p video, fp16): SSD300 712-765 fps with 2, 804-850 with 3, 884-923 with 4, 890-954
+# H200 (2,000 frames of 720p video, fp16): SSD300 712-765 fps with 2, 804-850 with 3, 884-923 with 4, 834-954
 # with 6-8; NanoDet 1,164-1,315 with 2, 1,301-1,391 with 4. On three other H200 machines (bench --ab-depth) SSD300
-# ran 705-718 / 644-683 / 750-822 fps with 4 against 660-704 / 609-678 / 610-714 with 2: never slower, not always
-# faster. A slot at 720p holds ~150 MB of GPU memory, which on a Jetson comes out of the RAM the CPU shares:
-# there the default stays 2 (unmeasured on a Jetson).
+# ran 705-718 / 644-683 / 750-822 fps with 4 against 660-704 / 609-678 / 610-714 with 2 (faster on two, no clear
+# difference on the third). A slot at 720p holds ~150 MB of GPU memory, which on a Jetson comes out of the RAM
+# the CPU shares: there the default stays 2 (unmeasured on a Jetson).
 GRAPH_SLOTS_DISCRETE = 4
 GRAPH_SLOTS_INTEGRATED = 2
 

@@ -19,7 +19,7 @@ fi
 if [ "$step" = all ] || [ "$step" = speed ]; then
   echo "== pipeline vs lab loop (720p)"
   $py bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --backend cuda --precision fp16 --cuda-graph \
-    --source /tmp/bbb720.mp4 --frames 2000 --ab-depth --json "$OUT/pvl_ssd300_fp16_graph.json"
+    --source /tmp/bbb720.mp4 --frames 2000 --ab-depth --main-thread-split --json "$OUT/pvl_ssd300_fp16_graph.json"
   $py bench/pipeline_vs_loop.py --model nanodet --backend cuda --precision fp16 --cuda-graph \
     --source /tmp/bbb720.mp4 --frames 2000 --ab-pinned-decode --ab-depth --json "$OUT/pvl_nanodet_fp16_graph.json"
   $py bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --backend cuda --precision fp32 \

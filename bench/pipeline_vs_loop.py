@@ -172,6 +172,9 @@ def main() -> int:
     p.add_argument("--ab-depth", action="store_true",
                    help="also run the app with 2 frames in flight, then the default again (4 through the fused graph "
                         "on a desktop GPU), then 2 again")
+    p.add_argument("--main-thread-split", action="store_true",
+                   help="also run the app once more with its inference thread's time split per frame (waiting for "
+                        "frames, submit, finish, hand-off to the emitter, rest): which side holds it back")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     from jetcam_app.assets import sample_video_path
@@ -208,6 +211,12 @@ def main() -> int:
         figures["app_fps_depth"]["default again"] = app_fps(overrides, args.frames)["fps"]
         figures["app_fps_depth"]["2 again"] = app_fps_with_depth(overrides, args.frames, 2)
         print("  app fps by frames in flight: " + ", ".join("%s: %.1f" % kv for kv in figures["app_fps_depth"].items()))
+    if args.main_thread_split:
+        from main_thread_split import main_thread_split
+
+        split = main_thread_split(lambda: app_fps(overrides, args.frames))
+        figures["main_thread_us_per_frame"] = split
+        print("  inference thread, us per frame: " + ", ".join("%s %.0f" % kv for kv in split.items()))
     print("  fused-graph fallbacks (frames sent to the dynamic postprocessing): %s" % figures["graph_fallbacks"])
     print("  app stage p50 ms: " + ", ".join("%s %.2f" % (k, v or 0) for k, v in figures["app_stage_p50_ms"].items()))
     for key in ("decode_fps", "engine_fps", "stages_only_fps", "lab_loop_fps", "app_fps"):

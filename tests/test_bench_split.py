@@ -1,0 +1,38 @@
+"""bench/main_thread_split.py: the inference thread's time per frame, on a real CPU pipeline run."""
+import os
+import sys
+
+import pytest
+
+from jetcam_app.capture import LatestFrameSlot, LosslessQueue
+from jetcam_app.config import load_config
+from jetcam_app.emitter import FrameEmitter
+from jetcam_app.pipeline import Pipeline
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+
+
+def test_split_accounts_for_the_run_and_puts_everything_back(index_video, tmp_path):
+    from main_thread_split import PARTS, main_thread_split
+
+    import jetcam_app.pipeline as pipeline_module
+
+    before = (LatestFrameSlot.get, LosslessQueue.get, FrameEmitter.emit, pipeline_module.make_stages)
+    runs = []
+
+    def run():
+        config = load_config(None, {"source.uri": index_video, "model.name": "nanodet", "engine.backend": "cpu",
+                                    "output.out_dir": str(tmp_path), "output.headless": True,
+                                    "pipeline.max_frames": 12})
+        runs.append(Pipeline(config).run())
+        return runs[-1]
+
+    split = main_thread_split(run)
+    summary = runs[0]
+    assert list(split) == list(PARTS) + ["rest"]
+    assert all(split[part] >= 0 for part in PARTS) and split["rest"] > -1.0
+    # on the CPU the network runs inside submit(): most of the thread's time
+    assert split["submit"] > 0.5 * summary["wall_s"] / summary["frames"]["processed"] * 1e6
+    assert split["hand to emitter"] > 0 and split["finish"] > 0
+    assert sum(split.values()) == pytest.approx(summary["wall_s"] / summary["frames"]["processed"] * 1e6)
+    assert (LatestFrameSlot.get, LosslessQueue.get, FrameEmitter.emit, pipeline_module.make_stages) == before

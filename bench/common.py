@@ -1,10 +1,11 @@
 """What the bench scripts share: the repository on sys.path, the model and engine arguments, the app's config
-overrides from them, and the figures written as JSON."""
+overrides from them, the machine's description, and the figures written as JSON."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import sys
 from typing import Any, Dict, Optional
 
@@ -34,3 +35,22 @@ def write_json(figures: Dict[str, Any], path: Optional[str]) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(figures, f, indent=2)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return "%s, %d CPU cores, %s, torch %s" % (cpu_model(), os.cpu_count() or 0, gpu, torch.__version__)

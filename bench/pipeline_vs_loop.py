@@ -9,15 +9,13 @@ drawing on, recording off), with the ratios and the machine. Not a test: speed i
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 
 import cv2
 import torch
 
-from common import add_app_arguments, app_overrides, write_json  # also puts the repository on sys.path
+from common import add_app_arguments, app_overrides, machine, write_json  # also puts the repository on sys.path
 
 from jetcam_app.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
@@ -26,12 +24,6 @@ from jetcam_app.engines.torch_engine import as_tuple  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
 
 TORCHVISION_DETECTORS = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
-
-
-def machine() -> str:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return "%s, %d CPU cores, %s, torch %s" % (platform.processor() or platform.machine(), os.cpu_count() or 0, gpu,
-                                             torch.__version__)
 
 
 def decode_only_fps(path: str, frames: int) -> float:

@@ -1,4 +1,4 @@
-"""bench/main_thread_split.py: the inference thread's time per frame, on a real CPU pipeline run."""
+"""The bench's instruments: main_thread_split.py on a real CPU pipeline run, emitter_cost.py on the real emitter."""
 import os
 import sys
 
@@ -36,3 +36,14 @@ def test_split_accounts_for_the_run_and_puts_everything_back(index_video, tmp_pa
     assert split["hand to emitter"] > 0 and split["finish"] > 0
     assert sum(split.values()) == pytest.approx(summary["wall_s"] / summary["frames"]["processed"] * 1e6)
     assert (LatestFrameSlot.get, LosslessQueue.get, FrameEmitter.emit, pipeline_module.make_stages) == before
+
+
+def test_emitter_cost_parts_lie_within_the_total_and_everything_is_put_back():
+    from emitter_cost import PARTS, emitter_cost
+
+    before = [cls.__dict__[attr] for cls, attr, _ in PARTS]
+    cost = emitter_cost(boxes=30, width=320, height=240, frames=20)
+    assert list(cost) == ["total"] + [name for _, _, name in PARTS]
+    assert all(value > 0 for value in cost.values())  # every part ran for every frame
+    assert sum(cost.values()) - cost["total"] <= cost["total"]  # the parts are disjoint calls inside the total
+    assert [cls.__dict__[attr] for cls, attr, _ in PARTS] == before

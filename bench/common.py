@@ -7,7 +7,9 @@ import json
 import os
 import platform
 import sys
-from typing import Any, Dict, Optional
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,3 +56,16 @@ def machine() -> str:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return "%s, %d CPU cores, %s, torch %s" % (cpu_model(), os.cpu_count() or 0, gpu, torch.__version__)
+
+
+def timed(call: Callable, totals: Dict[str, float], key: str, thread_id: Optional[int] = None) -> Callable:
+    """`call`, adding the seconds each call takes to totals[key] (only calls made by thread_id, if given)."""
+    def wrapper(*args, **kwargs):
+        if thread_id is not None and threading.get_ident() != thread_id:
+            return call(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - start
+    return wrapper

@@ -15,7 +15,7 @@ import time
 from typing import Dict
 
 import numpy as np
-from common import machine  # also puts the repository on sys.path
+from common import machine, timed  # also puts the repository on sys.path
 
 import jetcam_app.emitter as emitter_module  # noqa: E402
 from jetcam_app.adapters.labels import COCO_91  # noqa: E402
@@ -51,20 +51,11 @@ def emitter_cost(boxes: int, width: int, height: int, frames: int, outlined: boo
     results = [random_detections(rng, boxes, width, height) for _ in range(50)]
     totals = dict.fromkeys([name for _, _, name in PARTS], 0.0)
 
-    def timed(call, name):
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return call(*args, **kwargs)
-            finally:
-                totals[name] += time.perf_counter() - start
-        return wrapper
-
     stats = StatsPoller(1.0, "cpu").start()
     originals = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in PARTS]
     try:
         for (cls, attr, name), (_, _, call) in zip(PARTS, originals):
-            setattr(cls, attr, timed(call, name))
+            setattr(cls, attr, timed(call, totals, name))
         with tempfile.TemporaryDirectory() as out:
             emitter = emitter_module.FrameEmitter(load_config(), out, _RandomWeights(), stats, 33.3, build_sinks([]),
                                                   threaded=False, gpu_outlines=outlined)

@@ -10,26 +10,15 @@ wrappers add a microsecond or two a call). Measured, never asserted.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable, Dict
 
-import jetcam_app.pipeline as pipeline_module
-from jetcam_app.capture import LatestFrameSlot, LosslessQueue
-from jetcam_app.emitter import FrameEmitter
+from common import timed  # also puts the repository on sys.path
+
+import jetcam_app.pipeline as pipeline_module  # noqa: E402
+from jetcam_app.capture import LatestFrameSlot, LosslessQueue  # noqa: E402
+from jetcam_app.emitter import FrameEmitter  # noqa: E402
 
 PARTS = ("wait for frame", "submit", "finish", "hand to emitter")
-
-
-def _timed(totals: Dict[str, float], part: str, thread_id: int, call: Callable) -> Callable:
-    def wrapper(*args, **kwargs):
-        if threading.get_ident() != thread_id:
-            return call(*args, **kwargs)
-        start = time.perf_counter()
-        try:
-            return call(*args, **kwargs)
-        finally:
-            totals[part] += time.perf_counter() - start
-    return wrapper
 
 
 def main_thread_split(run_app: Callable[[], dict]) -> Dict[str, float]:
@@ -43,14 +32,14 @@ def main_thread_split(run_app: Callable[[], dict]) -> Dict[str, float]:
 
     def instrumented_stages(*args, **kwargs):
         stages = make_stages(*args, **kwargs)
-        stages.submit = _timed(totals, "submit", thread_id, stages.submit)
-        stages.finish = _timed(totals, "finish", thread_id, stages.finish)
+        stages.submit = timed(stages.submit, totals, "submit", thread_id)
+        stages.finish = timed(stages.finish, totals, "finish", thread_id)
         return stages
 
     try:
         for cls, name, call in originals:
             part = "hand to emitter" if name == "emit" else "wait for frame"
-            setattr(cls, name, _timed(totals, part, thread_id, call))
+            setattr(cls, name, timed(call, totals, part, thread_id))
         pipeline_module.make_stages = instrumented_stages
         summary = run_app()
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -39,23 +38,13 @@ def write_json(figures: Dict[str, Any], path: Optional[str]) -> None:
             json.dump(figures, f, indent=2)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else the architecture."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> str:
     import torch
 
+    from jetcam_app.environment import cpu_name
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return "%s, %d CPU cores, %s, torch %s" % (cpu_model(), os.cpu_count() or 0, gpu, torch.__version__)
+    return "%s, %d CPU cores, %s, torch %s" % (cpu_name(), os.cpu_count() or 0, gpu, torch.__version__)
 
 
 def timed(call: Callable, totals: Dict[str, float], key: str, thread_id: Optional[int] = None) -> Callable:

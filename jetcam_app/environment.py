@@ -35,7 +35,8 @@ def command_output(args: Sequence[str], timeout_s: float = 10.0) -> Optional[str
     return text
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo, else lscpu), else the architecture."""
     text = _read("/proc/cpuinfo") or ""
     for key in ("model name", "Model", "Hardware"):
         for line in text.splitlines():
@@ -144,7 +145,7 @@ def collect_environment(rows: Sequence[Dict[str, Any]] = ()) -> List[Tuple[str, 
     env = [
         ("host", platform.node()),
         ("OS", "%s (%s)" % (platform.platform(), platform.machine())),
-        ("CPU", "%s, %s cores" % (_cpu_name(), _cores())),
+        ("CPU", "%s, %s cores" % (cpu_name(), _cores())),
         ("RAM", "%.1f GB" % (psutil.virtual_memory().total / 1e9)),
     ]
     env += _gpu_lines(rows)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .box_outlines import OutlinePainter
-from .host_buffers import pool_for
+from .host_buffers import is_integrated, pool_for
 from .stages import InferenceStages, InFlight, Processed, StageClock
 from .types import Frame
 
@@ -124,8 +124,7 @@ class GraphedStages:
         self.adapter = adapter
         self.engine = engine
         cuda = engine.device.type == "cuda"
-        integrated = cuda and bool(getattr(torch.cuda.get_device_properties(engine.device), "is_integrated", False))
-        self.depth = graph_slots(in_flight, integrated)
+        self.depth = graph_slots(in_flight, cuda and is_integrated(torch.cuda.get_device_properties(engine.device)))
         self.clock = StageClock(engine.device)
         self.eager = InferenceStages(adapter, engine)
         self.fallbacks = 0  # frames the device result was not exact for

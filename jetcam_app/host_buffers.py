@@ -92,11 +92,17 @@ class HostFramePool:
         return len(self._entries)
 
 
-def pinned_memory_is_cached(is_integrated: bool, capability: Tuple[int, int]) -> bool:
+def pinned_memory_is_cached(integrated: bool, capability: Tuple[int, int]) -> bool:
     """Whether the CPU caches page-locked memory: always on a discrete GPU's host; on a Jetson only with I/O
     coherency (compute capability 7.2+: Xavier, Orin). On a Nano or TX2 it is uncached for the CPU (NVIDIA's
     "CUDA for Tegra" note), and decoding and drawing into it would be slow."""
-    return not is_integrated or tuple(capability) >= (7, 2)
+    return not integrated or tuple(capability) >= (7, 2)
+
+
+def is_integrated(props: Any) -> bool:
+    """Whether a CUDA device (its torch.cuda.get_device_properties) shares the CPU's RAM: a Jetson. Older torch
+    has no such field and reports no integrated GPU."""
+    return bool(getattr(props, "is_integrated", False))
 
 
 def pool_for(device) -> Optional[HostFramePool]:
@@ -104,7 +110,7 @@ def pool_for(device) -> Optional[HostFramePool]:
     import torch
 
     props = torch.cuda.get_device_properties(device)
-    if not pinned_memory_is_cached(bool(getattr(props, "is_integrated", False)), (props.major, props.minor)):
+    if not pinned_memory_is_cached(is_integrated(props), (props.major, props.minor)):
         return None
     return pinned_pool()
 

@@ -107,6 +107,15 @@ def test_hud_fits_a_tiny_frame():
     Overlay(OverlayConfig()).annotate(image, detections(), hud(random_weights=True))
 
 
+def test_a_label_wider_than_the_frame_is_cut_at_its_edge():
+    overlay = Overlay(OverlayConfig(enabled=True, hud=False))
+    image = np.full((120, 40, 3), 127, np.uint8)
+    overlay.annotate(image, Detections(np.array([[5, 50, 30, 90]], np.float32), np.array([0.9], np.float32),
+                                       np.array([1], np.int64), NAMES), None)
+    plate = np.all(image == class_color(1), axis=2)  # the outline's columns are 5-6 and 29-30
+    assert plate[:, 0].any() and plate[:, -1].any()  # pasted from the left edge, cut at the right one
+
+
 def test_labels_are_plates_kept_inside_the_frame():
     """A label is its class colour's plate with text on it, pasted whole inside the frame even at the edges."""
     overlay = Overlay(OverlayConfig(enabled=True, hud=False))

@@ -220,6 +220,19 @@ def test_detections_json_line_holds_json_dumps_values(boxes, scores):
     assert list(json.loads(line)) == list(json.loads(expected))
 
 
+def test_detections_json_line_names_every_label_as_name_of_does():
+    """Names come from a per-class-list table: empty names and ids outside the list read "class N", as name_of."""
+    from jetcam_app.types import Detections
+
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 1, 2, 3, 9, -1] + rng.integers(0, 4, 94).tolist())
+    det = Detections(rng.uniform(-5, 1300, (100, 4)).astype(np.float32), rng.uniform(0, 1, 100).astype(np.float32),
+                     labels, ["__background__", "", "person", 'a "quoted" class'])
+    record = json.loads(det.json_line(3))
+    assert record["names"][:6] == ["__background__", "class 1", "person", 'a "quoted" class', "class 9", "class -1"]
+    assert record == json.loads(json.dumps(dict(det.to_json(), frame=3)))
+
+
 def test_detections_json_line_falls_back_for_non_finite_numbers():
     from jetcam_app.types import Detections
 

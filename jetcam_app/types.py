@@ -19,10 +19,17 @@ class Frame:
     capture_time: float  # time.perf_counter() when the frame was captured (for latency)
 
 
+def _detection_name(class_names: Sequence[str], label: int) -> str:
+    """The name of a detection's class id: "class N" where the list has none."""
+    if 0 <= label < len(class_names) and class_names[label]:
+        return class_names[label]
+    return "class %d" % label
+
+
 @functools.lru_cache(maxsize=8)
 def _encoded_names(class_names: Tuple[str, ...]) -> List[str]:
-    """Each class id's name (Detections.name_of) as a JSON string, for predictions.jsonl."""
-    return [json.dumps(name if name else "class %d" % i) for i, name in enumerate(class_names)]
+    """Each class id's name as a JSON string, for predictions.jsonl."""
+    return [json.dumps(_detection_name(class_names, i)) for i in range(len(class_names))]
 
 
 @functools.lru_cache(maxsize=512)
@@ -46,9 +53,7 @@ class Detections:
         return int(self.scores.shape[0])
 
     def name_of(self, label: int) -> str:
-        if 0 <= label < len(self.class_names) and self.class_names[label]:
-            return self.class_names[label]
-        return "class %d" % label
+        return _detection_name(self.class_names, label)
 
     def to_json(self) -> Dict[str, Any]:
         return {

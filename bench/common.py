@@ -41,7 +41,7 @@ def write_json(figures: Dict[str, Any], path: Optional[str]) -> None:
 def machine() -> str:
     import torch
 
-    from jetcam_app.environment import cpu_name
+    from jetcam_app.bench.environment import cpu_name
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return "%s, %d CPU cores, %s, torch %s" % (cpu_name(), os.cpu_count() or 0, gpu, torch.__version__)

@@ -17,14 +17,14 @@ from typing import Dict
 import numpy as np
 from common import machine, timed  # also puts the repository on sys.path
 
-import jetcam_app.emitter as emitter_module  # noqa: E402
-from jetcam_app.adapters.labels import COCO_91  # noqa: E402
+import jetcam_app.output.emitter as emitter_module  # noqa: E402
+from jetcam_app.inference.adapters.labels import COCO_91  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
-from jetcam_app.overlay import Overlay  # noqa: E402
-from jetcam_app.sinks import build_sinks  # noqa: E402
-from jetcam_app.stages import Processed  # noqa: E402
+from jetcam_app.output.overlay import Overlay  # noqa: E402
+from jetcam_app.output.sinks.base import build_sinks  # noqa: E402
+from jetcam_app.inference.stages import Processed  # noqa: E402
 from jetcam_app.stats import StatsPoller  # noqa: E402
-from jetcam_app.timing import TimingLog  # noqa: E402
+from jetcam_app.output.logs import TimingLog  # noqa: E402
 from jetcam_app.types import Detections, Frame, FrameTiming  # noqa: E402
 
 PARTS = ((Overlay, "_draw_detections", "boxes and labels"), (Overlay, "_draw_hud", "HUD"),

@@ -15,9 +15,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jetcam_app.adapters.base import build_core, create_adapter  # noqa: E402
+from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
-from jetcam_app.engines.base import create_engine  # noqa: E402
+from jetcam_app.inference.engines.base import create_engine  # noqa: E402
 
 
 def graph_ms(body, iterations: int = 300) -> float:

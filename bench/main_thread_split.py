@@ -15,8 +15,8 @@ from typing import Callable, Dict
 from common import timed  # also puts the repository on sys.path
 
 import jetcam_app.pipeline as pipeline_module  # noqa: E402
-from jetcam_app.capture import LatestFrameSlot, LosslessQueue  # noqa: E402
-from jetcam_app.emitter import FrameEmitter  # noqa: E402
+from jetcam_app.sources.capture import LatestFrameSlot, LosslessQueue  # noqa: E402
+from jetcam_app.output.emitter import FrameEmitter  # noqa: E402
 
 PARTS = ("wait for frame", "submit", "finish", "hand to emitter")
 

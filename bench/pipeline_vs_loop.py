@@ -17,10 +17,10 @@ import torch
 
 from common import add_app_arguments, app_overrides, machine, write_json  # also puts the repository on sys.path
 
-from jetcam_app.adapters.base import build_core, create_adapter  # noqa: E402
+from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
-from jetcam_app.engines.base import create_engine  # noqa: E402
-from jetcam_app.engines.torch_engine import as_tuple  # noqa: E402
+from jetcam_app.inference.engines.base import create_engine  # noqa: E402
+from jetcam_app.inference.engines.torch_engine import as_tuple  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
 
 TORCHVISION_DETECTORS = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
@@ -57,7 +57,7 @@ def engine_only_fps(config, iterations: int) -> float:
 
 def stages_only_fps(config, path: str, frames: int) -> float:
     """preprocess -> infer -> postprocess in one thread on frames decoded beforehand: the main thread's ceiling."""
-    from jetcam_app.graphed_stages import make_stages
+    from jetcam_app.inference.fused_stages import make_stages
     from jetcam_app.types import Frame
 
     cap = cv2.VideoCapture(path)
@@ -136,7 +136,7 @@ def app_fps(config_overrides: dict, frames: int) -> dict:
 
 def app_fps_without_pinned_decode(config_overrides: dict, frames: int) -> float:
     """The app with frames copied into the graph's own page-locked buffer instead of decoded into the pool."""
-    import jetcam_app.graphed_stages as graphed
+    import jetcam_app.inference.fused_stages as graphed
 
     pool_for = graphed.pool_for
     graphed.pool_for = lambda device: None

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jetcam_app.adapters.preprocess import prepare, upload  # noqa: E402
+from jetcam_app.inference.adapters.preprocess import prepare, upload  # noqa: E402
 
 MEAN, STD = (103.53, 116.28, 123.675), (57.375, 57.12, 58.395)
 

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     if what[0] in ("all", "video"):
         print("assets: sample video %s" % fetch_sample_video())
     if what[0] in ("all", "nanodet"):
-        from .adapters.nanodet_assets import ensure_nanodet_weights
+        from .inference.adapters.nanodet_assets import ensure_nanodet_weights
         try:
             print("assets: NanoDet weights in %s" % ensure_nanodet_weights())
         except WeightsError as e:  # the set-up goes on: the other models keep working

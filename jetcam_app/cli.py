@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run.py", description="Real-time camera inference with honest numbers. "
         "Subcommands: `run.py doctor` checks cameras and backends, `run.py bench` compares backends.")
-    p.add_argument("--config", help="a YAML file overriding configs/default.yaml")
+    p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     s = p.add_argument_group("source")
     s.add_argument("--source", help="csi://0, usb:0, /dev/video0, rtsp://..., a video, an image, a folder, "
@@ -86,7 +86,7 @@ def _setup_logging(debug: bool) -> None:
 def run_main(argv: List[str]) -> int:
     from .config import load_config
     from .pipeline import Pipeline
-    from .timing import format_summary
+    from .verdict import format_summary
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug)
@@ -118,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         return doctor_main(argv[1:])
     if command == "bench":
-        from .benchmark import bench_main
+        from .bench.command import bench_main
 
         return bench_main(argv[1:])
     if command == "run":

@@ -1,4 +1,4 @@
-"""Frozen configuration: configs/default.yaml, then a user YAML, then CLI overrides; unknown keys are errors."""
+"""Frozen configuration: the packaged configs/default.yaml, then a user YAML, then CLI overrides; unknown keys are errors."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ import yaml
 from .errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.yaml")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.yaml")
 PRECISIONS = ("fp32", "fp16")
 
 

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-from .environment import command_output
+from .bench.environment import command_output
 from .errors import JetcamError
 from .sources import gst_runner, v4l2
 

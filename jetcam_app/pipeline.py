@@ -10,17 +10,21 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from .adapters.base import build_core, create_adapter
-from .capture import CaptureThread
 from .config import Config, to_dict
-from .engines.base import create_engine
 from .errors import OutputError
-from .emitter import FrameEmitter
-from .graphed_stages import make_stages
-from .sinks import DisplaySink, MjpegHttpSink, VideoFileSink, build_sinks, display_available
+from .inference.adapters.base import build_core, create_adapter
+from .inference.engines.base import create_engine
+from .inference.fused_stages import make_stages
+from .output.emitter import FrameEmitter
+from .output.input_recorder import LazyInputRecorder
+from .output.sinks.base import build_sinks
+from .output.sinks.mjpeg_http import MjpegHttpSink
+from .output.sinks.video_file import LazyVideoFileSink
+from .output.sinks.window import DisplaySink, display_available
+from .sources.capture import CaptureThread
 from .sources.spec import create_source
 from .stats import StatsPoller
-from .timing import build_summary
+from .verdict import build_summary
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
@@ -215,48 +219,3 @@ class Pipeline:
         except OSError as e:
             log.error("could not write %s: %s", path, e)
         return summary
-
-
-class LazyVideoFileSink:
-    """Opens the recording on the first frame, when the frame size is known."""
-
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
-        self._sink = None
-        self.stop_requested = False
-        # Checked now, not at the first frame: a bad path must fail before any log is written.
-        existing = os.path.dirname(os.path.abspath(path))
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-            raise OutputError("cannot write the recording %s (%s is not a writable folder); pass --record with a "
-                              "writable path" % (path, existing))
-
-    def write(self, image, frame_index: int) -> None:
-        if self._sink is None:
-            # copy=False: the pipeline never touches a frame after handing it to the sinks.
-            self._sink = VideoFileSink(self.path, self.fps, (image.shape[1], image.shape[0]), copy=False)
-        self._sink.write(image, frame_index)
-
-    def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-
-
-class LazyInputRecorder:
-    """Opens the raw recording on the first captured frame, when the frame size is known."""
-
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
-        self._recorder = None
-
-    def write(self, frame) -> None:
-        if self._recorder is None:
-            from .input_recorder import InputRecorder
-
-            self._recorder = InputRecorder(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]))
-        self._recorder.write(frame)
-
-    def close(self) -> None:
-        if self._recorder is not None:
-            self._recorder.close()

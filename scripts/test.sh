@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 py="${JETCAM_VENV:-.venv}/bin/python"
-gst_tests="tests/test_gstreamer.py tests/test_doctor.py"
+gst_tests="tests/sources/test_gstreamer.py tests/test_doctor.py"
 if [ $# -gt 0 ]; then
   exec "$py" -m pytest -q -rs "$@"
 fi

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from jetcam_app.doctor import doctor_main, run_doctor
-from jetcam_app.engines.base import available_backends
+from jetcam_app.inference.engines.base import available_backends
 from jetcam_app.sources.gst_runner import gobject_reason, is_jetson
 
 off_jetson = pytest.mark.skipif(is_jetson(), reason="checks what a non-Jetson machine reports")

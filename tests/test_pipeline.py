@@ -12,8 +12,8 @@ import cv2
 import pytest
 
 from jetcam_app.config import load_config
-from jetcam_app.engines.torch_engine import TorchCpuEngine
 from jetcam_app.errors import CaptureTimeout
+from jetcam_app.inference.engines.torch_engine import TorchCpuEngine
 from jetcam_app.pipeline import Pipeline
 from jetcam_app.sources.spec import SourceSpec
 from jetcam_app.sources.synthetic import SyntheticSource

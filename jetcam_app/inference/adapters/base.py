@@ -1,0 +1,94 @@
+"""The ModelAdapter interface: an exportable network core plus pre- and post-processing."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ...config import ModelConfig
+from ...types import Result
+
+
+class ModelAdapter:
+    """One model: `build_network` gives the core (fixed input shape, tensors out) that every backend
+    runs; preprocessing and postprocessing (anchor decoding, NMS, softmax) stay in torch."""
+
+    name = "base"
+    task = "detection"  # or "classification"
+    input_size = (224, 224)  # (height, width) of the core's input
+    input_names = ("input",)  # type: Sequence[str]
+    output_names = ("output",)  # type: Sequence[str]
+    weights_available_offline = False
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.class_names = []  # type: List[str]
+        self.random_weights = config.random_weights
+
+    def build_network(self) -> torch.nn.Module:
+        """The core in eval mode with its weights (config.weights, the default weights, or random)."""
+        raise NotImplementedError
+
+    def example_input(self, device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        h, w = self.input_size
+        return torch.zeros((1, 3, h, w), device=device, dtype=dtype)
+
+    def preprocess(self, image_bgr: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """A 1x3xHxW batch on `device` in `dtype` from an HxWx3 uint8 BGR frame."""
+        raise NotImplementedError
+
+    def postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> Result:
+        """Detections in pixels of the original frame, or the top-k classes."""
+        raise NotImplementedError
+
+    # The fused CUDA-graph path (graphed_stages.py): the three hooks below, all static shapes, no host sync.
+    supports_static = False
+
+    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """preprocess() for an HxWx3 uint8 frame already on the device."""
+        raise NotImplementedError
+
+    def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """postprocess() on the device with static shapes: a small packed float32 tensor for unpack()."""
+        raise NotImplementedError
+
+    def unpack(self, packed: np.ndarray) -> Optional[Result]:
+        """The result from static_postprocess()'s tensor on the host, or None when only postprocess() is exact."""
+        raise NotImplementedError
+
+    def describe_weights(self) -> str:
+        return "RANDOM WEIGHTS" if self.random_weights else (self.config.weights or "default weights")
+
+
+def build_core(adapter: ModelAdapter, seed: int = 0) -> torch.nn.Module:
+    """adapter.build_network() with a fixed seed, so random weights are the same in every run (replay stays
+    deterministic and two backends compare the same network), without disturbing the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        core = adapter.build_network()
+    # The exporters name the ONNX inputs and outputs after these.
+    core.input_names = tuple(adapter.input_names)
+    core.output_names = tuple(adapter.output_names)
+    return core
+
+
+def create_adapter(config: ModelConfig) -> ModelAdapter:
+    from ...registry import MODELS
+
+    return MODELS.get(config.name)(config)
+
+
+def find_weights(path: Optional[str], models_dir: str) -> Optional[str]:
+    """`path` as given, or looked up in models/; None when it is not set."""
+    import os
+
+    from ...errors import WeightsError
+
+    if not path:
+        return None
+    for candidate in (path, os.path.join(models_dir, path), os.path.join(models_dir, os.path.basename(path))):
+        if os.path.isfile(candidate):
+            return candidate
+    raise WeightsError("weights file not found: %s (looked in the working folder and %s/); "
+                       "put the file there or pass --weights PATH" % (path, models_dir))

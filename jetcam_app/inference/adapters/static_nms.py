@@ -1,0 +1,99 @@
+"""Exact greedy NMS with static shapes: no host sync, no data-dependent sizes, so it can run inside a CUDA graph.
+
+Greedy NMS over candidates sorted best first keeps candidate i exactly when no kept candidate j < i of the
+same class overlaps it by more than the IoU threshold. That rule has one solution, and the iteration
+`keep <- valid & not any(keep[j] & suppresses[j, i])` reaches it: after t rounds the first t candidates are
+settled, and once a round changes nothing the solution is found. A fixed number of rounds runs on the device;
+the caller learns whether it converged (it nearly always does in a few rounds) and otherwise falls back to
+the dynamic NMS, so the result is always torchvision's.
+
+Results travel back to the host packed in one small float32 tensor:
+row 0 = (kept, exact, candidates, 0, 0, 0); rows 1..kept = (x1, y1, x2, y2, score, label), best first.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from ...types import Detections
+
+NMS_ROUNDS = 12  # rounds run on the device (one small product each); real chains of suppression are short
+
+
+def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+                       iou_threshold: float, rounds: int = NMS_ROUNDS) -> Tuple[torch.Tensor, torch.Tensor]:
+    """keep (K,) bool and stable (K,) bool (unchanged by the last round) for candidates sorted best first;
+    when all are stable, keep is final (see settled() for the part of it a result needs).
+
+    Invalid candidates are never kept and suppress nothing. Same decisions as torchvision.ops.batched_nms
+    (IoU > threshold within a class) once converged; only exactly equal scores may be ordered differently.
+    """
+    del scores  # the order carries the scores
+    k = boxes.shape[0]
+    earlier = torch.ones((k, k), dtype=torch.bool, device=boxes.device).triu(1)  # [j, i]: j comes before i
+    suppresses = (box_iou(boxes, boxes) > iou_threshold) & (labels[:, None] == labels[None, :]) & earlier
+    suppresses = suppresses & valid[:, None]
+    # Row k is a sentinel, always kept, that suppresses every invalid candidate; entries are 0 or -1, so
+    # hits[i] = -(number of kept j that suppress i), small exact integers, and heaviside(hits, 1) is 1 exactly
+    # when nothing suppresses i. Each round is then two kernels: one vector-matrix product and one heaviside.
+    negated = torch.cat((suppresses, ~valid[None, :]), 0).float().neg()
+    state = torch.cat((valid.float(), torch.ones(1, dtype=torch.float32, device=boxes.device)))
+    keep = state[:k]
+    one = torch.ones((), dtype=torch.float32, device=boxes.device)
+    previous = keep
+    for round_ in range(rounds):
+        if round_ == rounds - 1:
+            previous = keep.clone()
+        torch.heaviside(state @ negated, one, out=keep)
+    return keep > 0, keep == previous
+
+
+def settled(keep: torch.Tensor, stable: torch.Tensor, max_detections: int) -> torch.Tensor:
+    """0-d bool: the decisions that make the result are final. Candidate i depends only on those before it,
+    so a prefix that the last round left unchanged is exact; the prefix that matters ends at the
+    max_detections-th kept candidate (or covers everything when fewer are kept)."""
+    positions = torch.arange(keep.shape[0], device=keep.device)
+    kept_before = torch.cumsum(keep.to(torch.int64), 0)
+    last_needed = torch.where(kept_before >= max_detections, positions, torch.full_like(positions, keep.shape[0]))
+    cutoff = last_needed.min()
+    return (stable | (positions > cutoff)).all()
+
+
+def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor,
+                    exact: torch.Tensor, candidates: torch.Tensor, max_detections: int) -> torch.Tensor:
+    """The kept rows (best first, at most max_detections) under a header row; static shapes throughout."""
+    order = torch.cumsum(keep.to(torch.int64), 0) - 1
+    chosen = keep & (order < max_detections)
+    trash = max_detections + 1  # rows not chosen all land in one spare row, dropped below
+    slot = torch.where(chosen, order + 1, torch.full_like(order, trash))
+    rows = torch.cat((boxes.float(), scores.float()[:, None], labels.float()[:, None]), 1)
+    body = torch.zeros((max_detections + 2, 6), dtype=torch.float32, device=boxes.device)
+    body.index_copy_(0, slot, rows)
+    zero = torch.zeros((), dtype=torch.float32, device=boxes.device)
+    header = torch.stack((chosen.sum().float(), exact.float(), candidates.float(), zero, zero, zero))
+    body[0] = header
+    return body[:max_detections + 1]
+
+
+def nms_and_pack(candidate_boxes: torch.Tensor, out_boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                 valid: torch.Tensor, above: torch.Tensor, iou_threshold: float, max_detections: int) -> torch.Tensor:
+    """Static NMS over the best K candidates (sorted best first, `valid` = above the threshold and allowed) and
+    the packed result with `out_boxes` (the candidates in frame pixels). Exact, and flagged so in the header,
+    when the decisions it needs have settled and either all `above` candidates over the threshold are among
+    the K or max_detections were kept from them: the rest scores lower than all K, so it can neither suppress
+    them nor come first."""
+    keep, stable = static_batched_nms(candidate_boxes, scores, labels, valid, iou_threshold)
+    exact = settled(keep, stable, max_detections) & ((above <= keep.numel()) | (keep.sum() >= max_detections))
+    return pack_detections(out_boxes, scores, labels, keep, exact, above, max_detections)
+
+
+def unpack_detections(packed: np.ndarray, class_names: Sequence[str]) -> Optional[Detections]:
+    """Detections from pack_detections' rows, or None when the device result was not exact (use the dynamic path)."""
+    if packed[0, 1] < 0.5:
+        return None
+    rows = packed[1:1 + int(packed[0, 0])]
+    return Detections(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32),
+                      rows[:, 5].astype(np.int64), class_names)

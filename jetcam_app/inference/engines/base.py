@@ -1,0 +1,94 @@
+"""The Engine interface every backend implements, and the helper that picks one by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+
+from ...config import EngineConfig
+from ...errors import BackendUnavailable
+from ...registry import BACKENDS
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend declares about itself, so nothing outside the registry compares backend names.
+
+    device: where it runs ("cpu", "cuda", or "auto" when it picks at load time, e.g. ONNX Runtime's providers);
+    precisions: the --precision values it accepts; accelerated: an optimising runtime (TensorRT, ONNX Runtime)
+    rather than eager PyTorch, i.e. an answer to the lab's question 2; fuses_stages: the fused CUDA graph may
+    capture pre/infer/post around its forward()."""
+
+    device: str = "cpu"
+    precisions: Tuple[str, ...] = ("fp32",)
+    accelerated: bool = False
+    fuses_stages: bool = False
+
+
+class Engine:
+    """Runs a network core: tensors in, a tuple of tensors out.
+
+    `device` and `input_dtype` tell the adapter where to put the preprocessed batch.
+    Outputs may live on any device; adapters' postprocess moves what they need.
+    """
+
+    name = "base"
+    capabilities = Capabilities()
+    fuses_stages = False  # True: the pipeline captures pre/infer/post in one CUDA graph around forward()
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.device = torch.device("cpu")
+        self.input_dtype = torch.float32
+        self.load_seconds = 0.0
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise BackendUnavailable(reason, install hint) when this backend cannot run here."""
+
+    def load(self, network: torch.nn.Module, example: torch.Tensor, model_name: str) -> None:
+        """Prepare `network` (build, convert or load from the cache) for inputs shaped like `example`."""
+        raise NotImplementedError
+
+    def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so stage timings are honest."""
+
+    def memory_mb(self) -> Optional[float]:
+        """Device memory this engine's process holds, if the backend can tell."""
+        return None
+
+    def close(self) -> None:
+        """Free resources; safe to call twice."""
+
+
+def available_backends() -> List[str]:
+    """Names of the backends whose check_available() passes here."""
+    names = []
+    for name in BACKENDS.choices():
+        try:
+            BACKENDS.get(name).check_available()
+        except BackendUnavailable:
+            continue
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def capabilities_of(backend: str) -> Capabilities:
+    """A backend's declared capabilities; imports its module (not its runtime) through the registry."""
+    return BACKENDS.get(backend).capabilities
+
+
+def create_engine(config: EngineConfig) -> Engine:
+    """The engine named in config, after checking it can run here (BackendUnavailable otherwise)."""
+    cls = BACKENDS.get(config.backend)
+    try:
+        cls.check_available()
+    except BackendUnavailable as e:
+        raise BackendUnavailable(e.backend, e.reason, e.hint, available_backends()) from e
+    return cls(config)

@@ -1,0 +1,203 @@
+"""Export a network core to a fixed-shape ONNX file, cached by the content of the network and the export settings."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from ...errors import EngineBuildError
+
+log = logging.getLogger(__name__)
+
+# JetPack 5's TensorRT 8.5 parses opsets up to 17; newer TensorRT versions parse 17 too.
+DEFAULT_OPSET = 17
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An exported core: where it is, what is in it and the hash of the file's bytes."""
+
+    path: str
+    sha256: str
+    input_names: Tuple[str, ...]
+    output_names: Tuple[str, ...]
+    input_shape: Tuple[int, ...]
+    precision: str  # dtype of the graph's inputs, weights and outputs: fp32 or fp16
+    opset: int
+    exported: bool  # False when the file came from the cache
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def network_digest(network: torch.nn.Module) -> str:
+    """sha256 of the network's class, structure, parameters and buffers (non-persistent ones too)."""
+    digest = hashlib.sha256()
+    cls = type(network)
+    digest.update(("%s.%s\n%r\n" % (cls.__module__, cls.__qualname__, network)).encode())
+    tensors = list(network.named_parameters()) + list(network.named_buffers())
+    for name, tensor in tensors:
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(("%s %s %s\n" % (name, t.dtype, tuple(tensor.shape))).encode())
+        if t.numel():
+            digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def shape_slug(shape: Sequence[int]) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def output_shapes(network: torch.nn.Module, example: torch.Tensor) -> List[Tuple[int, ...]]:
+    with torch.inference_mode():
+        out = network(example)
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    elif isinstance(out, dict):
+        out = tuple(out.values())
+    return [tuple(int(d) for d in t.shape) for t in out]
+
+
+def default_names(network: torch.nn.Module, example: torch.Tensor,
+                  input_names: Optional[Sequence[str]], output_names: Optional[Sequence[str]]):
+    """The adapter's names when given (also read from `network.input_names` / `.output_names`),
+    else "input" and "output0".."outputN"."""
+    input_names = tuple(input_names or getattr(network, "input_names", None) or ("input",))
+    output_names = output_names or getattr(network, "output_names", None)
+    if not output_names:
+        n = len(output_shapes(network, example))
+        output_names = ("output",) if n == 1 else tuple("output%d" % i for i in range(n))
+    return input_names, tuple(output_names)
+
+
+def _writable_dir(out_dir: str) -> str:
+    """out_dir when it can be written, else a temporary folder (with a warning saying why)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-", delete=True)
+        probe.close()
+        return out_dir
+    except OSError as e:
+        fallback = os.path.join(tempfile.gettempdir(), "jetcam_onnx")
+        os.makedirs(fallback, exist_ok=True)
+        log.warning("ONNX cache %s is not writable (%s): exporting to %s instead; fix: make it writable "
+                    "or set engine.cache_dir", out_dir, e.strerror or e, fallback)
+        return fallback
+
+
+def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, model_name: str,
+                precision: str = "fp32", input_names: Optional[Sequence[str]] = None,
+                output_names: Optional[Sequence[str]] = None, opset: int = DEFAULT_OPSET) -> OnnxModel:
+    """The core as ONNX in `out_dir`, exported once per content: the same network, shape, precision,
+    names and opset reuse the file. fp16 converts a copy of the network to half before the export
+    (what strongly typed TensorRT-RTX needs); the caller's network is not modified."""
+    if precision not in ("fp32", "fp16"):
+        raise EngineBuildError("ONNX export: unknown precision '%s'; use fp32 or fp16" % precision)
+    network = network.eval()
+    example = example.detach().to("cpu", torch.float32)
+    input_names, output_names = default_names(network, example, input_names, output_names)
+    key = hashlib.sha256()
+    for part in (network_digest(network), shape_slug(example.shape), precision, ",".join(input_names),
+                 ",".join(output_names), str(opset), torch.__version__):
+        key.update(part.encode() + b"\0")
+    out_dir = _writable_dir(out_dir)
+    stem = "%s_%s_%s_opset%d_%s" % (model_name, shape_slug(example.shape), precision, opset, key.hexdigest()[:12])
+    path = os.path.join(out_dir, stem + ".onnx")
+    exported = False
+    if not os.path.isfile(path):
+        _export(network, example, path, precision, input_names, output_names, opset)
+        exported = True
+    else:
+        log.info("onnx: reusing %s", path)
+    return OnnxModel(path=path, sha256=file_sha256(path), input_names=input_names, output_names=output_names,
+                     input_shape=tuple(int(d) for d in example.shape), precision=precision, opset=opset,
+                     exported=exported)
+
+
+def _export(network, example, path, precision, input_names, output_names, opset) -> None:
+    start = time.perf_counter()
+    if precision == "fp16":
+        network = copy.deepcopy(network).half()
+        example = example.half()
+    tmp_path = "%s.tmp-%d" % (path, os.getpid())
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in torch >= 2.9 but is the one that gives TensorRT 8.5
+            # plain fixed-shape graphs; its tracer warnings are about Python control flow we do not have.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Constant folding")
+            kwargs = dict(export_params=True, opset_version=opset, do_constant_folding=True,
+                          input_names=list(input_names), output_names=list(output_names))
+            if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+                kwargs["dynamo"] = False
+            with torch.inference_mode(False), torch.no_grad():
+                torch.onnx.export(network, (example,), tmp_path, **kwargs)
+        fix_output_shapes(tmp_path, output_shapes(network, example))
+        check_onnx(tmp_path, len(input_names), len(output_names))
+        os.replace(tmp_path, path)
+    except EngineBuildError:
+        raise
+    except (RuntimeError, ValueError, TypeError) as e:  # torch's OnnxExporterError is a RuntimeError
+        raise EngineBuildError("ONNX export of %s failed: %s; fix: check that the core returns tensors only "
+                               "(no NMS, no Python lists of boxes)" % (os.path.basename(path),
+                                                                         str(e).splitlines()[0])) from e
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+    log.info("onnx: exported %s in %.1f s", path, time.perf_counter() - start)
+
+
+def fix_output_shapes(path: str, shapes: Sequence[Tuple[int, ...]]) -> None:
+    """Write the traced output shapes into the graph where the exporter left a dimension unknown
+    (a flatten after global pooling does), so every input and output has a fixed shape."""
+    try:
+        import onnx
+    except ImportError:
+        return  # check_onnx says the export is unchecked
+    model = onnx.load(path)
+    changed = False
+    for value, shape in zip(model.graph.output, shapes):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == len(shape) and all(d.HasField("dim_value") and d.dim_value == n for d, n in zip(dims, shape)):
+            continue
+        del dims[:]
+        for n in shape:
+            dims.add().dim_value = n
+        changed = True
+    if changed:
+        onnx.save(model, path)
+
+
+def check_onnx(path: str, n_inputs: int, n_outputs: int) -> None:
+    """onnx.checker on the file, and a count of the graph's inputs and outputs."""
+    try:
+        import onnx
+    except ImportError:
+        log.warning("onnx: the onnx package is not installed, so the export is not checked; fix: pip install onnx")
+        return
+    try:
+        onnx.checker.check_model(path)
+    except onnx.checker.ValidationError as e:
+        raise EngineBuildError("ONNX export %s fails onnx.checker: %s" % (path, str(e).splitlines()[0])) from e
+    graph = onnx.load(path, load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != n_inputs or len(graph.output) != n_outputs:
+        raise EngineBuildError("ONNX export %s has %d inputs and %d outputs, expected %d and %d"
+                               % (path, len(inputs), len(graph.output), n_inputs, n_outputs))

@@ -1,0 +1,126 @@
+"""The ONNX Runtime backend: the core's ONNX on the TensorRT or CUDA execution provider when present, else the CPU."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ...errors import BackendUnavailable, ConfigError
+from .base import Capabilities, Engine
+from .onnx_export import export_onnx
+from .torch_engine import cpu_threads
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+INSTALL_HINT = ("desktop: pip install onnxruntime (onnxruntime-gpu for CUDA); Jetson: the onnxruntime-gpu wheel "
+                "for your JetPack from NVIDIA's Jetson Zoo")
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except (ImportError, OSError) as e:
+        raise BackendUnavailable("onnxruntime", "the onnxruntime module does not import (%s)"
+                                 % (str(e).splitlines()[0] or e), INSTALL_HINT) from e
+    return onnxruntime
+
+
+def choose_providers(available: List[str]) -> List[str]:
+    """TensorRT, then CUDA, then the CPU, in that order of preference, among those this build offers."""
+    chosen = [p for p in GPU_PROVIDERS if p in available]
+    return chosen + ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeEngine(Engine):
+    """An onnxruntime InferenceSession on the exported core. Inputs are taken on the CPU (the session
+    copies them to the GPU itself when a GPU provider runs); outputs come back as CPU torch tensors."""
+
+    name = "onnxruntime"
+    capabilities = Capabilities(device="auto", precisions=("fp32", "fp16"), accelerated=True)
+
+    @classmethod
+    def check_available(cls) -> None:
+        _import_ort()
+
+    def __init__(self, config):
+        super().__init__(config)
+        ort = _import_ort()
+        self.providers = choose_providers(ort.get_available_providers())
+        self.gpu = self.providers[0] in GPU_PROVIDERS
+        if config.precision == "fp16" and not self.gpu:
+            raise ConfigError("fp16 with onnxruntime needs its TensorRT or CUDA execution provider, and this onnxruntime "
+                              "%s offers only %s; use --precision fp32, or install onnxruntime-gpu"
+                              % (ort.__version__, ", ".join(ort.get_available_providers())))
+        # With the CUDA provider fp16 means an fp16 graph; the TensorRT provider takes the fp32 graph and a flag.
+        self.onnx_precision = "fp16" if (config.precision == "fp16" and self.providers[0] == "CUDAExecutionProvider") else "fp32"
+        self.input_dtype = torch.float16 if self.onnx_precision == "fp16" else torch.float32
+        self.session = None
+        # (input_names, output_names) of the ONNX graph: the adapter's, when the caller sets them before
+        # load(); else the network's `input_names` / `output_names` attributes; else input, output0..N.
+        self.io_names = None  # type: Optional[Tuple[Sequence[str], Sequence[str]]]
+        self.onnx_path = None  # type: Optional[str]
+        self.input_shape = ()  # type: Tuple[int, ...]
+        self._input_name = ""
+        self._output_names = []  # type: List[str]
+
+    def _provider_options(self) -> List[Dict[str, object]]:
+        options = []  # type: List[Dict[str, object]]
+        for provider in self.providers:
+            if provider == "TensorrtExecutionProvider":
+                options.append({
+                    "trt_fp16_enable": self.config.precision == "fp16",
+                    "trt_max_workspace_size": int(self.config.trt_workspace_mb) << 20,
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": os.path.join(self.config.cache_dir, "onnxruntime_trt"),
+                    "trt_timing_cache_enable": True,
+                })
+            else:
+                options.append({})
+        return options
+
+    def load(self, network: torch.nn.Module, example: torch.Tensor, model_name: str) -> None:
+        start = time.perf_counter()
+        ort = _import_ort()
+        names = self.io_names or (None, None)
+        onnx = export_onnx(network, example, self.config.cache_dir, model_name, precision=self.onnx_precision,
+                           input_names=names[0], output_names=names[1])
+        self.onnx_path = onnx.path
+        if "TensorrtExecutionProvider" in self.providers:
+            os.makedirs(os.path.join(self.config.cache_dir, "onnxruntime_trt"), exist_ok=True)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cpu_threads(self.config.threads)
+        # Spinning idle workers keep the cores busy after each run and slow the torch pre/postprocessing
+        # that follows on the same cores (measured on the 2-core CI machine).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(onnx.path, sess_options=options, providers=self.providers,
+                                            provider_options=self._provider_options())
+        running = self.session.get_providers()
+        if self.gpu and running[0] not in GPU_PROVIDERS:
+            # onnxruntime falls back to the CPU when a GPU provider cannot start (no device, CUDA libraries missing).
+            if self.config.precision == "fp16":
+                raise ConfigError("onnxruntime could not start %s (see its messages above), so fp16 cannot run; "
+                                  "use --precision fp32 or fix the CUDA install" % self.providers[0])
+            log.warning("onnxruntime: %s did not start; running on the CPU", self.providers[0])
+        self.providers = running
+        inputs = self.session.get_inputs()
+        self._input_name = inputs[0].name
+        self.input_shape = tuple(int(d) for d in inputs[0].shape)
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        self.load_seconds = time.perf_counter() - start
+        log.info("onnxruntime %s: %s on %s, %d threads, ready in %.1f s", ort.__version__, model_name,
+                 ", ".join(running), options.intra_op_num_threads, self.load_seconds)
+
+    def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = batch.detach().to("cpu", self.input_dtype).contiguous()
+        if tuple(x.shape) != self.input_shape:
+            raise ConfigError("the ONNX model was exported for input %s, got %s" % (self.input_shape, tuple(x.shape)))
+        outputs = self.session.run(self._output_names, {self._input_name: x.numpy()})
+        return tuple(torch.from_numpy(o) for o in outputs)
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,121 @@
+"""--save-input: the frames as captured (before drawing) to an mp4, with a sidecar of their indices and timestamps."""
+from __future__ import annotations
+
+import csv
+import os
+import threading
+from typing import Any, List, Tuple
+
+from ..errors import OutputError, SourceError
+from ..types import Frame
+from .sinks.video_file import VideoFileSink
+
+SIDECAR_SUFFIX = ".timestamps.csv"
+SIDECAR_COLUMNS = ("frame_index", "timestamp_s")
+
+
+def sidecar_path(video_path: str) -> str:
+    """raw.mp4 -> raw.mp4.timestamps.csv"""
+    return video_path + SIDECAR_SUFFIX
+
+
+def read_sidecar(video_path: str) -> List[Tuple[int, float]]:
+    """(frame_index, timestamp_s) per video frame, in file order; [] when the video has no sidecar.
+
+    Row n describes the n-th frame of the video; gaps in frame_index are frames the camera produced
+    but the recording did not get, so a replay paced by timestamp_s reproduces the original timing."""
+    path = sidecar_path(video_path)
+    if not os.path.exists(path):
+        return []
+    rows = []  # type: List[Tuple[int, float]]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(h.strip() for h in header) != SIDECAR_COLUMNS:
+                raise SourceError("%s: expected the header %s; delete the file to replay without it"
+                                  % (path, ",".join(SIDECAR_COLUMNS)))
+            for line_no, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    rows.append((int(row[0]), float(row[1])))
+                except (IndexError, ValueError) as e:
+                    raise SourceError("%s line %d is not 'frame_index,timestamp_s': %r; delete the file to replay "
+                                      "without it" % (path, line_no, ",".join(row))) from e
+    except OSError as e:
+        raise SourceError("cannot read %s (%s)" % (path, e.strerror or e)) from e
+    return rows
+
+
+class InputRecorder:
+    """write(frame) queues a copy of frame.image to a VideoFileSink (so later drawing never reaches the
+    recording) and appends its index and timestamp to the sidecar, flushed per row. Thread-safe: the
+    capture thread may write while the main thread closes."""
+
+    def __init__(self, path: str, fps: float, frame_size: Tuple[int, int], queue_size: int = 64):
+        self.path = path
+        self.sidecar = sidecar_path(path)
+        self.frames_written = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._video = VideoFileSink(path, fps, frame_size, queue_size=queue_size, copy=True)
+        try:
+            self._file = open(self.sidecar, "w", newline="", encoding="utf-8")
+        except OSError as e:
+            self._video.close()
+            raise OutputError("cannot write %s (%s); choose a writable path for --save-input"
+                              % (self.sidecar, e.strerror or e)) from e
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(SIDECAR_COLUMNS)
+        self._file.flush()
+
+    def write(self, frame: Frame) -> bool:
+        """False once closed (a frame arriving during shutdown is not recorded, and not listed either)."""
+        with self._lock:
+            if self._closed:
+                return False
+            if not self._video.write(frame.image, frame.index):
+                return False
+            self._csv.writerow([int(frame.index), "%.6f" % frame.timestamp_s])
+            self._file.flush()
+            self.frames_written += 1
+            return True
+
+    def close(self) -> None:
+        """Idempotent: finalises the mp4 (always playable) and closes the sidecar."""
+        if self._closed:
+            return
+        # Set first, then wait for a write in flight: it finishes (the writer thread keeps draining), so its
+        # frame and its sidecar row both land, and no later write starts.
+        self._closed = True
+        with self._lock:
+            if self._file.closed:
+                return
+        try:
+            self._video.close()
+        finally:
+            self._file.close()
+
+    def __enter__(self) -> "InputRecorder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LazyInputRecorder:
+    """Opens the raw recording on the first captured frame, when the frame size is known."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self._recorder = None
+
+    def write(self, frame) -> None:
+        if self._recorder is None:
+            self._recorder = InputRecorder(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]))
+        self._recorder.write(frame)
+
+    def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.close()

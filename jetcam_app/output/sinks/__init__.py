@@ -1,0 +1,1 @@
+"""Where annotated frames go: one file per sink."""

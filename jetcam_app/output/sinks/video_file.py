@@ -1,0 +1,164 @@
+"""The annotated mp4, written by a thread of its own so the pipeline never waits for the encoder."""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from ...errors import OutputError
+from .base import Sink
+
+log = logging.getLogger(__name__)
+
+_SENTINEL = object()
+
+
+class VideoFileSink(Sink):
+    """An mp4 (mp4v) written by its own thread through a bounded queue. Lossless: write() waits for room,
+    re-checking the closed flag; close() drains the queue and releases the writer so the file always plays.
+
+    Frames of another size are resized to `frame_size` (cv2.VideoWriter would silently drop them).
+    `copy=True` queues a copy, so the caller may keep drawing on or reusing its array."""
+
+    def __init__(self, path: str, fps: float, frame_size: Tuple[int, int], queue_size: int = 32,
+                 fourcc: str = "mp4v", copy: bool = True, stall_timeout_s: float = 10.0):
+        self.path = path
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.copy = copy
+        self.stall_timeout_s = stall_timeout_s
+        self.frames_written = 0
+        self.frames_resized = 0
+        self.error = None  # type: Optional[BaseException]
+        self._error_reported = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._queue = queue.Queue(maxsize=max(1, queue_size))  # type: queue.Queue
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "wb"):
+                pass  # OpenCV's own failure says nothing about why; this gives errno
+        except OSError as e:
+            raise OutputError("cannot write the video %s (%s); choose a writable path for --record / --save-input"
+                              % (path, e.strerror or e)) from e
+        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps, self.frame_size)
+        if not self._writer.isOpened():
+            os.remove(path)
+            raise OutputError("OpenCV cannot encode %s with %s at %dx%d; use a .mp4 path, or an OpenCV built with FFmpeg"
+                              % (path, fourcc, self.frame_size[0], self.frame_size[1]))
+        self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    if self._closed:  # close() could not enqueue the sentinel; nothing more can come
+                        return
+                    continue
+                if item is _SENTINEL:
+                    return
+                image = item
+                if (image.shape[1], image.shape[0]) != self.frame_size:
+                    image = cv2.resize(image, self.frame_size, interpolation=cv2.INTER_AREA)
+                    self.frames_resized += 1
+                self._writer.write(image)
+                self.frames_written += 1
+        except BaseException as e:  # stored, re-raised on the caller's thread by write()/close()
+            self.error = e
+            # keep draining so a blocked write() or close() never waits on a dead consumer
+            while True:
+                try:
+                    if self._queue.get(timeout=0.1) is _SENTINEL:
+                        return
+                except queue.Empty:
+                    if self._closed:
+                        return
+        finally:
+            self._writer.release()  # writes the mp4 index (moov atom); without it the file does not play
+
+    def _raise_error(self) -> None:
+        if self.error is not None and not self._error_reported:
+            self._error_reported = True
+            raise OutputError("writing %s failed: %s" % (self.path, self.error)) from self.error
+
+    def write(self, image_bgr: np.ndarray, frame_index: int = -1) -> bool:
+        """Queue one frame; False if the sink was closed meanwhile. Raises OutputError if the writer died
+        or made no progress for stall_timeout_s (a full disk or a hung filesystem)."""
+        self._raise_error()
+        if self._closed:
+            return False
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            raise OutputError("video sink %s expects HxWx3 uint8 BGR frames, got %s %s"
+                              % (self.path, image_bgr.shape, image_bgr.dtype))
+        item = image_bgr.copy() if self.copy else image_bgr
+        deadline = time.monotonic() + self.stall_timeout_s
+        while True:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                self._raise_error()
+                if self._closed:
+                    return False
+                if time.monotonic() > deadline:
+                    raise OutputError("the video writer for %s made no progress for %.0f s (disk full or slow?)"
+                                      % (self.path, self.stall_timeout_s))
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Drain, release and join; idempotent. Raises OutputError once if the writer thread failed."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        deadline = time.monotonic() + timeout_s
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_SENTINEL, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    break
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            log.error("video writer for %s did not finish within %.0f s; the file may not play", self.path, timeout_s)
+        self._raise_error()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class LazyVideoFileSink:
+    """Opens the recording on the first frame, when the frame size is known."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self._sink = None
+        self.stop_requested = False
+        # Checked now, not at the first frame: a bad path must fail before any log is written.
+        existing = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+            raise OutputError("cannot write the recording %s (%s is not a writable folder); pass --record with a "
+                              "writable path" % (path, existing))
+
+    def write(self, image, frame_index: int) -> None:
+        if self._sink is None:
+            # copy=False: the pipeline never touches a frame after handing it to the sinks.
+            self._sink = VideoFileSink(self.path, self.fps, (image.shape[1], image.shape[0]), copy=False)
+        self._sink.write(image, frame_index)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()

@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 from ..config import SourceConfig
 from ..errors import SourceError
-from ..output.input_recorder import read_sidecar
+from .timestamps import read_sidecar
 from ..types import Frame
 from .base import Source
 

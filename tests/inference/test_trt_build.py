@@ -300,7 +300,7 @@ def photo_bgr():
 
 def test_isolated_build_reports_the_childs_error(api, gpu, tmp_path):
     """Builds run in a child process; its parser error comes back as the parent's EngineBuildError."""
-    from jetcam_app.inference.engines.trt_child import build_in_child
+    from jetcam_app.inference.engines.trt_launch import build_in_child
 
     (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(EngineBuildError, match="could not parse junk.onnx"):
@@ -308,7 +308,7 @@ def test_isolated_build_reports_the_childs_error(api, gpu, tmp_path):
 
 
 def test_isolated_build_makes_a_loadable_engine(api, gpu, mobilenet_onnx, tmp_path):
-    from jetcam_app.inference.engines.trt_child import build_in_child
+    from jetcam_app.inference.engines.trt_launch import build_in_child
 
     data = build_in_child(api, mobilenet_onnx.path, settings_for(gpu), "mobilenet_v2")
     assert len(data) > 100000

@@ -3,7 +3,7 @@ import json
 import os
 
 from jetcam_app.config import SourceConfig, load_config
-from jetcam_app.output.input_recorder import read_sidecar
+from jetcam_app.sources.timestamps import read_sidecar
 from jetcam_app.pipeline import Pipeline
 from jetcam_app.sources.spec import create_source
 from jetcam_app.sources.synthetic import decode_index

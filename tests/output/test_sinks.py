@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from jetcam_app.errors import OutputError
-from jetcam_app.output.input_recorder import InputRecorder, read_sidecar, sidecar_path
+from jetcam_app.output.input_recorder import InputRecorder
+from jetcam_app.sources.timestamps import read_sidecar, sidecar_path
 from jetcam_app.output.sinks.base import FanOutSink, NullSink, Sink, build_sinks
 from jetcam_app.output.sinks.mjpeg_http import MjpegHttpSink
 from jetcam_app.output.sinks.video_file import VideoFileSink

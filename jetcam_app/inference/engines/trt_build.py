@@ -138,7 +138,7 @@ def engine_key(api: TrtApi, onnx: OnnxModel, model_name: str, settings: BuildSet
 def build_or_load(api: TrtApi, onnx: OnnxModel, model_name: str, settings: BuildSettings, cache: EngineCache,
                   gpu: GpuInfo, force: bool = False, isolated: bool = True) -> BuildResult:
     """The cached engine when its sidecar matches, else a fresh build (saved when the cache is writable).
-    `isolated` builds in a child process (engines/trt_child.py says why)."""
+    `isolated` builds in a child process (trt_child.py says why)."""
     if settings.precision == "fp16" and api.strongly_typed and onnx.precision != "fp16":
         raise EngineBuildError("TensorRT-RTX builds strongly typed networks: fp16 needs an fp16 ONNX, got %s"
                                % onnx.precision)
@@ -150,7 +150,7 @@ def build_or_load(api: TrtApi, onnx: OnnxModel, model_name: str, settings: Build
             return BuildResult(data=data, built=False, stem=stem, path=cache.engine_path(stem))
     start = time.perf_counter()
     if isolated:
-        from .trt_child import build_in_child
+        from .trt_launch import build_in_child
 
         data = build_in_child(api, onnx.path, settings, stem)
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..output.overlay import PALETTE_SIZE, box_thickness, class_color
+from ..output.palette import PALETTE_SIZE, box_thickness, class_color
 
 
 class OutlinePainter:

@@ -88,7 +88,7 @@ class OnnxRuntimeEngine(Engine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads(self.config.threads)
         # Spinning idle workers keep the cores busy after each run and slow the torch pre/postprocessing
-        # that follows on the same cores (measured on the 2-core CI machine).
+        # that follows on the same cores (most of all on a machine with few cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(onnx.path, sess_options=options, providers=self.providers,

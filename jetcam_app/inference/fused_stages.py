@@ -147,10 +147,12 @@ class GraphedStages:
         try:
             slots = [_GraphSlot(self.adapter, self.engine, shape, self.outlines_on_device)
                      for _ in range(self.in_flight)]
-        except RuntimeError as e:  # an older torch that cannot capture one of the operations
+        except RuntimeError as e:
+            # an older torch that cannot capture an operation, or (NotImplementedError) a model without the
+            # static hooks of ModelAdapter
             self._disabled = True
             log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly",
-                        str(e).splitlines()[0])
+                        (str(e).splitlines() or [type(e).__name__])[0])
             return None
         self._slots[shape] = slots
         log.info("cuda: preprocessing + %s + postprocessing captured in one CUDA graph for %dx%d frames (%.2f s)",

@@ -158,13 +158,16 @@ def test_frames_in_flight():
     assert make_stages(adapter, engine, True, in_flight=3).in_flight == 1  # the CPU stages do the work in submit()
 
 
-def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog):
-    """An older torch that cannot capture an operation: a warning, then every frame through the eager stages."""
+@pytest.mark.parametrize("error", [RuntimeError("operation not permitted when stream is capturing"),
+                                   NotImplementedError()], ids=["old-torch", "model-without-static-hooks"])
+def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog, error):
+    """An older torch that cannot capture an operation, or a model without static postprocessing (the base
+    adapter's hooks raise NotImplementedError): a warning, then every frame through the eager stages."""
     import jetcam_app.inference.fused_stages as graphed
 
     class Uncapturable(graphed._GraphSlot):
         def __init__(self, *args):
-            raise RuntimeError("operation not permitted when stream is capturing")
+            raise error
 
     monkeypatch.setattr(graphed, "_GraphSlot", Uncapturable)
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})

@@ -26,7 +26,7 @@ def add_app_arguments(p: argparse.ArgumentParser, model: str = "nanodet") -> Non
 def app_overrides(args: argparse.Namespace, source: str, **extra: Any) -> Dict[str, Any]:
     """Config overrides for the app from add_app_arguments' arguments, the source and any `extra` keys."""
     overrides = {"source.uri": source, "model.name": args.model, "engine.backend": args.backend,
-                 "engine.precision": args.precision, "engine.cuda_graph": args.cuda_graph,
+                 "engine.precision": args.precision, "pipeline.cuda_graph": args.cuda_graph,
                  "model.random_weights": args.random_weights, "pipeline.draw_threads": args.draw_threads}
     overrides.update(extra)
     return overrides

@@ -19,7 +19,7 @@ OVERRIDES = {
     "model": "model.name", "weights": "model.weights", "random_weights": "model.random_weights",
     "score_threshold": "model.score_threshold", "iou_threshold": "model.iou_threshold", "topk": "model.topk",
     "backend": "engine.backend", "precision": "engine.precision", "threads": "engine.threads",
-    "cuda_graph": "engine.cuda_graph", "trt_workspace_mb": "engine.trt_workspace_mb",
+    "cuda_graph": "pipeline.cuda_graph", "trt_workspace_mb": "engine.trt_workspace_mb",
     "cache_dir": "engine.cache_dir",
     "max_frames": "pipeline.max_frames", "queue_size": "pipeline.queue_size", "target_fps": "pipeline.target_fps",
     "out": "output.out_dir", "record": "output.record", "headless": "output.headless",
@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", help="one of: %s" % ", ".join(BACKENDS.choices()))
     e.add_argument("--precision", help="one of: %s" % ", ".join(PRECISIONS))
     e.add_argument("--threads", type=int, help="CPU threads (0 = one per core)")
-    e.add_argument("--cuda-graph", action="store_true", default=None, help="replay the model as a CUDA graph")
+    e.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=None,
+                   help="--backend cuda: run the whole frame (resize, network, box decoding, NMS) as one captured "
+                   "CUDA graph, a recording of the GPU work replayed per frame; on by default where the model allows it")
+    e.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="run the stages eagerly, one GPU call per operation (slower; for comparison)")
     e.add_argument("--trt-workspace-mb", type=int, help="TensorRT builder workspace limit")
     e.add_argument("--cache-dir", help="where built engines are cached")
     r = p.add_argument_group("run and output")

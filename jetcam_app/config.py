@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -13,6 +14,11 @@ from .errors import ConfigError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.yaml")
 PRECISIONS = ("fp32", "fp16")
+# Renamed keys: old "section.key" -> new "section.key". The old name is still read, with a deprecation warning.
+ALIASES = {
+    "engine.cuda_graph": "pipeline.cuda_graph",  # the fused graph is a choice of the stages, not of the engine
+}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,6 @@ class EngineConfig:
     backend: str = "cpu"
     precision: str = "fp32"
     threads: int = 0
-    cuda_graph: bool = False
     trt_workspace_mb: int = 1024
     cache_dir: str = "models/cache"
 
@@ -57,6 +62,7 @@ class PipelineConfig:
     target_fps: float = 0.0
     draw_threads: int = -1
     in_flight: int = 0
+    cuda_graph: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,13 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
             continue
         if not isinstance(values, Mapping):
             raise ConfigError("%s: section '%s' must be a mapping" % (origin, section))
-        types = _field_types(_SECTION_TYPES[section])
         for key, value in values.items():
+            new = ALIASES.get("%s.%s" % (section, key))
+            if new is not None:
+                log.warning("%s: '%s.%s' is deprecated; use '%s'", origin, section, key, new)
+                _merge(data, {new.partition(".")[0]: {new.partition(".")[2]: value}}, origin)
+                continue
+            types = _field_types(_SECTION_TYPES[section])
             if key not in types:
                 raise ConfigError("%s: unknown key '%s.%s'; valid keys: %s" % (origin, section, key, ", ".join(types)))
             kind, optional = types[key]
@@ -180,8 +191,7 @@ def validate(config: Config) -> None:
         raise ConfigError("unknown backend '%s'; choose one of: %s" % (config.engine.backend, ", ".join(BACKENDS.choices())))
     if config.engine.precision not in PRECISIONS:
         raise ConfigError("unknown precision '%s'; choose one of: %s" % (config.engine.precision, ", ".join(PRECISIONS)))
-    if config.engine.precision == "fp16" and config.engine.backend == "cpu":
-        raise ConfigError("fp16 runs on CUDA only; use --precision fp32 with --backend cpu, or --backend cuda")
+    check_precision(config.engine.backend, config.engine.precision, BACKENDS.get(config.engine.backend).capabilities.precisions)
     if not 0.0 <= config.model.score_threshold <= 1.0:
         raise ConfigError("model.score_threshold must be between 0 and 1, got %s" % config.model.score_threshold)
     if config.pipeline.max_frames < 0 or config.pipeline.queue_size < 1:
@@ -194,6 +204,15 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
+
+
+def check_precision(backend: str, precision: str, precisions: Sequence[str]) -> None:
+    """ConfigError unless `precision` is one the backend declares (its capabilities.precisions)."""
+    if precision in precisions:
+        return
+    if precision == "fp16":
+        raise ConfigError("fp16 runs on CUDA only; use --precision fp32 with --backend %s, or --backend cuda" % backend)
+    raise ConfigError("--backend %s takes --precision %s; use one of those" % (backend, " or ".join(precisions)))
 
 
 def to_dict(config: Config) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ from .errors import OutputError
 from .inference.adapters.base import build_core, create_adapter
 from .inference.engines.base import create_engine
 from .inference.fused_stages import make_stages
+from .inference.stages import Stages
 from .output.emitter import FrameEmitter
 from .output.input_recorder import LazyInputRecorder
 from .output.sinks.base import build_sinks
@@ -55,7 +56,7 @@ class Pipeline:
         self._engine = engine
         self._adapter = adapter
         self.summary = {}  # type: Dict[str, Any]
-        self._stages = None  # type: Any
+        self._stages = None  # type: Optional[Stages]
 
     def request_stop(self, reason: str) -> None:
         """Safe from signal handlers and other threads: the main loop ends after the current frame."""
@@ -68,7 +69,10 @@ class Pipeline:
         out_dir = prepare_out_dir(cfg.output.out_dir)
         adapter = self._adapter or create_adapter(cfg.model)
         engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
-        source = self._source or create_source(cfg.source)
+        # The stages come first (nothing is loaded yet): the source is built with their frame buffers.
+        stages = self._stages = make_stages(adapter, engine, cuda_graph=cfg.pipeline.cuda_graph,
+                                            outline_boxes=cfg.overlay.enabled, in_flight=cfg.pipeline.in_flight)
+        source = self._source or create_source(cfg.source, buffers=stages.host_buffers)
         closers = []  # type: List[Any]  # closed in reverse order, always
         # Python hands the GIL over every 5 ms by default: each time the main thread releases it (a CUDA sync,
         # a frame read), a drawing or capture thread may keep it up to 5 ms. A shorter interval keeps the
@@ -83,13 +87,9 @@ class Pipeline:
             closers.append(source)
             engine.load(build_core(adapter), adapter.example_input(), cfg.model.name)
             closers.append(engine)
-            self._stages = make_stages(adapter, engine, outline_boxes=cfg.overlay.enabled,
-                                       in_flight=cfg.pipeline.in_flight)
-            source.buffers = getattr(self._stages, "host_buffers", None)
-            prepare = getattr(self._stages, "prepare", None)
-            if prepare is not None and source.frame_size:
+            if source.frame_size:
                 # every source here delivers 3-channel BGR frames; a frame of another shape is captured on sight
-                prepare((source.frame_size[1], source.frame_size[0], 3))
+                stages.prepare((source.frame_size[1], source.frame_size[0], 3))
             # Logs open only once the source, model and engine are known to work: a run that fails
             # earlier leaves an earlier run's logs untouched.
             target_fps = cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
@@ -98,24 +98,23 @@ class Pipeline:
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
             sinks = self._make_sinks(target_fps, headless)
             closers.append(sinks)
-            # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of
-            # their own and overlap with the next frame's inference.
-            emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
-                                   threaded=headless, on_error=self.request_stop,
-                                   gpu_outlines=getattr(self._stages, "outline_boxes", False))
-            closers.append(emitter)
             input_recorder = self._make_input_recorder(source, target_fps)
             if input_recorder is not None:
                 closers.append(input_recorder)
             capture = CaptureThread(source, self.stop, cfg.pipeline.queue_size,
                                     on_frame=input_recorder.write if input_recorder else None)
-            emitter.capture = capture
-            emitter.live = source.is_live
+            # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of
+            # their own and overlap with the next frame's inference.
+            emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
+                                   threaded=headless, on_error=self.request_stop,
+                                   gpu_outlines=stages.outlines_on_device, dropped=lambda: capture.dropped,
+                                   live=source.is_live)
+            closers.append(emitter)
             log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
             started = time.perf_counter()
             capture.start()
-            self._loop(self._stages, capture, emitter)
+            self._loop(stages, capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
@@ -145,35 +144,35 @@ class Pipeline:
             raise error
         return self.summary
 
-    def _loop(self, stages, capture: CaptureThread, emitter: "FrameEmitter") -> None:
-        """Up to `stages.depth` frames are in flight: on CUDA frame n + 1 is uploaded and queued while the GPU
+    def _loop(self, stages: Stages, capture: CaptureThread, emitter: FrameEmitter) -> None:
+        """Up to `stages.in_flight` frames are in flight: on CUDA frame n + 1 is uploaded and queued while the GPU
         still works on frame n; then frame n is finished and handed to the emitter (drawn, written and logged
         on its own thread when headless). Frames in flight when the run stops are finished and emitted."""
         max_frames = self.config.pipeline.max_frames
-        inflight = collections.deque()  # type: collections.deque
+        in_flight = collections.deque()  # type: collections.deque
         submitted = 0
         try:
             while not self.stop.is_set():
                 frame = None
                 if not (max_frames and submitted >= max_frames):
-                    frame = capture.channel.get(0.0 if inflight else 0.1)
+                    frame = capture.channel.get(0.0 if in_flight else 0.1)
                 if frame is not None:
                     submitted += 1
-                    inflight.append(stages.submit(frame))
-                if inflight and (frame is None or len(inflight) >= stages.depth):
-                    emitter.emit(stages.finish(inflight.popleft()))
-                    if emitter.sinks.stop_requested:
+                    in_flight.append(stages.submit(frame))
+                if in_flight and (frame is None or len(in_flight) >= stages.in_flight):
+                    emitter.emit(stages.finish(in_flight.popleft()))
+                    if emitter.stop_requested:
                         self.request_stop("q pressed in the window")
-                elif frame is None and not inflight:
+                elif frame is None and not in_flight:
                     if max_frames and submitted >= max_frames:
                         self.request_stop("--max-frames %d reached" % max_frames)
                     elif capture.channel.finished:
                         self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
         finally:
             failing = sys.exc_info()[0] is not None
-            while inflight:
+            while in_flight:
                 try:
-                    emitter.emit(stages.finish(inflight.popleft()))
+                    emitter.emit(stages.finish(in_flight.popleft()))
                 except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
                     if not failing:
                         raise
@@ -202,13 +201,12 @@ class Pipeline:
         summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, {
             "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
-            "source_stop_reason": getattr(source, "stop_reason", None),
-            "source_skipped_frames": getattr(source, "skipped_frames", 0),
+            "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
             "model": self.config.model.name, "weights": adapter.describe_weights(),
             "backend": self.config.engine.backend, "precision": self.config.engine.precision,
             "stats_provider": stats.provider_report() if stats is not None else None,
             # frames whose fused-graph result was not provably exact and went through the dynamic postprocessing
-            "graph_fallbacks": getattr(self._stages, "fallbacks", None),
+            "graph_fallbacks": self._stages.fallbacks if self._stages is not None else None,
             "config": to_dict(self.config),
         })
         path = os.path.join(out_dir, "summary.json")

@@ -123,5 +123,3 @@ class FrameTiming:
     draw_ms: float = 0.0
     sink_ms: float = 0.0
     latency_ms: float = 0.0  # capture to result (after sinks)
-
-    STAGES = ("pre_ms", "infer_ms", "post_ms", "draw_ms", "sink_ms")

@@ -67,3 +67,39 @@ def test_default_yaml_documents_every_key():
                                                      section.type)):
             line = [ln for ln in text.splitlines() if ln.strip().startswith(field.name + ":")]
             assert line and "#" in line[0], "%s.%s lacks a commented line in default.yaml" % (section.name, field.name)
+
+
+def test_the_fused_graph_is_a_pipeline_option_on_by_default():
+    assert load_config().pipeline.cuda_graph is True
+    assert load_config(None, overrides_from(build_parser().parse_args(["--no-cuda-graph"]))).pipeline.cuda_graph is False
+    assert load_config(None, overrides_from(build_parser().parse_args(["--cuda-graph"]))).pipeline.cuda_graph is True
+    assert "cuda_graph" not in overrides_from(build_parser().parse_args([]))  # YAML values survive
+
+
+@pytest.mark.parametrize("origin", ["yaml", "override"])
+def test_a_renamed_key_is_read_with_a_deprecation_warning(tmp_path, caplog, origin):
+    path = tmp_path / "old.yaml"
+    path.write_text("engine:\n  cuda_graph: false\n  threads: 1\n")
+    with caplog.at_level("WARNING"):
+        if origin == "yaml":
+            config = load_config(str(path))
+        else:
+            config = load_config(None, {"engine.cuda_graph": "false", "engine.threads": 1})
+    assert config.pipeline.cuda_graph is False and config.engine.threads == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "'engine.cuda_graph' is deprecated; use 'pipeline.cuda_graph'" in warnings[0]
+
+
+def test_an_alias_value_is_checked_like_the_new_key(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("engine:\n  cuda_graph: sometimes\n")
+    with pytest.raises(ConfigError, match="pipeline.cuda_graph must be true or false"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("backend", ["cuda", "onnxruntime", "trt", "torch2trt"])
+def test_fp16_is_accepted_where_the_backend_declares_it(backend):
+    from jetcam_app.inference.engines.base import capabilities_of
+
+    assert "fp16" in capabilities_of(backend).precisions
+    assert load_config(None, {"engine.backend": backend, "engine.precision": "fp16"}).engine.precision == "fp16"

@@ -2,8 +2,7 @@
 
 jetson-utils draws detection boxes with CUDA for the same reason: on the host, a hundred outlines a frame
 (random weights, a crowd) cost a drawing thread dozens of OpenCV calls, each giving the GIL up and queueing
-to get it back, and that held SSD300 at ~400 fps on an H200 with drawing on against ~800 with it off. On the
-device they are a few kernels on the frame that was uploaded anyway; the drawn frame comes back in one copy,
+to get it back, which slows the inference thread too (docs/performance.md). On the device they are a few kernels on the frame that was uploaded anyway; the drawn frame comes back in one copy,
 and the host adds the labels and the HUD.
 
 Static shapes throughout (so it can be captured): every row of the packed result is considered, the ones past
@@ -16,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..output.overlay import PALETTE_SIZE, box_thickness, class_color
+from ..palette import PALETTE_SIZE, box_thickness, class_color
 
 
 class OutlinePainter:
@@ -47,7 +46,7 @@ class OutlinePainter:
         # vertical sides: columns x0 and x1 over the rows between y0 and y1
         down = (self.ys >= torch.minimum(y0, y1)[..., None]) & (self.ys <= torch.maximum(y0, y1)[..., None]) & drawn
         # Every candidate gets a pixel inside the frame; the ones not drawn carry order 0, which changes nothing.
-        # (Sending them all to one spare pixel made ~800k atomics queue on a single address: 1.6 ms on an H200.)
+        # (Sending them all to one spare pixel would queue every atomic on a single address.)
         indices, orders = [], []
         for y in (y0, y1):
             inside = across & ((y >= 0) & (y < self.height))[..., None]

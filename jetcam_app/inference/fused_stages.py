@@ -4,11 +4,11 @@ Each frame then costs the host a handful of calls (copy into a pinned buffer, up
 small packed result, one wait) instead of ~60 tensor operations. That matters beyond the launch overhead:
 every torch call releases the GIL, and a thread that gives the GIL up 60 times a frame queues behind the
 drawing and capture threads each time (the convoy effect), which is what held the app at a fraction of the
-GPU's pace. Used with `--cuda-graph` on the torch CUDA engine and models with static postprocessing; a frame
-whose device result is not provably equal to the dynamic postprocessing (rare: see static_nms.py) is
-postprocessed again by the dynamic path from the same network outputs.
+GPU's pace. Used where pipeline.cuda_graph is on (the default) and the engine declares `fuses_stages` (the
+torch CUDA engine); a frame whose device result is not provably equal to the dynamic postprocessing (rare: see
+static_nms.py) is postprocessed again by the dynamic path from the same network outputs.
 
-Frames decoded into the page-locked buffers of `host_buffers` (the pipeline hands them to the source) are
+Frames decoded into the page-locked buffers of `host_buffers` (the source is built with them) are
 uploaded from where they lie; others are first copied into the slot's own page-locked buffer. With the overlay
 on, a detection model's frames expected to have many boxes also get their outlines drawn by a second, small
 graph on the uploaded frame (box_outlines.py), which comes back into another of those buffers; the host then
@@ -30,32 +30,26 @@ import torch
 
 from ..types import Frame
 from .box_outlines import OutlinePainter
-from .host_buffers import is_integrated, pool_for
-from .stages import InferenceStages, InFlight, Processed, StageClock
+from .host_buffers import HostFramePool, is_integrated, pool_for
+from .stages import InferenceStages, InFlight, Processed, StageClock, Stages
 
 log = logging.getLogger(__name__)
 MAX_GRAPHS = 4  # frame sizes kept captured; a folder of many sizes uses the eager stages beyond that
-# Box outlines go on the GPU from this many boxes a frame (the last finished frame's count predicts the next).
-# On an H200, with every frame's outlines on the GPU, SSD300 with random weights (100 boxes) ran 525-539 fps
-# against 340-361 drawn on the host, NanoDet (1-2 boxes) 813-896 against 862-992. With this rule, on another
-# machine: SSD300 431-480 against 347-352, NanoDet 848-876 against 853-894.
+# Box outlines go on the GPU from this many boxes a frame (the last finished frame's count predicts the next):
+# bringing the drawn frame back costs more than drawing a few boxes on the host.
 GPU_OUTLINES_FROM = 16
-# Frames in flight through the fused graph on a discrete GPU: each has a slot (its own graph, stream and memory)
-# and the slots' graphs run side by side, one frame's small kernels filling what another's leave idle. On an
-# H200 (2,000 frames of 720p video, fp16): SSD300 712-765 fps with 2, 804-850 with 3, 884-923 with 4, 834-954
-# with 6-8; NanoDet 1,164-1,315 with 2, 1,301-1,391 with 4. On three other H200 machines (bench --ab-depth) SSD300
-# ran 705-718 / 644-683 / 750-822 fps with 4 against 660-704 / 609-678 / 610-714 with 2 (faster on two, no clear
-# difference on the third). A slot at 720p holds ~150 MB of GPU memory, which on a Jetson comes out of the RAM
-# the CPU shares: there the default stays 2 (unmeasured on a Jetson).
-GRAPH_SLOTS_DISCRETE = 4
-GRAPH_SLOTS_INTEGRATED = 2
+# Frames in flight through the fused graph: each has a slot (its own graph, stream and memory) and the slots'
+# graphs run side by side, one frame's small kernels filling what another's leave idle. Each slot holds its own
+# graph memory, which on a Jetson comes out of the RAM the CPU shares, so there the default is 2.
+IN_FLIGHT_DISCRETE = 4
+IN_FLIGHT_INTEGRATED = 2
 
 
-def graph_slots(requested: int, integrated: bool) -> int:
+def default_in_flight(requested: int, integrated: bool) -> int:
     """Frames in flight through the fused graph: `requested` (pipeline.in_flight) or, at 0, the default."""
     if requested > 0:
         return requested
-    return GRAPH_SLOTS_INTEGRATED if integrated else GRAPH_SLOTS_DISCRETE
+    return IN_FLIGHT_INTEGRATED if integrated else IN_FLIGHT_DISCRETE
 
 
 class _GraphSlot:
@@ -113,18 +107,16 @@ class _GraphSlot:
 
 
 class GraphedStages:
-    """submit()/finish() like InferenceStages, with the device work of a frame in one graph replay.
-    `depth` graphs per frame size (graph_slots()), used in turn, so that many frames can be in flight (the
-    pipeline finishes frame n before it submits n + depth), each on its own stream: on an H200, NanoDet ran
-    1,026-1,080 fps with two graphs overlapping and 947 with them in order on one stream (2,000 frames of 720p)."""
-
-    asynchronous = True
+    """The Stages protocol with the device work of a frame in one graph replay. `in_flight` graphs per frame size
+    (default_in_flight()), used in turn, so that many frames can be in flight (the pipeline finishes frame n before
+    it submits n + in_flight), each on its own stream so that their graphs overlap."""
 
     def __init__(self, adapter, engine, outline_boxes: bool = False, in_flight: int = 0):
         self.adapter = adapter
         self.engine = engine
         cuda = engine.device.type == "cuda"
-        self.depth = graph_slots(in_flight, cuda and is_integrated(torch.cuda.get_device_properties(engine.device)))
+        self.in_flight = default_in_flight(
+            in_flight, cuda and is_integrated(torch.cuda.get_device_properties(engine.device)))
         self.clock = StageClock(engine.device)
         self.eager = InferenceStages(adapter, engine)
         self.fallbacks = 0  # frames the device result was not exact for
@@ -134,10 +126,10 @@ class GraphedStages:
         self._warned_sizes = False
         self._upload_stream = torch.cuda.Stream(engine.device) if cuda else None
         self._main_stream = torch.cuda.current_stream(engine.device) if cuda else None
-        # page-locked buffers for the source to decode into (the pipeline hands them to it)
-        self.host_buffers = pool_for(engine.device) if cuda else None
+        # page-locked buffers for the source to decode into (the source is built with them)
+        self.host_buffers = pool_for(engine.device) if cuda else None  # type: Optional[HostFramePool]
         # Box outlines drawn by the graph: detection models, with a pool to bring the drawn frames back into
-        self.outline_boxes = bool(outline_boxes and adapter.task == "detection" and self.host_buffers is not None)
+        self.outlines_on_device = bool(outline_boxes and adapter.task == "detection" and self.host_buffers is not None)
         self._last_boxes = 0  # boxes of the last finished frame: whether the next frame's go on the GPU
 
     def _slots_for(self, shape: Tuple[int, ...]) -> Optional[List[_GraphSlot]]:
@@ -153,21 +145,24 @@ class GraphedStages:
             return None
         start = time.perf_counter()
         try:
-            slots = [_GraphSlot(self.adapter, self.engine, shape, self.outline_boxes) for _ in range(self.depth)]
-        except RuntimeError as e:  # an older torch that cannot capture one of the operations
+            slots = [_GraphSlot(self.adapter, self.engine, shape, self.outlines_on_device)
+                     for _ in range(self.in_flight)]
+        except RuntimeError as e:
+            # an older torch that cannot capture an operation, or (NotImplementedError) a model without the
+            # static hooks of ModelAdapter
             self._disabled = True
             log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly",
-                        str(e).splitlines()[0])
+                        (str(e).splitlines() or [type(e).__name__])[0])
             return None
         self._slots[shape] = slots
         log.info("cuda: preprocessing + %s + postprocessing captured in one CUDA graph for %dx%d frames (%.2f s)",
                  self.adapter.name, shape[1], shape[0], time.perf_counter() - start)
         return slots
 
-    def prepare(self, shape: Tuple[int, ...]) -> None:
+    def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
         """Capture the graphs for frames of this shape now (before the clock starts) rather than on the first
         such frame: capturing takes a fraction of a second, which a live source would see as dropped frames."""
-        self._slots_for(tuple(int(v) for v in shape))
+        self._slots_for(tuple(int(v) for v in shape_hwc))
 
     def submit(self, frame: Frame) -> InFlight:
         slots = self._slots_for(tuple(frame.image.shape))
@@ -236,14 +231,16 @@ class GraphedStages:
             result = self.adapter.postprocess(slot.outputs, work.frame.image.shape[:2])
         elif work.drawn is not None:
             frame, outlined = dataclasses.replace(frame, image=work.drawn), True
-        self._last_boxes = len(result) if self.outline_boxes else 0
+        self._last_boxes = len(result) if self.outlines_on_device else 0
         post_ms = (time.perf_counter() - start) * 1000.0
         return Processed(frame, result, work.timing(self.clock, post_ms), outlined)
 
 
-def make_stages(adapter, engine, outline_boxes: bool = False, in_flight: int = 0):
-    """The fused graph where the engine and the model allow it, the eager stages otherwise. `outline_boxes`: the
-    graph also draws the detections' box outlines (the overlay is on). `in_flight`: pipeline.in_flight."""
-    if getattr(engine, "fuses_stages", False) and adapter.supports_static:
+def make_stages(adapter, engine, cuda_graph: bool, outline_boxes: bool = False, in_flight: int = 0) -> Stages:
+    """The fused graph where `cuda_graph` (pipeline.cuda_graph) asks for it and the engine declares it can be
+    fused; the eager stages otherwise. A model whose static postprocessing cannot be captured falls back to the
+    eager stages inside GraphedStages, with a warning. `outline_boxes`: the graph also draws the detections'
+    box outlines (the overlay is on). `in_flight`: pipeline.in_flight (0 = the default)."""
+    if cuda_graph and engine.capabilities.fuses_stages:
         return GraphedStages(adapter, engine, outline_boxes, in_flight)
     return InferenceStages(adapter, engine, in_flight)

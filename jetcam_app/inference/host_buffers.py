@@ -1,7 +1,7 @@
 """Frame buffers the decoder writes into directly, reused once no frame holds them (page-locked on CUDA).
 
-With the fused CUDA graph the inference thread's biggest host cost was copying each decoded frame into a
-page-locked buffer for the upload (a 2.7 MB copy a 720p frame). When the source decodes straight into a
+With the fused CUDA graph, copying each decoded frame into a page-locked buffer for the upload (2.7 MB for a
+720p frame) is a large share of the inference thread's host time. When the source decodes straight into a
 page-locked buffer, the upload reads the frame where it lies. A buffer goes back into use only when the
 frame array handed out with it, and every view made from that array, is gone (see _Lease), so a frame still
 queued, drawn or written is never overwritten.

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
-
-try:  # Python 3.8 has typing.Protocol; the fallback keeps the contract readable on older type checkers
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore
+from typing import Any, Optional, Protocol, Tuple, runtime_checkable
 
 import torch
 
 from ..types import Frame, FrameTiming, Result
+from .host_buffers import HostFramePool
 
 
 class StageClock:
@@ -44,7 +40,7 @@ class InFlight:
     outputs: Tuple[torch.Tensor, ...]
     marks: Tuple[Any, Any, Any, Any]  # preprocessing's start and end, inference's start and end
     submitted: float  # perf_counter at submit
-    slot: Any = None  # the fused graph's buffers holding this frame (graphed_stages.py); None for eager stages
+    slot: Any = None  # the fused graph's buffers holding this frame (fused_stages.py); None for eager stages
     drawn: Any = None  # the frame with its box outlines drawn by the fused graph, once the result is back
 
     def timing(self, clock: "StageClock", post_ms: float) -> FrameTiming:
@@ -62,18 +58,20 @@ class Processed:
     outlined: bool = False  # frame.image already shows the result's box outlines (drawn on the GPU)
 
 
+@runtime_checkable
 class Stages(Protocol):
     """What the pipeline may ask of the inference stages; the eager and the fused (CUDA graph) stages implement it.
 
     in_flight: frames the pipeline keeps submitted before it finishes the oldest (1 = one at a time).
-    host_buffers: a pool of page-locked frame buffers for the source to decode into, or None.
+    host_buffers: a pool of (page-locked) frame buffers for the source to be built with and decode into, or None.
     outlines_on_device: box outlines may come back drawn on the frame (Processed.outlined says per frame).
-    fallbacks: frames whose fused result was not provably exact and went through the dynamic path."""
+    fallbacks: frames whose fused result was not provably exact and went through the dynamic path; None where the
+    stages have no fused result (the summary's graph_fallbacks)."""
 
     in_flight: int
-    host_buffers: Optional[Any]
+    host_buffers: Optional[HostFramePool]
     outlines_on_device: bool
-    fallbacks: int
+    fallbacks: Optional[int]
 
     def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
         """Get ready for frames of this shape (capture graphs) before the clock starts."""
@@ -86,15 +84,23 @@ class Stages(Protocol):
 
 
 class InferenceStages:
+    """The eager stages: one torch call per operation, on the engine's device."""
+
+    host_buffers = None  # type: Optional[HostFramePool]  # frames are copied from wherever they were decoded
+    outlines_on_device = False
+    fallbacks = None  # type: Optional[int]  # no fused result to fall back from
+
     def __init__(self, adapter, engine, in_flight: int = 0):
         self.adapter = adapter
         self.engine = engine
         self.clock = StageClock(engine.device)
-        # On CUDA submit() returns before the GPU is done: the pipeline keeps frames in flight (two unless
-        # pipeline.in_flight says otherwise), so the next frame's upload overlaps the GPU's work and the previous
-        # frame is drawn meanwhile. Elsewhere submit() does the work: one frame at a time.
-        self.asynchronous = self.clock.cuda
-        self.depth = (in_flight or 2) if self.asynchronous else 1
+        # On CUDA submit() returns before the GPU is done, so with two frames in flight (unless pipeline.in_flight
+        # says otherwise) the next frame's upload overlaps the GPU's work and the previous frame is drawn
+        # meanwhile. Elsewhere submit() does the work: one frame at a time.
+        self.in_flight = (in_flight or 2) if self.clock.cuda else 1
+
+    def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
+        """Nothing to capture: the eager stages take frames of any shape as they come."""
 
     def submit(self, frame: Frame) -> InFlight:
         """Preprocess and start inference; on CUDA this returns before the GPU is done."""

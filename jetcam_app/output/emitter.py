@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
 from ..config import Config
+from ..cores import usable_cores
 from ..inference.stages import Processed
-from ..sources.capture import CaptureThread
 from ..stats import StatsPoller
 from ..verdict import RollingStats
 from .logs import PredictionLog, TimingLog
@@ -22,26 +22,26 @@ DRAW_THREADS = 2  # drawings in parallel on the emitter's pool, where there are 
 
 def draw_threads(threaded: bool, requested: int = -1, gpu_outlines: bool = False) -> int:
     """Threads drawing in parallel; 0 = draw on the emitter thread. Automatic (-1): a pool only when the emitter
-    is threaded, there are 4+ usable cores and the host draws the box outlines; on 2 cores a second drawing thread
-    takes CPU time from inference. More than 2 did not help on a 16-core host: SSD300 with 100 boxes a frame ran
-    at 308-325 fps with 4 threads and 348 with 2 (H200), each drawing waiting longer for the GIL. With the outlines
-    drawn on the GPU what is left (labels, HUD) is cheaper than handing frames to a pool: SSD300 ran 698 fps drawn
-    on the emitter thread, 660 with one drawing thread and 548-561 with two (H200)."""
-    from ..inference.engines.torch_engine import cpu_threads
-
+    is threaded, there are 4+ usable cores and the host draws the box outlines. On 2 cores a second drawing thread
+    takes CPU time from inference; more than 2 threads wait longer for the GIL each; and with the outlines drawn on
+    the GPU what is left (labels, HUD) is cheaper than handing frames to a pool (docs/performance.md)."""
     if not threaded:
         return 0
     if requested >= 0:
         return requested
-    return DRAW_THREADS if cpu_threads(0) >= 4 and not gpu_outlines else 0
+    return DRAW_THREADS if usable_cores() >= 4 and not gpu_outlines else 0
 
 
 class FrameEmitter:
     """Draws a processed frame, hands it to the sinks and writes its log rows: inline, or on a worker thread
-    fed through a small bounded queue (the main thread waits when it is full, so nothing is dropped)."""
+    fed through a small bounded queue (the main thread waits when it is full, so nothing is dropped).
+
+    dropped: the frames the capture dropped so far (shown on the HUD, logged per row); live: the source is live,
+    so the badge follows capture-to-result latency; gpu_outlines: frames may come with their outlines drawn."""
 
     def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, budget_ms: float, sinks,
-                 threaded: bool = False, on_error: Optional[Callable[[str], None]] = None, gpu_outlines: bool = False):
+                 threaded: bool = False, on_error: Optional[Callable[[str], None]] = None, gpu_outlines: bool = False,
+                 dropped: Callable[[], int] = lambda: 0, live: bool = False):
         self.config = config
         self.adapter = adapter
         self.stats = stats
@@ -50,8 +50,8 @@ class FrameEmitter:
         self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"))
         self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
         self.sinks = sinks
-        self.capture = None  # type: Optional[CaptureThread]
-        self.live = False
+        self.dropped = dropped
+        self.live = live
         self.processed = 0
         self.error = None  # type: Optional[BaseException]
         self._reported = False
@@ -135,7 +135,7 @@ class FrameEmitter:
             gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend, precision=cfg.engine.precision,
             realtime_ok=None if p95_ms is None else p95_ms <= self.budget_ms, budget_ms=self.budget_ms,
             p95_ms=p95_ms, random_weights=self.adapter.random_weights,
-            dropped=self.capture.dropped if self.capture is not None else 0)
+            dropped=self.dropped())
 
     def _draw(self, done: Processed, hud: HudInfo):
         """(annotated image, draw ms); an Overlay per drawing thread (it caches per-frame-size metrics)."""
@@ -163,6 +163,11 @@ class FrameEmitter:
         service_ms = timing.pre_ms + timing.infer_ms + timing.post_ms + timing.draw_ms + timing.sink_ms
         self.rolling.add(t2, timing.latency_ms if self.live else service_ms)
         self.processed += 1
+
+    @property
+    def stop_requested(self) -> bool:
+        """A sink asked to stop (q pressed in the window)."""
+        return self.sinks.stop_requested
 
     def close(self) -> None:
         """Emit what is queued, stop the worker, close the logs; re-raise the worker's error."""

@@ -1,7 +1,6 @@
 """Drawing on the frame in place: boxes with labels and scores, top-k text, and the HUD with its real-time badge."""
 from __future__ import annotations
 
-import colorsys
 import functools
 import time
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 
 from ..config import OverlayConfig
+from ..palette import PALETTE_SIZE, box_thickness, class_color
 from ..types import Classification, Detections
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -44,13 +44,7 @@ class HudInfo:
     dropped: int = 0
 
 
-PALETTE_SIZE = 20  # class ids share PALETTE_SIZE colours: all boxes of a colour are drawn in one call
 HUD_REFRESH_S = 0.1  # the HUD's numbers are re-rendered 10 times a second (readable, and cheap at 600 fps)
-
-
-def box_thickness(height: int) -> int:
-    """Outline thickness in pixels for a frame of this height (2 px at 720p)."""
-    return max(1, int(round(height / 360.0)))
 
 
 class HudLayer(NamedTuple):
@@ -61,15 +55,6 @@ class HudLayer(NamedTuple):
     panel: Tuple[int, int, int, int]  # x0, y0, x1, y1
     layer: np.ndarray
     mask: np.ndarray
-
-
-@functools.lru_cache(maxsize=1024)
-def class_color(class_id: int) -> Tuple[int, int, int]:
-    """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart); ids
-    PALETTE_SIZE apart share a colour, the label names the class."""
-    hue = ((int(class_id) % PALETTE_SIZE) * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return (int(b * 255), int(g * 255), int(r * 255))
 
 
 def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:

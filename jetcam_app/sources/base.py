@@ -11,14 +11,16 @@ class Source:
     files are replayed losslessly unless paced. close() is idempotent."""
 
     is_live = False
-    # A HostFramePool (host_buffers.py) the pipeline may hand in; sources that can decode into a given array
-    # take their frames' arrays from it, the others ignore it.
-    buffers = None  # type: Any
 
-    def __init__(self):
+    def __init__(self, buffers: Any = None):
+        # A HostFramePool (inference/host_buffers.py) the stages offer, given at construction; sources that can
+        # decode into a given array take their frames' arrays from it, the others ignore it.
+        self.buffers = buffers
         self.nominal_fps = None  # type: Optional[float]
         self.frame_size = None  # type: Optional[Tuple[int, int]]  # (width, height) once known
         self.reconnects = 0
+        self.stop_reason = None  # type: Optional[str]  # why a live source gave up, for the summary
+        self.skipped_frames = 0  # frames the source itself dropped before a read (gaps in its counter)
 
     def open(self) -> None:
         """Raise SourceError naming the device or path and one fix."""

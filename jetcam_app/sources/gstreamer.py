@@ -51,8 +51,8 @@ class GStreamerSource(Source):
     # A stream that ran this long since its last reconnect has recovered: the attempt budget starts over.
     stable_after_s = 10.0
 
-    def __init__(self, spec, config: SourceConfig):
-        super().__init__()
+    def __init__(self, spec, config: SourceConfig, buffers=None):
+        super().__init__(buffers)
         if config.capture not in CAPTURE_MODES:
             raise SourceError("unknown capture mode %r; use one of: %s" % (config.capture, ", ".join(CAPTURE_MODES)))
         if config.reconnect_attempts < 0 or config.timeout_s <= 0:

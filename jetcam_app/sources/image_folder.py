@@ -13,8 +13,8 @@ from .spec import IMAGE_EXTENSIONS
 
 
 class ImageFolderSource(Source):
-    def __init__(self, spec, config: SourceConfig):
-        super().__init__()
+    def __init__(self, spec, config: SourceConfig, buffers=None):
+        super().__init__(buffers)
         self.path = spec.location
         self.files = []
         self._index = 0

@@ -92,8 +92,9 @@ def _usb_device(device: str, uri: str) -> SourceSpec:
     return SourceSpec("usb", device)
 
 
-def create_source(config: SourceConfig):
-    """The Source for config.uri (a custom config.gst pipeline wins)."""
+def create_source(config: SourceConfig, buffers=None):
+    """The Source for config.uri (a custom config.gst pipeline wins); `buffers`: the stages' HostFramePool for the
+    source to decode into, or None."""
     from ..assets import sample_video_path
 
     uri = config.uri
@@ -106,4 +107,4 @@ def create_source(config: SourceConfig):
     kind = spec.kind
     if kind == "test" and spec.params.get("gst") == "1":
         kind = "gst"  # test://...?gst=1 runs videotestsrc through the same class as a CSI camera
-    return SOURCES.get(kind)(spec, config)
+    return SOURCES.get(kind)(spec, config, buffers)

@@ -60,8 +60,8 @@ class SyntheticSource(Source):
     """Frames made on the fly. Options: width, height, fps, frames (0 = endless), live (0/1).
     Not live by default: it then behaves like a file replayed losslessly; `live=1` paces it at `fps`."""
 
-    def __init__(self, spec, config: SourceConfig):
-        super().__init__()
+    def __init__(self, spec, config: SourceConfig, buffers=None):
+        super().__init__(buffers)
         params = spec.params
         try:
             self.width = int(params.get("width", config.width))

@@ -19,8 +19,8 @@ class VideoFileSource(Source):
     """A video file through OpenCV. `pace` turns it into a camera: frames come out at their recorded
     times and the pipeline applies latest-frame semantics (slow consumers drop frames)."""
 
-    def __init__(self, spec, config: SourceConfig):
-        super().__init__()
+    def __init__(self, spec, config: SourceConfig, buffers=None):
+        super().__init__(buffers)
         self.path = spec.location
         self.is_live = bool(config.pace)
         self._cap = None

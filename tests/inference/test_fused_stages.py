@@ -11,7 +11,7 @@ from jetcam_app.config import load_config
 from jetcam_app.inference.adapters.base import build_core, create_adapter
 from jetcam_app.inference.adapters.static_nms import settled, static_batched_nms
 from jetcam_app.inference.engines.base import create_engine
-from jetcam_app.inference.fused_stages import GraphedStages, graph_slots, make_stages
+from jetcam_app.inference.fused_stages import GraphedStages, default_in_flight, make_stages
 from jetcam_app.inference.stages import InferenceStages
 from jetcam_app.output.overlay import Overlay
 from jetcam_app.types import Frame
@@ -91,7 +91,7 @@ def test_prepare_tensor_matches_cuda_preprocess_recipe(photos):
 def test_eager_stages_where_no_graph():
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
     adapter = create_adapter(config.model)
-    assert isinstance(make_stages(adapter, create_engine(config.engine)), InferenceStages)
+    assert isinstance(make_stages(adapter, create_engine(config.engine), config.pipeline.cuda_graph), InferenceStages)
 
 
 @pytest.mark.needs_cuda
@@ -102,19 +102,19 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
 
     monkeypatch.setattr(graphed, "GPU_OUTLINES_FROM", 0)  # every frame's outlines drawn by the GPU
     config = load_config(None, {"model.name": name, "model.random_weights": name != "nanodet",
-                                "engine.backend": "cuda", "engine.precision": precision, "engine.cuda_graph": True})
+                                "engine.backend": "cuda", "engine.precision": precision})
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
     engine.load(build_core(adapter), adapter.example_input(), name)
-    fused = make_stages(adapter, engine, outline_boxes=True)
+    fused = make_stages(adapter, engine, config.pipeline.cuda_graph, outline_boxes=True)  # on by default
     assert isinstance(fused, GraphedStages)
     eager = InferenceStages(adapter, engine)
-    assert fused.depth == graph_slots(0, torch.cuda.get_device_properties(0).is_integrated)
-    # more frames than slots, so every slot carries a second frame; at most fused.depth in flight, as in the pipeline
+    assert fused.in_flight == default_in_flight(0, torch.cuda.get_device_properties(0).is_integrated)
+    # more frames than slots, so every slot carries a second frame; at most fused.in_flight, as in the pipeline
     frames = [photos["astronaut"], photos["coffee"], photos["astronaut"], photos["motorcycle_left"]]
-    frames = (frames * fused.depth)[:fused.depth + 2]
-    inflight, originals = [], {}
-    for i, image in enumerate(frames + [None] * (fused.depth - 1)):  # a None: finish one more
+    frames = (frames * fused.in_flight)[:fused.in_flight + 2]
+    in_flight, originals = [], {}
+    for i, image in enumerate(frames + [None] * (fused.in_flight - 1)):  # a None: finish one more
         if image is not None:
             if i % 2:  # every other frame as a source decoding into the page-locked pool gives it
                 pinned = fused.host_buffers.take(image.shape)
@@ -123,10 +123,10 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
                 image = pinned
             frame = Frame(image, i, 0.0, 0.0)
             originals[i] = image.copy()
-            inflight.append((frame, fused.submit(frame)))
-            if len(inflight) < fused.depth:
+            in_flight.append((frame, fused.submit(frame)))
+            if len(in_flight) < fused.in_flight:
                 continue
-        frame, work = inflight.pop(0)
+        frame, work = in_flight.pop(0)
         got = fused.finish(work)
         expected = eager.finish(eager.submit(frame))
         assert got.timing.infer_ms > 0
@@ -144,27 +144,30 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
             overlay._metrics(*outlined.shape[:2])
             overlay._draw_outlines(outlined, np.rint(got.result.boxes).astype(np.int32), got.result.labels)
             np.testing.assert_array_equal(got.frame.image, outlined)
-    assert not inflight and len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
+    assert not in_flight and len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
     engine.close()
 
 
 def test_frames_in_flight():
     """pipeline.in_flight when set; else 4 graph slots on a desktop GPU, 2 on a Jetson (its RAM is the GPU's)."""
-    assert graph_slots(0, integrated=False) == 4 and graph_slots(0, integrated=True) == 2
-    assert graph_slots(3, integrated=False) == 3 and graph_slots(1, integrated=True) == 1
+    assert default_in_flight(0, integrated=False) == 4 and default_in_flight(0, integrated=True) == 2
+    assert default_in_flight(3, integrated=False) == 3 and default_in_flight(1, integrated=True) == 1
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu", "pipeline.in_flight": 3})
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
-    assert make_stages(adapter, engine, in_flight=3).depth == 1  # the CPU stages do the work in submit()
+    assert make_stages(adapter, engine, True, in_flight=3).in_flight == 1  # the CPU stages do the work in submit()
 
 
-def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog):
-    """An older torch that cannot capture an operation: a warning, then every frame through the eager stages."""
+@pytest.mark.parametrize("error", [RuntimeError("operation not permitted when stream is capturing"),
+                                   NotImplementedError()], ids=["old-torch", "model-without-static-hooks"])
+def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog, error):
+    """An older torch that cannot capture an operation, or a model without static postprocessing (the base
+    adapter's hooks raise NotImplementedError): a warning, then every frame through the eager stages."""
     import jetcam_app.inference.fused_stages as graphed
 
     class Uncapturable(graphed._GraphSlot):
         def __init__(self, *args):
-            raise RuntimeError("operation not permitted when stream is capturing")
+            raise error
 
     monkeypatch.setattr(graphed, "_GraphSlot", Uncapturable)
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
@@ -180,3 +183,20 @@ def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog)
             np.testing.assert_array_equal(got.result.labels, expected.result.labels)
             np.testing.assert_allclose(got.result.boxes, expected.result.boxes)
     assert sum("could not be captured" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.needs_cuda
+def test_the_cuda_engine_captures_no_graph_of_its_own_where_the_fused_graph_runs():
+    config = load_config(None, {"model.name": "nanodet", "engine.backend": "cuda", "engine.precision": "fp16"})
+    adapter = create_adapter(config.model)
+    engine = create_engine(config.engine)
+    engine.load(build_core(adapter), adapter.example_input(), "nanodet")
+    assert isinstance(make_stages(adapter, engine, config.pipeline.cuda_graph), GraphedStages)
+    assert engine._graph is None  # the fused graph captures forward() itself: a second graph would hold memory
+    batch = adapter.example_input(engine.device, engine.input_dtype)
+    eager = [t.clone() for t in engine.infer(batch)]
+    engine.capture_graph()  # only on request, for a caller that times the engine alone
+    assert engine._graph is not None
+    for got, expected in zip(engine.infer(batch), eager):
+        torch.testing.assert_close(got, expected)
+    engine.close()

@@ -47,8 +47,8 @@ def test_forget_retires_a_buffer():
 
 def test_video_frames_decode_into_the_pool_and_held_frames_stay_intact(index_video):
     plain = create_source(SourceConfig(uri=index_video))
-    pooled = create_source(SourceConfig(uri=index_video))
-    pooled.buffers = pool = numpy_pool()
+    pool = numpy_pool()
+    pooled = create_source(SourceConfig(uri=index_video), buffers=pool)
     plain.open()
     pooled.open()
     held = []

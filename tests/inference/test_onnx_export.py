@@ -67,7 +67,6 @@ def test_core_exports_and_onnxruntime_matches_torch(name, onnx_cache, photo_bgr)
         reference = as_tuple(network(batch))
 
     engine = OnnxRuntimeEngine(EngineConfig(backend="onnxruntime", cache_dir=onnx_cache, threads=2))
-    engine.io_names = (adapter.input_names, adapter.output_names)
     engine.load(network, adapter.example_input(), name)
 
     model = onnx.load(engine.onnx_path)

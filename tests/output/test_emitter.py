@@ -104,8 +104,31 @@ def test_close_raises_an_error_emit_did_not_see(tmp_path, stats):
 def test_automatic_drawing_threads_follow_the_cores(monkeypatch, cores, expected):
     from jetcam_app.output.emitter import draw_threads
 
-    monkeypatch.setattr("jetcam_app.inference.engines.torch_engine.cpu_threads", lambda requested: cores)
+    monkeypatch.setattr("jetcam_app.output.emitter.usable_cores", lambda: cores)
     assert draw_threads(True) == expected
     assert draw_threads(True, 1) == 1 and draw_threads(False) == 0
     # outlines drawn on the GPU: labels and HUD are drawn on the emitter thread unless a count is asked for
     assert draw_threads(True, gpu_outlines=True) == 0 and draw_threads(True, 2, gpu_outlines=True) == 2
+
+
+class QuitSink(RecordingSink):
+    """A window whose q key was pressed after the third frame."""
+
+    @property
+    def stop_requested(self):
+        return len(self.indices) >= 3
+
+
+def test_drops_and_stop_requests_come_through_what_the_emitter_was_built_with(tmp_path, stats):
+    drops = [0]
+    sink = QuitSink()
+    emitter = make(tmp_path, sink, stats, dropped=lambda: drops[0], live=True)
+    assert emitter.live and not emitter.stop_requested
+    for i in range(4):
+        drops[0] = i * 2
+        emitter.emit(processed(i))
+    emitter.close()
+    assert emitter.stop_requested
+    rows = open(str(tmp_path / "timing.csv")).read().splitlines()
+    header = rows[0].split(",")
+    assert [int(row.split(",")[header.index("dropped_so_far")]) for row in rows[1:]] == [0, 2, 4, 6]

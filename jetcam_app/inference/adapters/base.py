@@ -42,8 +42,8 @@ class ModelAdapter:
         """Detections in pixels of the original frame, or the top-k classes."""
         raise NotImplementedError
 
-    # The fused CUDA-graph path (graphed_stages.py): the three hooks below, all static shapes, no host sync.
-    supports_static = False
+    # The fused CUDA-graph path (fused_stages.py): the three hooks below, all static shapes, no host sync. A model
+    # without them raises NotImplementedError at capture, and the fused stages fall back to the eager ones.
 
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """preprocess() for an HxWx3 uint8 frame already on the device."""

@@ -57,8 +57,6 @@ class _ClassifierAdapter(ModelAdapter):
             class_names=self.class_names,
         )
 
-    supports_static = True
-
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         crop = centre_crop(image_bgr, self.input_size[0] / float(self.resize_px))
         return prepare_tensor(crop, self.input_size, dtype, self.mean_255, self.std_255, rgb=True)

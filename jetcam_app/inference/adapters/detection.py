@@ -195,8 +195,6 @@ class _TorchvisionSsdAdapter(ModelAdapter):
             class_names=self.class_names,
         )
 
-    supports_static = True
-
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return prepare_tensor(image_bgr, self.input_size, dtype, self._mean_255, self._std_255, rgb=True)
 

@@ -184,8 +184,6 @@ class NanoDetAdapter(ModelAdapter):
         return prepare(image_bgr, self.input_size, device, dtype, MEAN_BGR, STD_BGR, rgb=False,
                        letterbox=self.letterbox, pad_value=0.0)
 
-    supports_static = True
-
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return prepare_tensor(image_bgr, self.input_size, dtype, MEAN_BGR, STD_BGR, rgb=False,
                               letterbox=self.letterbox, pad_value=0.0)

@@ -17,8 +17,8 @@ class Capabilities:
 
     device: where it runs ("cpu", "cuda", or "auto" when it picks at load time, e.g. ONNX Runtime's providers);
     precisions: the --precision values it accepts; accelerated: an optimising runtime (TensorRT, ONNX Runtime)
-    rather than eager PyTorch, i.e. an answer to the lab's question 2; fuses_stages: the fused CUDA graph may
-    capture pre/infer/post around its forward()."""
+    rather than eager PyTorch, i.e. an answer to the lab's question 2; fuses_stages: the fused CUDA graph
+    (pipeline.cuda_graph) may capture preprocessing, its forward() and postprocessing as one graph."""
 
     device: str = "cpu"
     precisions: Tuple[str, ...] = ("fp32",)
@@ -33,9 +33,7 @@ class Engine:
     Outputs may live on any device; adapters' postprocess moves what they need.
     """
 
-    name = "base"
     capabilities = Capabilities()
-    fuses_stages = False  # True: the pipeline captures pre/infer/post in one CUDA graph around forward()
 
     def __init__(self, config: EngineConfig):
         self.config = config

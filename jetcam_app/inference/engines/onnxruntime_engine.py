@@ -4,14 +4,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ...cores import cpu_threads
 from ...errors import BackendUnavailable, ConfigError
 from .base import Capabilities, Engine
 from .onnx_export import export_onnx
-from .torch_engine import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ class OnnxRuntimeEngine(Engine):
     """An onnxruntime InferenceSession on the exported core. Inputs are taken on the CPU (the session
     copies them to the GPU itself when a GPU provider runs); outputs come back as CPU torch tensors."""
 
-    name = "onnxruntime"
     capabilities = Capabilities(device="auto", precisions=("fp32", "fp16"), accelerated=True)
 
     @classmethod
@@ -59,9 +58,6 @@ class OnnxRuntimeEngine(Engine):
         self.onnx_precision = "fp16" if (config.precision == "fp16" and self.providers[0] == "CUDAExecutionProvider") else "fp32"
         self.input_dtype = torch.float16 if self.onnx_precision == "fp16" else torch.float32
         self.session = None
-        # (input_names, output_names) of the ONNX graph: the adapter's, when the caller sets them before
-        # load(); else the network's `input_names` / `output_names` attributes; else input, output0..N.
-        self.io_names = None  # type: Optional[Tuple[Sequence[str], Sequence[str]]]
         self.onnx_path = None  # type: Optional[str]
         self.input_shape = ()  # type: Tuple[int, ...]
         self._input_name = ""
@@ -85,16 +81,14 @@ class OnnxRuntimeEngine(Engine):
     def load(self, network: torch.nn.Module, example: torch.Tensor, model_name: str) -> None:
         start = time.perf_counter()
         ort = _import_ort()
-        names = self.io_names or (None, None)
-        onnx = export_onnx(network, example, self.config.cache_dir, model_name, precision=self.onnx_precision,
-                           input_names=names[0], output_names=names[1])
+        onnx = export_onnx(network, example, self.config.cache_dir, model_name, precision=self.onnx_precision)
         self.onnx_path = onnx.path
         if "TensorrtExecutionProvider" in self.providers:
             os.makedirs(os.path.join(self.config.cache_dir, "onnxruntime_trt"), exist_ok=True)
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads(self.config.threads)
         # Spinning idle workers keep the cores busy after each run and slow the torch pre/postprocessing
-        # that follows on the same cores (measured on the 2-core CI machine).
+        # that follows on the same cores (most of all on a machine with few cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(onnx.path, sess_options=options, providers=self.providers,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,7 +36,6 @@ class TensorRTEngine(Engine):
     older versions through a bindings list and execute_async_v2.
     """
 
-    name = "trt"
     capabilities = Capabilities(device="cuda", precisions=("fp32", "fp16"), accelerated=True)
 
     @classmethod
@@ -52,9 +51,6 @@ class TensorRTEngine(Engine):
         super().__init__(config)
         self.device = torch.device("cuda")
         self.api = None  # type: Optional[TrtApi]
-        # (input_names, output_names) of the ONNX graph: the adapter's, when the caller sets them before
-        # load(); else the network's `input_names` / `output_names` attributes; else input, output0..N.
-        self.io_names = None  # type: Optional[Tuple[Sequence[str], Sequence[str]]]
         self._runtime = None
         self.engine = None
         self.context = None
@@ -75,9 +71,7 @@ class TensorRTEngine(Engine):
         if gpu is None:
             raise BackendUnavailable("trt", "torch sees no CUDA device", "run on a machine with an NVIDIA GPU")
         cache_dir = self.config.cache_dir
-        names = self.io_names or (None, None)
-        onnx = export_onnx(network, example, cache_dir, model_name, precision=api.onnx_precision(self.config.precision),
-                           input_names=names[0], output_names=names[1])
+        onnx = export_onnx(network, example, cache_dir, model_name, precision=api.onnx_precision(self.config.precision))
         settings = BuildSettings(precision=self.config.precision, workspace_mb=self.config.trt_workspace_mb,
                                  timing_cache_path=os.path.join(cache_dir, timing_cache_name(api, gpu)))
         cache = EngineCache(cache_dir)

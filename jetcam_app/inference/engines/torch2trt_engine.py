@@ -53,7 +53,6 @@ def _torch_load(data: bytes):
 class Torch2TRTEngine(Engine):
     """torch2trt on the core with fp16_mode per precision; inputs and outputs stay fp32 CUDA tensors."""
 
-    name = "torch2trt"
     capabilities = Capabilities(device="cuda", precisions=("fp32", "fp16"), accelerated=True)
 
     @classmethod

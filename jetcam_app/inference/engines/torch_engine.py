@@ -1,13 +1,14 @@
-"""PyTorch engines: the unoptimised reference on the CPU and on CUDA (fp16, channels_last, CUDA graphs)."""
+"""PyTorch engines: the unoptimised reference on the CPU, and CUDA (fp16 with channels_last) whose forward the fused graph captures."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Optional, Tuple
 
 import torch
 
+from ...config import check_precision
+from ...cores import cpu_threads
 from ...errors import BackendUnavailable, ConfigError
 from .base import Capabilities, Engine
 
@@ -23,20 +24,9 @@ def as_tuple(outputs) -> Tuple[torch.Tensor, ...]:
     return tuple(outputs)
 
 
-def cpu_threads(requested: int) -> int:
-    """0 = one per usable core (sched_getaffinity sees container and taskset limits)."""
-    if requested > 0:
-        return requested
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 class TorchCpuEngine(Engine):
     """torch on the CPU, fp32, under torch.inference_mode()."""
 
-    name = "cpu"
     capabilities = Capabilities(device="cpu", precisions=("fp32",))
     device_type = "cpu"
 
@@ -44,8 +34,7 @@ class TorchCpuEngine(Engine):
         super().__init__(config)
         self.device = torch.device(self.device_type)
         self.network = None  # type: Optional[torch.nn.Module]
-        if config.precision == "fp16" and self.device_type == "cpu":
-            raise ConfigError("fp16 runs on CUDA only; use --precision fp32 with --backend cpu, or --backend cuda")
+        check_precision(config.backend, config.precision, self.capabilities.precisions)
 
     def load(self, network, example, model_name) -> None:
         start = time.perf_counter()
@@ -64,10 +53,10 @@ class TorchCpuEngine(Engine):
 
 
 class TorchCudaEngine(TorchCpuEngine):
-    """torch on CUDA: fp16 runs the network in half with channels_last; `cuda_graph` captures the
-    forward once with static shapes and replays it per frame (removes per-kernel launch overhead)."""
+    """torch on CUDA: fp16 runs the network in half with channels_last. The app's fused graph (fused_stages.py)
+    captures forward() with the stages around it; capture_graph() captures the forward alone, for callers that
+    time the engine by itself."""
 
-    name = "cuda"
     capabilities = Capabilities(device="cuda", precisions=("fp32", "fp16"), fuses_stages=True)
     device_type = "cuda"
 
@@ -84,6 +73,7 @@ class TorchCudaEngine(TorchCpuEngine):
         self.input_dtype = torch.float16 if config.precision == "fp16" else torch.float32
         self.channels_last = config.precision == "fp16"
         self._graph = None
+        self._example = None  # type: Optional[torch.Tensor]  # the warm-up input, kept for capture_graph()
         self._static_in = None  # type: Optional[torch.Tensor]
         self._static_out = ()  # type: Tuple[torch.Tensor, ...]
 
@@ -105,8 +95,7 @@ class TorchCudaEngine(TorchCpuEngine):
         with torch.inference_mode():
             for _ in range(3):  # warm-up: cudnn autotuning and lazy allocations happen here, not on frame 1
                 self.network(example)
-        if self.config.cuda_graph:
-            self._capture_graph(example)
+        self._example = example
         torch.cuda.synchronize()
         self.load_seconds = time.perf_counter() - start
 
@@ -117,8 +106,11 @@ class TorchCudaEngine(TorchCpuEngine):
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
 
-    def _capture_graph(self, example: torch.Tensor) -> None:
-        self._static_in = example.clone()
+    def capture_graph(self) -> None:
+        """Replay the forward as a CUDA graph of its own from now on (static input shape). The pipeline never
+        calls this: where the fused graph runs it captures forward() itself, and a second graph would hold
+        memory for nothing."""
+        self._static_in = self._example.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.inference_mode():
@@ -130,7 +122,7 @@ class TorchCudaEngine(TorchCpuEngine):
             with torch.cuda.graph(graph):
                 self._static_out = as_tuple(self.network(self._static_in))
         self._graph = graph
-        log.info("cuda: forward captured in a CUDA graph (input %s)", tuple(example.shape))
+        log.info("cuda: forward captured in a CUDA graph (input %s)", tuple(self._static_in.shape))
 
     def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         batch = self._prepare(batch)
@@ -138,18 +130,12 @@ class TorchCudaEngine(TorchCpuEngine):
             if self._graph is None:
                 return as_tuple(self.network(batch))
             if batch.shape != self._static_in.shape:
-                raise ConfigError("--cuda-graph needs a fixed input shape: captured %s, got %s"
+                raise ConfigError("the engine's CUDA graph needs a fixed input shape: captured %s, got %s"
                                   % (tuple(self._static_in.shape), tuple(batch.shape)))
             self._static_in.copy_(batch)
             self._graph.replay()
             # The graph's outputs are overwritten by the next replay: hand out copies.
             return tuple(t.clone() for t in self._static_out)
-
-    @property
-    def fuses_stages(self) -> bool:
-        """With --cuda-graph the pipeline captures preprocessing + forward + postprocessing in one graph
-        (graphed_stages.py), calling forward() inside its capture."""
-        return bool(self.config.cuda_graph)
 
     def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """The network on a batch, without this engine's own graph: for a caller's capture."""
@@ -164,6 +150,6 @@ class TorchCudaEngine(TorchCpuEngine):
 
     def close(self) -> None:
         self._graph = None
-        self._static_in = None
+        self._example = self._static_in = None
         self._static_out = ()
         self.network = None

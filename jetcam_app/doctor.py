@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .bench.environment import command_output
 from .errors import JetcamError
+from .registry import BACKENDS
 from .sources import gst_runner, v4l2
 from .sources.kinds import GSTREAMER, GSTREAMER_OR_V4L2, SourceKind, source_kind
 
@@ -154,7 +155,6 @@ def camera_checks(kind: Optional[SourceKind], location: str, jetson: bool) -> Li
 def backend_checks(backend: Optional[str]) -> List[Check]:
     """The accelerator libraries and every registered backend's check_available(), with its hint."""
     from .errors import BackendUnavailable
-    from .registry import BACKENDS
 
     checks = []
     torch_version = _module_version("torch")
@@ -283,7 +283,7 @@ def run_doctor(source_uri: Optional[str] = None, backend: Optional[str] = None,
 def doctor_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py doctor", description=run_doctor.__doc__)
     parser.add_argument("--source", help="the --source to check (csi://0, usb:0, /dev/video0, rtsp://..., a file)")
-    parser.add_argument("--backend", help="the --backend to check (cpu, cuda, onnxruntime, trt, torch2trt)")
+    parser.add_argument("--backend", help="the --backend to check (%s)" % ", ".join(BACKENDS.choices()))
     parser.add_argument("--cache-dir", help="the engine cache folder to check (default: engine.cache_dir)")
     args = parser.parse_args(argv)
     return run_doctor(args.source, args.backend, cache_dir=args.cache_dir)

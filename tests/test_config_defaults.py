@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import pytest
 import yaml
@@ -61,3 +65,27 @@ def test_a_default_missing_from_the_yaml_fails_loudly(monkeypatch, yaml_text, me
         class Model:
             name: str
             topk: int
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_yaml_and_its_config_loads_from_it(tmp_path):
+    """Build the wheel from a copy of the sources, unpack it elsewhere and import the config from there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(jetcam_app.__file__)))
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(root, "jetcam_app"), str(src / "jetcam_app"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        if os.path.exists(os.path.join(root, name)):
+            shutil.copy(os.path.join(root, name), str(src / name))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, cwd=str(tmp_path))
+    (wheel,) = (tmp_path / "dist").glob("jetcam_app-*.whl")
+    with zipfile.ZipFile(str(wheel)) as z:
+        assert "jetcam_app/configs/default.yaml" in z.namelist()
+        z.extractall(str(tmp_path / "site"))
+    code = ("import jetcam_app.config as c, sys; assert c.DEFAULT_CONFIG.startswith(sys.argv[1]), c.DEFAULT_CONFIG; "
+            "print(c.Config().model.name)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], cwd=str(tmp_path), check=True,
+                         env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")), stdout=subprocess.PIPE,
+                         universal_newlines=True).stdout
+    assert out.strip() == _packaged()["model"]["name"]

@@ -352,12 +352,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graph", action="store_true", default=d.cuda_graph,
                         help="engine.cuda_graph: the fused CUDA graph stages in the end-to-end pass where the backend "
                         "allows them (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=d.threads,
-                        help="CPU threads (0 = one per core; default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads, 0 = one per core (default: %(default)s)")
     parser.add_argument("--trt-workspace-mb", type=int, default=d.trt_workspace_mb, help="default: %(default)s")
     parser.add_argument("--cache-dir", default=d.cache_dir, help="default: %(default)s")
-    parser.add_argument("--worker-timeout-s", type=float, default=d.worker_timeout_s,
-                        help="a row taking longer fails (default: %(default)s)")
+    parser.add_argument("--worker-timeout-s", type=float, default=d.worker_timeout_s, help="a row taking longer fails (default: %(default)s)")
     parser.add_argument("--keep-work", action="store_true", help="keep inputs and raw outputs under OUT/work")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 

@@ -13,14 +13,21 @@ from typing import Any, Callable, Dict, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def add_app_arguments(p: argparse.ArgumentParser, model: str = "nanodet") -> None:
-    """--model, --backend, --precision, --cuda-graph, --random-weights and --draw-threads."""
-    p.add_argument("--model", default=model)
-    p.add_argument("--backend", default="cpu")
-    p.add_argument("--precision", default="fp32")
-    p.add_argument("--cuda-graph", action="store_true")
-    p.add_argument("--random-weights", action="store_true")
-    p.add_argument("--draw-threads", type=int, default=-1, help="pipeline.draw_threads (-1 = automatic)")
+def add_app_arguments(p: argparse.ArgumentParser, model: Optional[str] = None) -> None:
+    """--model, --backend, --precision, --cuda-graph, --random-weights and --draw-threads, defaulting to the app's
+    own defaults (configs/default.yaml) unless a script names its model."""
+    from jetcam_app.config import EngineConfig, ModelConfig, PipelineConfig
+
+    model_defaults, engine, pipeline = ModelConfig(), EngineConfig(), PipelineConfig()
+    p.add_argument("--model", default=model or model_defaults.name, help="default: %(default)s")
+    p.add_argument("--backend", default=engine.backend, help="default: %(default)s")
+    p.add_argument("--precision", default=engine.precision, help="default: %(default)s")
+    p.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=pipeline.cuda_graph,
+                   help="pipeline.cuda_graph: the fused CUDA graph where the backend allows it (default: %(default)s)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", help="the eager stages")
+    p.add_argument("--random-weights", action="store_true", default=model_defaults.random_weights)
+    p.add_argument("--draw-threads", type=int, default=pipeline.draw_threads,
+                   help="pipeline.draw_threads (-1 = automatic; default: %(default)s)")
 
 
 def app_overrides(args: argparse.Namespace, source: str, **extra: Any) -> Dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
-from jetcam_app.config import load_config  # noqa: E402
+from jetcam_app.config import ModelConfig, load_config  # noqa: E402
 from jetcam_app.inference.engines.base import create_engine  # noqa: E402
 
 
@@ -43,8 +43,8 @@ def graph_ms(body, iterations: int = 300) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="nanodet")
-    p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--model", default=ModelConfig().name)
+    p.add_argument("--random-weights", action="store_true", default=ModelConfig().random_weights)
     p.add_argument("--precision", default="fp16")
     p.add_argument("--size", default="1280x720")
     args = p.parse_args()

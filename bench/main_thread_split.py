@@ -5,7 +5,7 @@ while the emitter's queue is full), and the rest (the loop itself and the GIL it
 It tells which side holds the app back: a long wait for frames = decoding; a long finish = the GPU; a long hand-off
 = drawing and logging; a long rest = the inference thread's own Python, or the GIL held by the other threads.
 Instruments one app run by wrapping those four calls of the thread that runs Pipeline.run (bench only: the
-wrappers add a microsecond or two a call). Measured, never asserted.
+wrappers add a little time to each call). Measured, never asserted.
 """
 from __future__ import annotations
 

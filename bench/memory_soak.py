@@ -2,10 +2,10 @@
 
     python bench/memory_soak.py --model nanodet --backend cuda --precision fp16 --frames 5000
 
-Memory is sampled every 0.05 s here (the app's default is 1 s): at ~1,000 frames/s a 1 s sampler would still
-show, at the end of a 300-frame warm-up, a figure taken before the first frame, and the growth "after warm-up"
-would be the warm-up itself.
-Not a test: it prints the figures (and writes them with --json); the README records them with the machine.
+Memory is sampled every 0.05 s here (the app's default is 1 s): at a GPU's frame rates a 1 s sampler could still
+show, at the end of the warm-up, a figure taken before the first frame, and the growth "after warm-up" would be
+the warm-up itself.
+Not a test: it prints the figures (and writes them with --json); docs/performance.md records them with the machine.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from common import add_app_arguments, app_overrides, machine, write_json  # also
 
 from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
-from jetcam_app.inference.engines.base import create_engine  # noqa: E402
+from jetcam_app.inference.engines.base import capabilities_of, create_engine  # noqa: E402
 from jetcam_app.inference.engines.torch_engine import as_tuple  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
 
@@ -89,7 +89,8 @@ def lab_loop_fps(config, path: str, frames: int) -> float:
     """The lab's loop: read -> RGB -> ToTensor() on the full frame -> torchvision model -> scores > 0.5 -> draw."""
     from torchvision.transforms import functional as TF
 
-    device = torch.device("cuda" if config.engine.backend == "cuda" else "cpu")
+    on_gpu = capabilities_of(config.engine.backend).device != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda" if on_gpu else "cpu")
     if config.model.name in TORCHVISION_DETECTORS:
         import torchvision
 
@@ -159,7 +160,7 @@ def main() -> int:
     p.add_argument("--source", default=None, help="a video (default: the sample video)")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--loop-frames", type=int, default=0,
-                   help="frames for the sequential loop (default: --frames, at most 300; it runs at 2-30 fps)")
+                   help="frames for the sequential loop (default: --frames, at most 300: the loop is slow)")
     p.add_argument("--ab-pinned-decode", action="store_true",
                    help="also run the app with frames copied instead of decoded into page-locked buffers, then "
                         "with them again (side by side in this run)")

@@ -10,14 +10,14 @@ import tempfile
 
 from common import add_app_arguments, app_overrides  # also puts the repository on sys.path
 
-from jetcam_app.config import load_config  # noqa: E402
+from jetcam_app.config import SourceConfig, load_config  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_app_arguments(p)
-    p.add_argument("--source", default="sample")
+    p.add_argument("--source", default=SourceConfig().uri)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--top", type=int, default=30)
     args = p.parse_args()

@@ -21,95 +21,14 @@ ALIASES = {
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    uri: str = "sample"
-    pace: bool = False
-    width: int = 1280
-    height: int = 720
-    fps: float = 30.0
-    flip: int = 0
-    timeout_s: float = 5.0
-    reconnect_attempts: int = 3
-    capture: str = "auto"
-    gst: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "nanodet"
-    weights: Optional[str] = None
-    random_weights: bool = False
-    score_threshold: float = 0.35
-    iou_threshold: float = 0.5
-    max_detections: int = 100
-    topk: int = 5
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    backend: str = "cpu"
-    precision: str = "fp32"
-    threads: int = 0
-    trt_workspace_mb: int = 1024
-    cache_dir: str = "models/cache"
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    max_frames: int = 0
-    queue_size: int = 8
-    target_fps: float = 0.0
-    draw_threads: int = -1
-    in_flight: int = 0
-    cuda_graph: bool = True
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    out_dir: str = "runs/latest"
-    record: Optional[str] = None
-    headless: Optional[bool] = None
-    save_input: Optional[str] = None
-    http_port: int = 0
-
-
-@dataclass(frozen=True)
-class OverlayConfig:
-    enabled: bool = True
-    hud: bool = True
-
-
-@dataclass(frozen=True)
-class StatsConfig:
-    interval_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class Config:
-    source: SourceConfig = field(default_factory=SourceConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    overlay: OverlayConfig = field(default_factory=OverlayConfig)
-    stats: StatsConfig = field(default_factory=StatsConfig)
-
-
-_SECTION_TYPES = {
-    "source": SourceConfig, "model": ModelConfig, "engine": EngineConfig, "pipeline": PipelineConfig,
-    "output": OutputConfig, "overlay": OverlayConfig, "stats": StatsConfig,
-}
-
-
 def _field_types(cls) -> Dict[str, Tuple[type, bool]]:
-    """field name -> (base type, optional) read from the defaults, which keeps this Python 3.8-safe."""
+    """field name -> (base type, optional) read from the annotations (strings here), which keeps this 3.8-safe."""
     out = {}
-    for f in dataclasses.fields(cls):
-        annotation = str(f.type)
+    for name, annotation in cls.__annotations__.items():
+        annotation = str(annotation)
         optional = annotation.startswith("Optional")
         inner = annotation[len("Optional["):-1] if optional else annotation
-        out[f.name] = ({"int": int, "float": float, "bool": bool, "str": str}[inner], optional)
+        out[name] = ({"int": int, "float": float, "bool": bool, "str": str}[inner], optional)
     return out
 
 
@@ -130,6 +49,125 @@ def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
         return kind(value)
     except (TypeError, ValueError) as e:
         raise ConfigError("%s must be %s, got %r" % (key, kind.__name__, value)) from e
+
+
+def _read_yaml(path: str) -> Mapping[str, Any]:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except FileNotFoundError as e:
+        raise ConfigError("config file not found: %s" % path) from e
+    except yaml.YAMLError as e:
+        raise ConfigError("config file %s is not valid YAML: %s" % (path, str(e).splitlines()[0])) from e
+
+
+def _yaml_defaults(section: str):
+    """Class decorator: every field's default from that section of the packaged default.yaml, the one home of
+    the defaults; a field without a YAML value, or a YAML key without a field, fails at import."""
+    def decorate(cls):
+        values = _PACKAGED.get(section)
+        if not isinstance(values, Mapping):
+            raise ConfigError("%s has no '%s' section; reinstall jetcam_app" % (DEFAULT_CONFIG, section))
+        types = _field_types(cls)
+        missing, extra = sorted(set(types) - set(values)), sorted(set(values) - set(types))
+        if missing or extra:
+            raise ConfigError("%s: section '%s' is missing %s and has unknown %s; every field needs one default there"
+                              % (DEFAULT_CONFIG, section, missing or "nothing", extra or "nothing"))
+        for name, (kind, optional) in types.items():
+            setattr(cls, name, _coerce("%s.%s" % (section, name), values[name], kind, optional))
+        return cls
+    return decorate
+
+
+_PACKAGED = _read_yaml(DEFAULT_CONFIG)
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("source")
+class SourceConfig:
+    uri: str
+    pace: bool
+    width: int
+    height: int
+    fps: float
+    flip: int
+    timeout_s: float
+    reconnect_attempts: int
+    capture: str
+    gst: Optional[str]
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("model")
+class ModelConfig:
+    name: str
+    weights: Optional[str]
+    random_weights: bool
+    score_threshold: float
+    iou_threshold: float
+    max_detections: int
+    topk: int
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("engine")
+class EngineConfig:
+    backend: str
+    precision: str
+    threads: int
+    trt_workspace_mb: int
+    cache_dir: str
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("pipeline")
+class PipelineConfig:
+    max_frames: int
+    queue_size: int
+    target_fps: float
+    draw_threads: int
+    in_flight: int
+    cuda_graph: bool
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("output")
+class OutputConfig:
+    out_dir: str
+    record: Optional[str]
+    headless: Optional[bool]
+    save_input: Optional[str]
+    http_port: int
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("overlay")
+class OverlayConfig:
+    enabled: bool
+    hud: bool
+
+
+@dataclass(frozen=True)
+@_yaml_defaults("stats")
+class StatsConfig:
+    interval_s: float
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+
+_SECTION_TYPES = {
+    "source": SourceConfig, "model": ModelConfig, "engine": EngineConfig, "pipeline": PipelineConfig,
+    "output": OutputConfig, "overlay": OverlayConfig, "stats": StatsConfig,
+}
 
 
 def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: str) -> None:
@@ -155,21 +193,9 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
             data.setdefault(section, {})[key] = _coerce("%s.%s" % (section, key), value, kind, optional)
 
 
-def _read_yaml(path: str) -> Mapping[str, Any]:
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f) or {}
-    except FileNotFoundError as e:
-        raise ConfigError("config file not found: %s" % path) from e
-    except yaml.YAMLError as e:
-        raise ConfigError("config file %s is not valid YAML: %s" % (path, str(e).splitlines()[0])) from e
-
-
 def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> Config:
-    """Defaults < configs/default.yaml < `path` < overrides ({"section.key": value}); then validate."""
+    """The defaults (configs/default.yaml, via the dataclasses) < `path` < overrides ({"section.key": value}); then validate."""
     data = {}  # type: Dict[str, Dict[str, Any]]
-    if os.path.exists(DEFAULT_CONFIG):
-        _merge(data, _read_yaml(DEFAULT_CONFIG), DEFAULT_CONFIG)
     if path:
         _merge(data, _read_yaml(path), path)
     nested = {}  # type: Dict[str, Dict[str, Any]]

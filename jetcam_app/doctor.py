@@ -8,14 +8,17 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .bench.environment import command_output
 from .errors import JetcamError
+from .registry import BACKENDS
 from .sources import gst_runner, v4l2
+from .sources.kinds import GSTREAMER, GSTREAMER_OR_V4L2, SourceKind, source_kind
 
 OK, MISSING, ABSENT, WARN, INFO = "ok", "MISSING", "absent", "warn", "info"
 JETSON_ONLY = "Jetson only"
+ARGUS_DAEMON = "nvargus-daemon"
 PLUGIN_FIXES = {
     "nvarguscamerasrc": "Jetson only: JetPack's nvidia-l4t-gstreamer (sudo apt install nvidia-l4t-gstreamer)",
     "nvvidconv": "Jetson only: JetPack's nvidia-l4t-gstreamer (sudo apt install nvidia-l4t-gstreamer)",
@@ -29,11 +32,8 @@ PLUGIN_FIXES = {
     "videotestsrc": "sudo apt install gstreamer1.0-plugins-base",
     "appsink": "sudo apt install gstreamer1.0-plugins-base",
 }
-SOURCE_PLUGINS = {
-    "csi": ("nvarguscamerasrc", "nvvidconv", "videoconvert", "appsink"),
-    "usb": ("v4l2src", "jpegdec", "videoconvert", "appsink"),
-    "rtsp": ("rtspsrc", "decodebin", "videoconvert", "appsink"),
-}
+# Listed when no --source says which elements matter.
+ANY_SOURCE_PLUGINS = ("videotestsrc", "v4l2src", "nvarguscamerasrc", "nvvidconv")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _module_version(name: str) -> Optional[str]:
     return str(getattr(module, "__version__", "installed"))
 
 
-def capture_checks(kind: Optional[str], jetson: bool) -> List[Check]:
+def capture_checks(kind: Optional[SourceKind], jetson: bool) -> List[Check]:
     """OpenCV's GStreamer, Python Gst, the runner auto picks, and the plugins the source needs."""
     import cv2
 
@@ -94,23 +94,24 @@ def capture_checks(kind: Optional[str], jetson: bool) -> List[Check]:
     checks.append(Check("Python Gst (PyGObject)", OK if gst_reason is None else WARN,
                         gst_runner.load_gst().version_string() if gst_reason is None else gst_reason,
                         "" if gst_reason is None else gst_runner.GST_INSTALL_HINT))
-    needs_runner = kind in ("csi", "rtsp", "gst")
+    runner_kind = kind.runner if kind is not None else None
     runner = "OpenCV CAP_GSTREAMER" if cv_gst else ("PyGObject" if gst_reason is None else None)
-    if kind == "usb" and runner is None:
+    v4l2_only = runner_kind == GSTREAMER_OR_V4L2 and runner is None
+    if v4l2_only:
         runner = "OpenCV V4L2 backend (no GStreamer runner)"
     checks.append(Check("pipeline runner", OK if runner else MISSING, runner or "no way to run a GStreamer pipeline",
-                        "" if runner else gst_runner.GST_INSTALL_HINT, needed=needs_runner))
-    elements = list(SOURCE_PLUGINS.get(kind or "", ()) or ("videotestsrc", "v4l2src", "nvarguscamerasrc", "nvvidconv"))
-    if kind == "rtsp":  # decodebin needs a decoder for the stream's codec: NVDEC on a Jetson, libav elsewhere
-        elements.append("nvv4l2decoder" if jetson else "avdec_h264")
+                        "" if runner else gst_runner.GST_INSTALL_HINT, needed=runner_kind == GSTREAMER))
+    known = kind.doctor_plugins() if kind is not None else ()
+    elements = list(known or ANY_SOURCE_PLUGINS)
+    if kind is not None and kind.decoders:  # decodebin needs a decoder for the stream's codec
+        elements.append(kind.decoders[0] if jetson else kind.decoders[1])
     for element in elements:
         present = gst_runner.has_element(element)
         if present is None and shutil.which("gst-inspect-1.0"):
             present = subprocess.call(["gst-inspect-1.0", "--exists", element], timeout=10) == 0
         jetson_only = element.startswith("nv")
-        # jpegdec matters only for MJPEG-only cameras; OpenCV's V4L2 backend needs no plugin at all.
-        needed = (kind in SOURCE_PLUGINS and element != "jpegdec"
-                  and not (kind == "usb" and (runner or "").endswith("V4L2 backend (no GStreamer runner)")))
+        # Optional plugins matter only for some devices; OpenCV's V4L2 backend needs no plugin at all.
+        needed = bool(known) and element not in kind.optional_plugins and not v4l2_only
         if present:
             checks.append(Check("plugin %s" % element, OK, "installed", needed=needed))
         elif present is None:
@@ -123,16 +124,17 @@ def capture_checks(kind: Optional[str], jetson: bool) -> List[Check]:
     return checks
 
 
-def camera_checks(kind: Optional[str], location: str, jetson: bool) -> List[Check]:
+def camera_checks(kind: Optional[SourceKind], location: str, jetson: bool) -> List[Check]:
     """nvargus-daemon and the /dev/video* nodes with their formats and permissions."""
     checks = []
-    running = _process_running("nvargus-daemon")
-    if running:
-        checks.append(Check("nvargus-daemon", OK, "running", needed=kind == "csi"))
+    needs_daemon = kind is not None and kind.daemon == ARGUS_DAEMON
+    if _process_running(ARGUS_DAEMON):
+        checks.append(Check(ARGUS_DAEMON, OK, "running", needed=needs_daemon))
     else:
-        checks.append(Check("nvargus-daemon", MISSING if jetson else ABSENT,
+        checks.append(Check(ARGUS_DAEMON, MISSING if jetson else ABSENT,
                             "not running" if jetson else "not running (%s)" % JETSON_ONLY,
-                            "sudo systemctl restart nvargus-daemon (CSI cameras need it)", needed=kind == "csi"))
+                            "sudo systemctl restart nvargus-daemon (CSI cameras need it)", needed=needs_daemon))
+    device_kind = kind is not None and kind.location == "device"
     devices = v4l2.list_video_devices()
     for path in devices:
         device = v4l2.probe_device(path)
@@ -140,8 +142,8 @@ def camera_checks(kind: Optional[str], location: str, jetson: bool) -> List[Chec
         status = OK if device.is_capture and device.formats and not device.error else (WARN if device.error else INFO)
         fix = "sudo usermod -aG video $USER, then log in again" if access != "rw" else ""
         checks.append(Check(path, status, "%s (%s)" % (device.summary(), access), fix,
-                            needed=kind == "usb" and path == location))
-    if kind == "usb" and location not in devices:
+                            needed=device_kind and path == location))
+    if device_kind and location not in devices:
         checks.append(Check(location, MISSING, "does not exist; video devices here: %s" % v4l2.describe_devices(),
                             "plug the camera in (lsusb), or pick one of the devices listed", needed=True))
     elif not devices:
@@ -153,7 +155,6 @@ def camera_checks(kind: Optional[str], location: str, jetson: bool) -> List[Chec
 def backend_checks(backend: Optional[str]) -> List[Check]:
     """The accelerator libraries and every registered backend's check_available(), with its hint."""
     from .errors import BackendUnavailable
-    from .registry import BACKENDS
 
     checks = []
     torch_version = _module_version("torch")
@@ -224,7 +225,7 @@ def system_checks(cache_dir: str, jetson: bool) -> List[Check]:
     return checks
 
 
-def _source_kind(source_uri: Optional[str], checks: List[Check]):
+def _source_kind(source_uri: Optional[str], checks: List[Check]) -> Tuple[Optional[SourceKind], str]:
     """(kind, location) of the source, appending a failed check when the URI is bad."""
     if not source_uri:
         return None, ""
@@ -235,10 +236,11 @@ def _source_kind(source_uri: Optional[str], checks: List[Check]):
     except JetcamError as e:
         checks.append(Check("source %s" % source_uri, MISSING, str(e), "see docs/cameras.md for the forms", needed=True))
         return None, ""
-    if spec.kind in ("file", "image", "folder") and not os.path.exists(spec.location):
+    kind = source_kind(spec.kind)
+    if kind.location == "path" and not os.path.exists(spec.location):
         checks.append(Check("source %s" % source_uri, MISSING, "%s does not exist" % spec.location,
                             "check the path", needed=True))
-    if spec.kind == "gst" and gst_runner.gobject_reason() is None:
+    if kind.location == "pipeline" and gst_runner.gobject_reason() is None:
         from gi.repository import GLib
 
         try:
@@ -247,7 +249,7 @@ def _source_kind(source_uri: Optional[str], checks: List[Check]):
         except GLib.Error as e:
             checks.append(Check("custom pipeline", MISSING, e.message, "gst-inspect-1.0 ELEMENT; fix the element "
                                 "names or install their plugins", needed=True))
-    return spec.kind, spec.location
+    return kind, spec.location
 
 
 def run_doctor(source_uri: Optional[str] = None, backend: Optional[str] = None,
@@ -281,7 +283,7 @@ def run_doctor(source_uri: Optional[str] = None, backend: Optional[str] = None,
 def doctor_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py doctor", description=run_doctor.__doc__)
     parser.add_argument("--source", help="the --source to check (csi://0, usb:0, /dev/video0, rtsp://..., a file)")
-    parser.add_argument("--backend", help="the --backend to check (cpu, cuda, onnxruntime, trt, torch2trt)")
+    parser.add_argument("--backend", help="the --backend to check (%s)" % ", ".join(BACKENDS.choices()))
     parser.add_argument("--cache-dir", help="the engine cache folder to check (default: engine.cache_dir)")
     args = parser.parse_args(argv)
     return run_doctor(args.source, args.backend, cache_dir=args.cache_dir)

@@ -97,3 +97,32 @@ def test_doctor_main_and_the_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "status" in out and "/dev/video9" in out
     assert os.path.isdir(cache)
+
+
+@pytest.mark.parametrize("kind, listed, needed", [
+    ("csi", ("nvarguscamerasrc", "nvvidconv", "videoconvert", "appsink"), True),
+    ("rtsp", ("rtspsrc", "decodebin", "videoconvert", "appsink", "nvv4l2decoder" if is_jetson() else "avdec_h264"),
+     True),
+    ("test", ("videotestsrc", "v4l2src", "nvarguscamerasrc", "nvvidconv"), False),  # test:// runs in Python
+    ("gst", ("videotestsrc", "v4l2src", "nvarguscamerasrc", "nvvidconv"), False),  # its own pipeline is parsed
+])
+def test_plugins_listed_and_needed_come_from_the_source_kind(kind, listed, needed):
+    from jetcam_app.doctor import capture_checks
+    from jetcam_app.sources.kinds import source_kind
+
+    plugins = [c for c in capture_checks(source_kind(kind), is_jetson()) if c.name.startswith("plugin ")]
+    assert tuple(c.name[len("plugin "):] for c in plugins) == listed
+    assert all(c.needed is needed for c in plugins)
+    runner = [c for c in capture_checks(source_kind(kind), is_jetson()) if c.name == "pipeline runner"][0]
+    assert runner.needed is (kind in ("csi", "rtsp", "gst"))
+
+
+def test_usb_needs_v4l2src_but_not_jpegdec():
+    from jetcam_app.doctor import capture_checks
+    from jetcam_app.sources.gst_runner import opencv_has_gstreamer
+    from jetcam_app.sources.kinds import source_kind
+
+    checks = {c.name: c for c in capture_checks(source_kind("usb"), is_jetson())}
+    has_runner = opencv_has_gstreamer() or gobject_reason() is None
+    assert checks["plugin v4l2src"].needed is has_runner  # OpenCV's V4L2 backend needs no plugin
+    assert checks["plugin jpegdec"].needed is False

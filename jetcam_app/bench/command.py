@@ -17,64 +17,45 @@ try:  # matplotlib's FreeType must load before a GStreamer source brings the sys
     from . import plots  # noqa: F401  # segfaults when the plots are drawn (seen with PyGObject here)
 except ImportError:  # the report says why its plots are missing
     pass
-from ..config import PRECISIONS, ROOT, Config, EngineConfig, ModelConfig, SourceConfig, validate
+from ..config import PRECISIONS, ROOT, Config, EngineConfig, ModelConfig, PipelineConfig, SourceConfig, validate
 from ..errors import BackendUnavailable, ConfigError, JetcamError, SourceError
 from ..registry import BACKENDS, MODELS
+from .progress import ProgressBar
 
 REFERENCE = ("cpu", "fp32")
 DEFAULT_TARGET_FPS = 30.0
 
 
+_SOURCE, _MODEL, _ENGINE, _PIPELINE = SourceConfig(), ModelConfig(), EngineConfig(), PipelineConfig()
+
+
 @dataclass
 class BenchOptions:
-    model: str = "nanodet"
-    backends: Sequence[str] = ("cpu",)
-    precisions: Sequence[str] = ("fp32",)
-    source: str = "sample"
+    """What a bench runs; the app's options default to the app's own (configs/default.yaml), so a bench measures
+    what runs. The bench-only options have their one default here."""
+
+    model: str = _MODEL.name
+    backends: Sequence[str] = (_ENGINE.backend,)
+    precisions: Sequence[str] = (_ENGINE.precision,)
+    source: str = _SOURCE.uri
     frames: int = 100
     warmup: int = 10
-    target_fps: float = 0.0  # 0 = the source's fps (30 when it has none)
+    target_fps: float = _PIPELINE.target_fps  # 0 = the source's fps (30 when it has none)
     out_dir: str = "runs/bench"
-    weights: Optional[str] = None
-    random_weights: bool = False
-    score_threshold: float = ModelConfig.score_threshold  # the app's defaults, so a bench measures what runs
-    iou_threshold: float = ModelConfig.iou_threshold
-    threads: int = EngineConfig.threads
-    trt_workspace_mb: int = EngineConfig.trt_workspace_mb
-    cache_dir: str = EngineConfig.cache_dir
+    weights: Optional[str] = _MODEL.weights
+    random_weights: bool = _MODEL.random_weights
+    score_threshold: float = _MODEL.score_threshold
+    iou_threshold: float = _MODEL.iou_threshold
+    max_detections: int = _MODEL.max_detections
+    topk: int = _MODEL.topk
+    threads: int = _ENGINE.threads
+    cuda_graph: bool = _PIPELINE.cuda_graph  # the fused CUDA graph stages where the backend allows them, as the app
+    trt_workspace_mb: int = _ENGINE.trt_workspace_mb
+    cache_dir: str = _ENGINE.cache_dir
     worker_timeout_s: float = 3600.0
     keep_work: bool = False  # keep the inputs, the weights and every backend's raw outputs under work/
     sample_frames: int = 3  # annotated frames shown side by side in the report
     env: Dict[str, str] = field(default_factory=dict)  # extra environment for the workers
-
-
-class ProgressBar:
-    """Plain-text progress on stderr: redrawn in place on a terminal, one line per quarter otherwise."""
-
-    def __init__(self, stream=None, width: int = 30):
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last_line = None  # type: Optional[Tuple[str, int]]
-
-    def update(self, label: str, phase: str, done: int, total: int) -> None:
-        total = max(total, 1)
-        filled = int(self.width * done / total)
-        text = "%s %-10s [%s%s] %d/%d" % (label, phase, "#" * filled, "." * (self.width - filled), done, total)
-        if self.tty:
-            self.stream.write("\r" + text.ljust(100))
-            if done >= total:
-                self.stream.write("\n")
-        else:
-            quarter = (4 * done) // total
-            if self._last_line != (label + phase, quarter):
-                self._last_line = (label + phase, quarter)
-                self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def message(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
 
 
 def row_key(backend: str, precision: str) -> str:
@@ -103,7 +84,8 @@ def plan_rows(options: BenchOptions) -> List[Dict[str, Any]]:
 def precheck(row: Dict[str, Any], options: BenchOptions) -> Optional[str]:
     """Why this row cannot run here (backend missing, combination refused), before any process starts."""
     try:
-        validate(Config(model=ModelConfig(name=options.model), engine=EngineConfig(row["backend"], row["precision"])))
+        validate(Config(model=ModelConfig(name=options.model),
+                        engine=EngineConfig(backend=row["backend"], precision=row["precision"])))
         BACKENDS.get(row["backend"]).check_available()
     except (BackendUnavailable, ConfigError) as e:
         return str(e)
@@ -165,7 +147,8 @@ def prepare_inputs(options: BenchOptions, work_dir: str, progress: ProgressBar) 
 
 def model_config(options: BenchOptions) -> ModelConfig:
     return ModelConfig(name=options.model, weights=options.weights, random_weights=options.random_weights,
-                       score_threshold=options.score_threshold, iou_threshold=options.iou_threshold)
+                       score_threshold=options.score_threshold, iou_threshold=options.iou_threshold,
+                       max_detections=options.max_detections, topk=options.topk)
 
 
 def _tail(path: str, lines: int = 15) -> str:
@@ -182,10 +165,11 @@ def run_worker(row: Dict[str, Any], options: BenchOptions, inputs: Inputs, work_
     row_dir = os.path.join(work_dir, row["key"])
     os.makedirs(row_dir, exist_ok=True)
     engine = EngineConfig(backend=row["backend"], precision=row["precision"], threads=options.threads,
-                          trt_workspace_mb=options.trt_workspace_mb, cache_dir=os.path.abspath(options.cache_dir))
+                          trt_workspace_mb=options.trt_workspace_mb,
+                          cache_dir=os.path.abspath(options.cache_dir))
     job = {"model": dataclasses.asdict(model_config(options)), "engine": dataclasses.asdict(engine),
            "inputs_path": os.path.abspath(inputs.path), "weights_path": os.path.abspath(inputs.weights_path),
-           "out_dir": os.path.abspath(row_dir), "warmup": options.warmup}
+           "out_dir": os.path.abspath(row_dir), "warmup": options.warmup, "cuda_graph": options.cuda_graph}
     job_path = os.path.join(row_dir, "job.json")
     with open(job_path, "w") as f:
         json.dump(job, f, indent=1)
@@ -337,24 +321,42 @@ def _csv_list(text: str) -> List[str]:
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="nanodet", help="one of: %s" % ", ".join(MODELS.choices()))
-    parser.add_argument("--backends", default="cpu", type=_csv_list,
-                        help="comma-separated, from: %s (cpu fp32 always runs: it is the reference)"
+    """The bench's flags; every default is BenchOptions' (the app's own for the app's options), shown in --help."""
+    d = BenchOptions()
+    parser.add_argument("--model", default=d.model, help="one of: %s (default: %%(default)s)" % ", ".join(MODELS.choices()))
+    parser.add_argument("--backends", default=",".join(d.backends), type=_csv_list,
+                        help="comma-separated, from: %s (cpu fp32 always runs: it is the reference; default: %%(default)s)"
                         % ", ".join(BACKENDS.choices()))
-    parser.add_argument("--precision", "--precisions", dest="precisions", default="fp32", type=_csv_list,
-                        help="comma-separated: fp32,fp16")
-    parser.add_argument("--source", default="sample", help="a video, a folder of images, test://640x480@30 or 'sample'")
-    parser.add_argument("--frames", type=int, default=100, help="frames decoded and run through every backend")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed iterations before each timed pass")
-    parser.add_argument("--target-fps", type=float, default=0.0, help="frame rate for the verdict (0 = the source's)")
-    parser.add_argument("--out", default="runs/bench", help="report folder")
-    parser.add_argument("--weights", help="weights file (also looked up in models/)")
-    parser.add_argument("--random-weights", action="store_true", help="random weights: timing only")
-    parser.add_argument("--score-threshold", type=float, default=0.35)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = one per core)")
-    parser.add_argument("--trt-workspace-mb", type=int, default=1024)
-    parser.add_argument("--cache-dir", default="models/cache")
-    parser.add_argument("--worker-timeout-s", type=float, default=3600.0, help="a row taking longer fails")
+    parser.add_argument("--precision", "--precisions", dest="precisions", default=",".join(d.precisions),
+                        type=_csv_list, help="comma-separated: fp32,fp16 (default: %(default)s)")
+    parser.add_argument("--source", default=d.source,
+                        help="a video, a folder of images, test://640x480@30 or 'sample' (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=d.frames,
+                        help="frames decoded and run through every backend (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=d.warmup,
+                        help="untimed iterations before each timed pass (default: %(default)s)")
+    parser.add_argument("--target-fps", type=float, default=d.target_fps,
+                        help="frame rate for the verdict (0 = the source's; default: %(default)s)")
+    parser.add_argument("--out", default=d.out_dir, help="report folder (default: %(default)s)")
+    parser.add_argument("--weights", default=d.weights, help="weights file (also looked up in models/)")
+    parser.add_argument("--random-weights", action="store_true", default=d.random_weights,
+                        help="random weights: timing only")
+    parser.add_argument("--score-threshold", type=float, default=d.score_threshold,
+                        help="model.score_threshold (default: %(default)s)")
+    parser.add_argument("--iou-threshold", type=float, default=d.iou_threshold,
+                        help="model.iou_threshold, per-class NMS (default: %(default)s)")
+    parser.add_argument("--max-detections", type=int, default=d.max_detections,
+                        help="model.max_detections (default: %(default)s)")
+    parser.add_argument("--topk", type=int, default=d.topk, help="model.topk for classifiers (default: %(default)s)")
+    parser.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=d.cuda_graph,
+                        help="pipeline.cuda_graph: time the end-to-end pass through the fused CUDA graph (one captured "
+                        "graph for resize, network, decoding and NMS) where the backend allows it, as the app does "
+                        "(default: %(default)s)")
+    parser.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", help="time the eager stages")
+    parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads, 0 = one per core (default: %(default)s)")
+    parser.add_argument("--trt-workspace-mb", type=int, default=d.trt_workspace_mb, help="default: %(default)s")
+    parser.add_argument("--cache-dir", default=d.cache_dir, help="default: %(default)s")
+    parser.add_argument("--worker-timeout-s", type=float, default=d.worker_timeout_s, help="a row taking longer fails (default: %(default)s)")
     parser.add_argument("--keep-work", action="store_true", help="keep inputs and raw outputs under OUT/work")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -363,7 +365,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     return BenchOptions(
         model=args.model, backends=args.backends, precisions=args.precisions, source=args.source, frames=args.frames,
         warmup=args.warmup, target_fps=args.target_fps, out_dir=args.out, weights=args.weights,
-        random_weights=args.random_weights, score_threshold=args.score_threshold, threads=args.threads,
+        random_weights=args.random_weights, score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+        max_detections=args.max_detections, topk=args.topk, cuda_graph=args.cuda_graph, threads=args.threads,
         trt_workspace_mb=args.trt_workspace_mb, cache_dir=args.cache_dir, worker_timeout_s=args.worker_timeout_s,
         keep_work=args.keep_work)
 

@@ -49,12 +49,19 @@ def _timing_sentence(r: Dict[str, Any]) -> str:
         _f(_get(r, "throughput_fps", "e2e")), _f(r.get("rss_peak_mb"), "%.0f"), _f(gpu_mb, "%.0f"))
 
 
+def _accelerated(row: Dict[str, Any]) -> bool:
+    """The row's backend declares an optimising runtime (TensorRT, ONNX Runtime) rather than eager PyTorch."""
+    from ..inference.engines.base import capabilities_of
+
+    return capabilities_of(row["backend"]).accelerated
+
+
 def _answers(bench: Dict[str, Any]) -> List[Block]:
     rows = bench["rows"]
     ok = [r for r in rows if r["status"] == "ok"]
-    plain = [r for r in ok if r["backend"] in ("cpu", "cuda")]
-    accelerated = [r for r in ok if r["backend"] not in ("cpu", "cuda")]
-    not_run = ["%s: %s" % (_name(r), r["status"]) for r in rows if r["backend"] not in ("cpu", "cuda") and r["status"] != "ok"]
+    plain = [r for r in ok if not _accelerated(r)]
+    accelerated = [r for r in ok if _accelerated(r)]
+    not_run = ["%s: %s" % (_name(r), r["status"]) for r in rows if _accelerated(r) and r["status"] != "ok"]
     fast = ["%s (speed-up x%s)" % (_timing_sentence(r), _f(_get(r, "speedup", "e2e_p50"), "%.2f")) for r in accelerated]
     diffs = ["%s: %s" % (_name(r), summary_line(r.get("diff"), r.get("task_diff"))) for r in ok if not r.get("reference")]
     verdicts = ["%s: %s" % (_name(r), "yes" if r["verdict"]["ok"] else "no") for r in ok]
@@ -147,8 +154,9 @@ def _method(bench: Dict[str, Any]) -> List[Block]:
         "Frames decoded once from the source and preprocessed once on the CPU in fp32 by the model's adapter; "
         "every (backend, precision) then runs in its own process on those same inputs.",
         "%d warm-up iterations before each timed pass are excluded. Engine only: infer + device synchronize on the "
-        "shared preprocessed tensor. End to end: the adapter's own preprocess (on the backend's device) + infer + "
-        "postprocess (decoding, NMS or top-k), one frame at a time." % opts["warmup"],
+        "shared preprocessed tensor. End to end: the app's own inference stages, one frame at a time: the adapter's "
+        "preprocess (on the backend's device) + infer + postprocess (decoding, NMS or top-k), or with --cuda-graph "
+        "the fused CUDA graph where the backend allows it%s." % (opts["warmup"], " (on)" if opts.get("cuda_graph") else ""),
         "Throughput: frames / time spent in infer (engine) and frames / wall time of the end-to-end pass (e2e).",
         "Memory: peak process RSS and system RAM in use sampled every 50 ms (on a Jetson the GPU shares this RAM), "
         "this process's GPU memory from jtop or NVML where available, torch.cuda.max_memory_allocated for torch.",

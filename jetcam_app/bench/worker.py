@@ -6,7 +6,8 @@ the shared network weights and the folder to write into. It writes there, whatev
 
 - result.json: status ok | unavailable | failed | interrupted, the error, load time, per-frame times, memory;
 - out_K.npy: output K of the network for every frame (N, ...), float32, written frame by frame (no RSS cost);
-- predictions.jsonl: the postprocessed result of every frame (computed from those outputs).
+- predictions.jsonl: the postprocessed result of every frame (computed from those outputs), written by the app's
+  own PredictionLog, so it reads exactly like a run's.
 
 Progress goes to stdout as `@progress PHASE DONE TOTAL` lines that the parent turns into a progress bar.
 For tests only: JETCAM_BENCH_CRASH makes a row crash, abort or hang (see _test_fault).
@@ -23,6 +24,9 @@ import traceback
 from typing import Any, Dict, List, Optional, Tuple  # noqa: F401 - Tuple in type comments
 
 import numpy as np
+
+from ..output.logs import PredictionLog
+from ..types import Frame
 
 CRASH_ENV = "JETCAM_BENCH_CRASH"
 SAMPLE_INTERVAL_S = 0.05
@@ -145,6 +149,26 @@ def _build(job: Dict[str, Any]):
     return adapter, network, engine, build_s
 
 
+def _app_stages(adapter, engine, cuda_graph: bool):
+    """The app's inference stages, one frame in flight (the bench times each frame on its own)."""
+    from ..inference.fused_stages import make_stages
+
+    return make_stages(adapter=adapter, engine=engine, cuda_graph=cuda_graph, outline_boxes=False, in_flight=1)
+
+
+def sampled_device(backend: str) -> str:
+    """Where the memory sampler looks: the backend's declared device; one that picks at load time (ONNX Runtime's
+    providers) is sampled on the GPU only where torch sees one."""
+    from ..inference.engines.base import capabilities_of
+
+    device = capabilities_of(backend).device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     import psutil
     import torch
@@ -184,7 +208,7 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     pass_start = time.perf_counter()
     busy_s = 0.0
     try:
-        with open(os.path.join(job["out_dir"], "predictions.jsonl"), "w") as predictions:
+        with PredictionLog(os.path.join(job["out_dir"], "predictions.jsonl")) as predictions:
             for i in range(frames):
                 batch = batch_of(i)
                 engine.synchronize()
@@ -196,9 +220,7 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
                 busy_s += t1 - t0
                 writer.write(outputs)
                 image = inputs["image_%05d" % i]
-                record = adapter.postprocess(outputs, image.shape[:2]).to_json()
-                record["frame"] = i
-                predictions.write(json.dumps(record, sort_keys=True) + "\n")
+                predictions.write(i, adapter.postprocess(outputs, image.shape[:2]))
                 _progress("engine", i + 1, frames)
     finally:
         writer.close()
@@ -207,10 +229,12 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     result["engine_pass_wall_s"] = round(time.perf_counter() - pass_start, 3)
     result["engine_busy_s"] = round(busy_s, 4)
 
-    # Pass 2, end to end per frame: the adapter's own preprocessing (on the engine's device) + infer + post.
+    # Pass 2, end to end per frame through the app's own stages (eager, or the fused CUDA graph with
+    # --cuda-graph): pre, infer and post as the app times them, end to end by the wall clock.
+    stages = _app_stages(adapter, engine, bool(job.get("cuda_graph", False)))
     first = inputs["image_00000"]
     for i in range(warmup):
-        adapter.postprocess(engine.infer(adapter.preprocess(first, engine.device, engine.input_dtype)), first.shape[:2])
+        stages.finish(stages.submit(Frame(first, i, 0.0, time.perf_counter())))
         engine.synchronize()
     pre_ms, infer_ms, post_ms, e2e_ms = [], [], [], []  # type: List[float], List[float], List[float], List[float]
     e2e_busy_s = 0.0
@@ -218,18 +242,12 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     for i in range(frames):
         image = inputs["image_%05d" % i]  # read from the file outside the timed region
         t0 = time.perf_counter()
-        batch = adapter.preprocess(image, engine.device, engine.input_dtype)
-        engine.synchronize()
-        t1 = time.perf_counter()
-        outputs = engine.infer(batch)
-        engine.synchronize()
-        t2 = time.perf_counter()
-        adapter.postprocess(outputs, image.shape[:2])
+        processed = stages.finish(stages.submit(Frame(image, i, 0.0, t0)))
         engine.synchronize()
         t3 = time.perf_counter()
-        pre_ms.append((t1 - t0) * 1000.0)
-        infer_ms.append((t2 - t1) * 1000.0)
-        post_ms.append((t3 - t2) * 1000.0)
+        pre_ms.append(processed.timing.pre_ms)
+        infer_ms.append(processed.timing.infer_ms)
+        post_ms.append(processed.timing.post_ms)
         e2e_ms.append((t3 - t0) * 1000.0)
         e2e_busy_s += t3 - t0
         _progress("end-to-end", i + 1, frames)
@@ -264,7 +282,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(job["out_dir"], exist_ok=True)
     result = {"backend": job["engine"]["backend"], "precision": job["engine"]["precision"],
               "status": "failed", "pid": os.getpid()}  # type: Dict[str, Any]
-    sampler = MemorySampler("cpu" if job["engine"]["backend"] == "cpu" else "cuda")
+    sampler = MemorySampler(sampled_device(job["engine"]["backend"]))
     result["ram_used_start_mb"] = sampler.ram_used_start_mb
     sampler.start()
     code = 1

@@ -1,6 +1,7 @@
 """GStreamerSource: live CSI, USB, RTSP, test and custom pipelines, with a first-frame timeout and reconnects."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -12,33 +13,13 @@ from ..types import Frame
 from . import gst_pipelines as pipelines
 from . import v4l2
 from .base import Source
-from .gst_runner import (GObjectRunner, OpenCVRunner, PipelineStopped, Sample, gobject_reason,
-                         has_element, is_jetson, opencv_has_gstreamer)
+from .gst_runner import (GObjectRunner, OpenCVRunner, PipelineStopped, Sample, gobject_reason, has_element,
+                         opencv_has_gstreamer)
+from .kinds import GSTREAMER_OR_V4L2, PipelineRequest, source_kind
 
 log = logging.getLogger(__name__)
 
 CAPTURE_MODES = ("auto", "opencv", "gobject")
-LIKELY_CAUSES = {
-    "csi": "nvargus-daemon not running (sudo systemctl restart nvargus-daemon), sensor not connected or its ribbon "
-           "reversed, wrong sensor-id (try csi://1), the camera busy in another process, or a size/fps the sensor "
-           "has no mode for",
-    "usb": "the camera busy in another process (fuser -v DEVICE), no permission (sudo usermod -aG video $USER), or "
-           "a size/fps/format it does not offer (python run.py doctor --source DEVICE lists them)",
-    "rtsp": "host unreachable, wrong path or credentials, a firewall on UDP (add ?protocols=tcp), or a codec with "
-            "no decoder here",
-    "gst": "an element that is not installed, caps that cannot be negotiated, or a source that never starts",
-    "test": "videotestsrc missing (sudo apt install gstreamer1.0-plugins-base)",
-}
-
-
-def _int_param(params, names, default=None):
-    for name in names:
-        if params.get(name) not in (None, ""):
-            try:
-                return int(params[name])
-            except ValueError as e:
-                raise SourceError("source option %s must be a whole number, got %r" % (name, params[name])) from e
-    return default
 
 
 class GStreamerSource(Source):
@@ -59,11 +40,12 @@ class GStreamerSource(Source):
             raise SourceError("source.reconnect_attempts must be >= 0 and source.timeout_s > 0")
         self.spec = spec
         self.config = config
+        self.kind = source_kind(spec.kind)
         self.pipeline = None  # type: Optional[str]  # the GStreamer pipeline, None for OpenCV's V4L2 backend
         self.runner_name = None  # type: Optional[str]
         self.stop_reason = None  # type: Optional[str]
         self.skipped_frames = 0  # gaps in the source's frame counter: frames the appsink dropped before a read
-        if spec.kind in ("csi", "usb", "test"):
+        if self.kind.sized:
             try:
                 self.nominal_fps = float(spec.params.get("fps", config.fps))
                 self.frame_size = (int(spec.params.get("width", config.width)),
@@ -92,11 +74,13 @@ class GStreamerSource(Source):
 
     def _build(self) -> None:
         """Choose the pipeline and the runner; checks the device and the plugins first, so failures are specific."""
-        kind, params, config = self.spec.kind, self.spec.params, self.config
+        kind, params, config = self.kind, self.spec.params, self.config
         width, height = self.frame_size or (config.width, config.height)
         fps = self.nominal_fps or config.fps
-        device = None
-        if kind == "usb":
+        if kind.build is None:
+            raise SourceError("GStreamerSource cannot open a %r source; use csi://, usb:N, rtsp:// or --gst" % kind.name)
+        request = PipelineRequest(self.spec.location, params, width, height, fps, config.flip)
+        if kind.runner == GSTREAMER_OR_V4L2:
             device = v4l2.check_device(pipelines.validate_device(self.spec.location))
             pixel_format = params.get("format") or pipelines.choose_usb_format(device.fourccs)
             if config.capture == "opencv" or (config.capture == "auto" and not self._gst_possible()):
@@ -107,21 +91,8 @@ class GStreamerSource(Source):
                 self._runner_factory = lambda: OpenCVRunner(
                     lambda: v4l2.open_opencv_v4l2(path, width, height, fps, pixel_format), self.runner_name)
                 return
-            jetson_mjpeg = pixel_format == "mjpeg" and is_jetson() and has_element("nvv4l2decoder") is not False
-            self.pipeline = pipelines.usb_pipeline(device.path, width, height, fps, pixel_format, jetson_mjpeg)
-        elif kind == "csi":
-            self.pipeline = pipelines.csi_pipeline(int(self.spec.location), width, height, fps, config.flip,
-                                                   _int_param(params, ("sensor_mode", "sensor-mode", "mode")))
-        elif kind == "rtsp":
-            self.pipeline = pipelines.rtsp_pipeline(self.spec.location, _int_param(params, ("latency", "latency_ms"), 200),
-                                                    params.get("protocols"), is_jetson())
-        elif kind == "test":
-            self.pipeline = pipelines.test_pipeline(width, height, fps, params.get("pattern", "smpte"),
-                                                    _int_param(params, ("frames", "num_buffers")))
-        elif kind == "gst":
-            self.pipeline = pipelines.check_custom_pipeline(self.spec.location)
-        else:
-            raise SourceError("GStreamerSource cannot open a %r source; use csi://, usb:N, rtsp:// or --gst" % kind)
+            request = dataclasses.replace(request, location=device.path, pixel_format=pixel_format)
+        self.pipeline = kind.build(request)
         self._choose_runner()
         self._check_plugins()
 
@@ -151,16 +122,9 @@ class GStreamerSource(Source):
         self._runner_factory = lambda: GObjectRunner(pipeline)
 
     def _check_plugins(self) -> None:
-        needed = {"csi": ("nvarguscamerasrc", "nvvidconv"), "usb": ("v4l2src",), "rtsp": ("rtspsrc", "decodebin"),
-                  "test": ("videotestsrc",)}.get(self.spec.kind, ())
-        missing = [name for name in needed if has_element(name) is False]
-        if missing and self.spec.kind == "csi":
-            raise SourceError("GStreamer element(s) %s not installed: CSI cameras need a Jetson with JetPack's "
-                              "nvarguscamerasrc (sudo apt install nvidia-l4t-gstreamer); on a desktop use usb:0 or test://"
-                              % ", ".join(missing))
+        missing = [name for name in self.kind.plugins if has_element(name) is False]
         if missing:
-            raise SourceError("GStreamer element(s) %s not installed; fix: sudo apt install gstreamer1.0-plugins-good "
-                              "gstreamer1.0-plugins-base (gst-inspect-1.0 %s to check)" % (", ".join(missing), missing[0]))
+            raise SourceError(self.kind.missing_plugins.format(missing=", ".join(missing), first=missing[0]))
 
     # -- the stream -----------------------------------------------------------------------------------------
 
@@ -176,7 +140,7 @@ class GStreamerSource(Source):
             raise SourceError(self._open_failure(str(e))) from e
 
     def _open_failure(self, problem: str) -> str:
-        causes = LIKELY_CAUSES.get(self.spec.kind, LIKELY_CAUSES["gst"]).replace("DEVICE", self.spec.location)
+        causes = (self.kind.causes or source_kind("gst").causes).replace("DEVICE", self.spec.location)
         return "%s did not deliver a frame: %s; pipeline: %s; likely causes: %s" % (
             self.describe(), problem, self.pipeline or "OpenCV V4L2 %s" % self.spec.location, causes)
 
@@ -273,7 +237,7 @@ class GStreamerSource(Source):
             self._index_base = None if sample.offset is None else self._next_index - sample.offset
             if sample.pts_s is not None:
                 self._ts_base = 0.0 if self._last_ts is None else self._last_ts + (now - self._last_frame_wall) - sample.pts_s
-            if sample.fps and self.spec.kind in ("rtsp", "gst"):
+            if sample.fps and self.kind.stream_fps:
                 self.nominal_fps = sample.fps
         if self._index_base is not None and sample.offset is not None:
             index = max(self._next_index, self._index_base + sample.offset)  # gaps = frames the appsink dropped
@@ -294,11 +258,4 @@ class GStreamerSource(Source):
         self._stop_runner()
 
     def describe(self) -> str:
-        kind, location = self.spec.kind, self.spec.location
-        if kind == "csi":
-            return "csi://%s" % location
-        if kind == "gst":
-            return "gst pipeline"
-        if kind == "test":
-            return "test:// (videotestsrc)"
-        return location
+        return self.kind.describe(self.spec.location)

@@ -93,6 +93,20 @@ def test_rows_and_statuses(bench):
         assert row["throughput_fps"]["e2e"] > 0
 
 
+def test_predictions_are_written_by_the_apps_prediction_log(bench):
+    """The worker writes predictions.jsonl with output/logs.PredictionLog: a run's format, frame by frame."""
+    out, rows = bench
+    for key in ("cpu_fp32", "onnxruntime_fp32"):
+        with open(os.path.join(out, "work", key, "predictions.jsonl")) as f:
+            lines = f.read().splitlines()
+        assert [json.loads(line)["frame"] for line in lines] == [0, 1, 2]
+        for line in lines:
+            assert line == json.dumps(json.loads(line), sort_keys=True, separators=(",", ":"))
+        assert all(len(json.loads(line)["topk"]) == 5 for line in lines)  # model.topk, the app's default
+    row = rows[("cpu", "fp32")]
+    assert len(row["pre_ms"]) == len(row["infer_ms"]) == len(row["post_ms"]) == 3  # the app's stage times
+
+
 def test_reference_against_itself_is_exact(bench):
     _, rows = bench
     ref = rows[("cpu", "fp32")]

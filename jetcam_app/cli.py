@@ -5,7 +5,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .config import PRECISIONS
 from .errors import JetcamError
@@ -102,7 +102,12 @@ def run_main(argv: List[str]) -> int:
     _setup_logging(args.debug)
     try:
         config = load_config(args.config, overrides_from(args))
-        pipeline = Pipeline(config)
+        if len(config.sources) > 1:
+            from .multi_source import MultiSourcePipeline  # several sources: their own wiring, one engine
+
+            pipeline = MultiSourcePipeline(config)  # type: Any
+        else:
+            pipeline = Pipeline(config)
         previous = {}
         for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
             previous[signum] = signal.signal(signum, lambda *_, n=name: pipeline.request_stop(n))

@@ -145,6 +145,10 @@ class TorchCudaEngine(TorchCpuEngine):
             # The graph's outputs are overwritten by the next replay: hand out copies.
             return tuple(t.clone() for t in self._static_out)
 
+    def fixed_batch(self) -> int:
+        """--cuda-graph replays the forward captured at the example's batch size; eager runs any batch."""
+        return int(self._static_in.shape[0]) if self._graph is not None else 0
+
     @property
     def fuses_stages(self) -> bool:
         """With --cuda-graph the pipeline captures preprocessing + forward + postprocessing in one graph

@@ -112,7 +112,7 @@ class MultiSourcePipeline:
                 sink = None
                 if cfg.output.record and not cfg.output.mosaic:
                     sink = LazyVideoFileSink(per_source_path(cfg.output.record, name), target_fps)
-                tracks.append(SourceTrack(name, source.is_live, 1000.0 / target_fps,
+                tracks.append(SourceTrack(name, source.is_live, target_fps,
                                           lambda capture=feed.capture: capture.dropped, sink))
             mosaic_fps = max(targets)
             emitter = MultiEmitter(cfg, out_dir, adapter, stats, tracks, self._mosaic_sinks(headless, mosaic_fps),
@@ -216,7 +216,7 @@ class MultiSourcePipeline:
             # Its own wall time: a short file that ended early is judged on the time it ran.
             own_wall_s = (track.last_emitted - started) if track.last_emitted is not None else wall_s
             sections[feed.name] = build_summary(capture.captured, track.processed, capture.dropped, own_wall_s,
-                                                track.accumulated, 1000.0 / track.budget_ms, {
+                                                track.accumulated, track.target_fps, {
                 "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
                 "end_reason": feed.end_reason or self.stop_reason,
                 "error": None if capture.error is None else str(capture.error).splitlines()[0],
@@ -226,7 +226,7 @@ class MultiSourcePipeline:
         for name, reason in self.failed_to_open.items():
             sections[name] = {"error": reason, "opened": False}
         ok = [s["realtime"]["ok"] for s in sections.values() if "realtime" in s]
-        target_fps = cfg.pipeline.target_fps or (1000.0 / tracks[0].budget_ms if tracks else DEFAULT_TARGET_FPS)
+        target_fps = cfg.pipeline.target_fps or (tracks[0].target_fps if tracks else DEFAULT_TARGET_FPS)
         summary = build_summary(sum(f.capture.captured for f in feeds), emitter.processed,
                                 sum(f.capture.dropped for f in feeds), wall_s, emitter.timing_log.accumulated,
                                 target_fps, {

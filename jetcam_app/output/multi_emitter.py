@@ -45,11 +45,12 @@ class SourcePredictionLog(PredictionLog):
 class SourceTrack:
     """What the emitter keeps per source: its HUD numbers, its timings for the summary and its recording."""
 
-    def __init__(self, name: str, live: bool, budget_ms: float, dropped: Callable[[], int],
+    def __init__(self, name: str, live: bool, target_fps: float, dropped: Callable[[], int],
                  sink: Optional[Sink] = None):
         self.name = name
         self.live = live
-        self.budget_ms = budget_ms
+        self.target_fps = target_fps
+        self.budget_ms = 1000.0 / target_fps
         self.dropped = dropped
         self.sink = sink
         self.rolling = RollingStats(1.0)

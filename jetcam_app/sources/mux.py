@@ -140,12 +140,12 @@ class Scheduler:
 
     def _round(self) -> List[Tuple[SourceFeed, Frame]]:
         self._seen = self.bell.rings  # anything rung from here on wakes the next wait
-        n = len(self.feeds)
+        n, start = len(self.feeds), self._next
         batch = []  # type: List[Tuple[SourceFeed, Frame]]
         for k in range(n):
             if len(batch) >= self.max_batch:
                 break
-            i = (self._next + k) % n
+            i = (start + k) % n
             frame = self.feeds[i].take()
             if frame is not None:
                 batch.append((self.feeds[i], frame))

@@ -12,6 +12,7 @@ from jetcam_app.inference.adapters.base import build_core
 from jetcam_app.inference.adapters.nanodet import NanoDetAdapter
 from jetcam_app.inference.batch_stages import BatchStages, batch_example
 from jetcam_app.inference.engines.base import create_engine
+from jetcam_app.inference.engines.torch_engine import TorchCpuEngine
 from jetcam_app.inference.stages import InferenceStages
 from jetcam_app.types import Frame
 
@@ -66,30 +67,53 @@ def test_eager_torch_batch_equals_one_frame(photos, tmp_path):
     assert all(d.timing.infer_ms == done[0].timing.infer_ms for d in done)  # the whole batch's inference, each
 
 
-def test_onnxruntime_built_for_the_largest_batch_pads_smaller_ones(photos, tmp_path):
+class FixedBatchCpu(TorchCpuEngine):
+    """torch on the CPU declaring a fixed batch, as TensorRT, torch2trt and --cuda-graph engines do."""
+
+    def fixed_batch(self):
+        return 4
+
+    def infer(self, batch):
+        assert batch.shape[0] == 4, "a fixed-shape engine got a batch of %d" % batch.shape[0]
+        return super().infer(batch)
+
+
+def test_fixed_shape_engines_get_padded_batches(photos, tmp_path):
+    adapter = nanodet()
+    engine = FixedBatchCpu(EngineConfig(threads=1))
+    engine.load(build_core(adapter), batch_example(adapter, 4), adapter.name)
+    frames = frames_of(photos)
+    stages = BatchStages(adapter, engine, max_batch=4)
+    done = stages.finish(stages.submit(frames))
+    assert stages.padded_frames == 1 and len(done) == 3
+    assert_same_detections([d.result for d in done], one_by_one(adapter, load(adapter, "cpu", 1, tmp_path), frames))
+    with pytest.raises(Exception, match="pipeline.max_batch 8"):
+        BatchStages(adapter, engine, max_batch=8)
+
+
+def test_onnxruntime_on_the_cpu_takes_any_batch(photos, tmp_path):
     pytest.importorskip("onnxruntime")
     adapter = nanodet()
     batched_engine = load(adapter, "onnxruntime", 4, tmp_path)
-    assert batched_engine.fixed_batch() == 4 and "_4x3x416x416_" in os.path.basename(batched_engine.onnx_path)
+    assert batched_engine.fixed_batch() == 0 and "_Nx3x416x416_" in os.path.basename(batched_engine.onnx_path)
     single_engine = load(adapter, "onnxruntime", 1, tmp_path)
-    assert "_1x3x416x416_" in os.path.basename(single_engine.onnx_path)
+    assert single_engine.fixed_batch() == 1 and "_1x3x416x416_" in os.path.basename(single_engine.onnx_path)
     frames = frames_of(photos)
     stages = BatchStages(adapter, batched_engine, max_batch=4)
-    done = stages.finish(stages.submit(frames))
-    assert stages.padded_frames == 1
-    assert_same_detections([d.result for d in done], one_by_one(adapter, single_engine, frames))
-    with pytest.raises(Exception, match="pipeline.max_batch 8"):
-        BatchStages(adapter, batched_engine, max_batch=8)
+    for k in (3, 1):  # batches of any size, no padding
+        done = stages.finish(stages.submit(frames[:k]))
+        assert_same_detections([d.result for d in done], one_by_one(adapter, single_engine, frames[:k]))
+    assert stages.padded_frames == 0
 
 
-def test_whole_run_on_onnxruntime_with_padding(tmp_path):
+def test_whole_run_on_onnxruntime(tmp_path):
     pytest.importorskip("onnxruntime")
     sources = [(name, make_source("test://320x240@30?frames=%d" % n)) for name, n in (("a", 7), ("b", 11), ("c", 3))]
     summary, lines, _ = run_sources(tmp_path, sources, **{"engine.backend": "onnxruntime", "pipeline.max_batch": 4,
                                                           "engine.cache_dir": str(tmp_path / "cache")})
     for name, n in (("a", 7), ("b", 11), ("c", 3)):
         assert lines[name] == [(i, i) for i in range(n)]
-    assert summary["padded_batch_slots"] > 0
+    assert summary["padded_batch_slots"] == 0
 
 
 @pytest.mark.needs_cuda

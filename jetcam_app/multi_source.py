@@ -95,6 +95,7 @@ class MultiSourcePipeline:
             engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
             closers.append(engine)
             stages = BatchStages(adapter, engine, max_batch, cfg.pipeline.in_flight)
+            stages.warm_up()
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()

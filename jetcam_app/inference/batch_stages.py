@@ -54,6 +54,15 @@ class BatchStages:
                                                               self.max_batch))
         self.padded_frames = 0  # batch slots run without a frame (fixed-shape engines), for the summary
 
+    def warm_up(self) -> None:
+        """Run every batch size the engine will see once, before the clock starts: cuDNN autotuning and ONNX
+        Runtime's first run of a shape happen here, not on a camera's frame."""
+        sizes = [self.padded_batch] if self.padded_batch else range(1, self.max_batch + 1)
+        example = self.adapter.example_input(self.engine.device, self.engine.input_dtype)
+        for size in sizes:
+            self.engine.infer(example.repeat((size,) + (1,) * (example.dim() - 1)))
+        self.engine.synchronize()
+
     def submit(self, frames: Sequence[Frame]) -> BatchInFlight:
         if not 0 < len(frames) <= self.max_batch:
             raise ValueError("a batch holds 1 to %d frames, got %d" % (self.max_batch, len(frames)))

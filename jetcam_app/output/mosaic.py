@@ -58,8 +58,9 @@ class Mosaic:
         self._notes = {}  # type: Dict[str, str]
 
     def update(self, name: str, image: np.ndarray) -> None:
-        """Scaled now, so the source's frame is not held (nor read later, when its buffer may be reused)."""
-        self._tiles[name] = fit(image, self.tile_wh)
+        """The source's latest annotated frame, scaled only when a mosaic is composed (sources may outrun it).
+        Held by reference: the multi-source pipeline gives its sources no reused frame buffers."""
+        self._tiles[name] = image
 
     def note(self, name: str, text: str) -> None:
         """A state shown after the tile's name (e.g. "ended", "failed")."""
@@ -74,7 +75,7 @@ class Mosaic:
             tile = canvas[r * h:(r + 1) * h, c * w:(c + 1) * w]
             image = self._tiles.get(name)  # type: Optional[np.ndarray]
             if image is not None:
-                tile[:] = image
+                tile[:] = fit(image, (w, h))
             note = self._notes.get(name)
             _name_plate(tile, name if not note else "%s (%s)" % (name, note))
         return canvas

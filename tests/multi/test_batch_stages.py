@@ -16,7 +16,6 @@ from jetcam_app.inference.engines.torch_engine import TorchCpuEngine
 from jetcam_app.inference.stages import InferenceStages
 from jetcam_app.types import Frame
 
-from index_model import IndexAdapter
 from test_multi_source import make_source, run_sources
 
 

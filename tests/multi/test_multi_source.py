@@ -3,7 +3,6 @@ scheduler's fairness, and the per-source outputs (logs, summary, recordings, mos
 import csv
 import json
 import os
-import threading
 import time
 
 import cv2

@@ -5,7 +5,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .config import PRECISIONS
 from .errors import JetcamError
@@ -24,6 +24,7 @@ OVERRIDES = {
     "max_frames": "pipeline.max_frames", "queue_size": "pipeline.queue_size", "target_fps": "pipeline.target_fps",
     "out": "output.out_dir", "record": "output.record", "headless": "output.headless",
     "save_input": "output.save_input", "http": "output.http_port", "overlay": "overlay.enabled", "hud": "overlay.hud",
+    "mosaic": "output.mosaic", "max_batch": "pipeline.max_batch",
 }
 
 
@@ -34,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     s = p.add_argument_group("source")
-    s.add_argument("--source", help="csi://0, usb:0, /dev/video0, rtsp://..., a video, an image, a folder, "
-                   "test://640x480@30, or 'sample' (default)")
+    s.add_argument("--source", action="append", help="csi://0, usb:0, /dev/video0, rtsp://..., a video, an image, "
+                   "a folder, test://640x480@30, or 'sample' (default); give it several times for several sources")
     s.add_argument("--pace", action="store_true", default=None, help="replay a file at its frame rate, like a camera")
     s.add_argument("--width", type=int)
     s.add_argument("--height", type=int)
@@ -66,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run and output")
     r.add_argument("--max-frames", type=int, help="stop after N processed frames")
     r.add_argument("--queue-size", type=int)
+    r.add_argument("--max-batch", type=int, help="several sources: most frames run as one batch (0 = one per source)")
     r.add_argument("--target-fps", type=float, help="frame rate the real-time verdict is judged against")
     r.add_argument("--out", help="folder for timing.csv, predictions.jsonl, summary.json")
     r.add_argument("--record", help="write the annotated video here (.mp4)")
+    r.add_argument("--mosaic", action="store_true", default=None,
+                   help="several sources: --record writes one mosaic video, not one file per source")
     r.add_argument("--save-input", help="write the raw captured frames here (.mp4) with a timestamp sidecar")
     r.add_argument("--http", type=int, metavar="PORT", help="stream MJPEG on http://127.0.0.1:PORT/")
     r.add_argument("--headless", dest="headless", action="store_true", default=None, help="no window")
@@ -79,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> Dict[str, object]:
-    return {key: getattr(args, dest) for dest, key in OVERRIDES.items() if getattr(args, dest, None) is not None}
+    overrides = {key: getattr(args, dest) for dest, key in OVERRIDES.items() if getattr(args, dest, None) is not None}
+    uris = overrides.pop("source.uri", None)  # a list: --source may be given several times
+    if uris is not None and len(uris) == 1:
+        overrides["source.uri"] = uris[0]
+    elif uris is not None:
+        overrides["sources"] = list(uris)
+    return overrides
 
 
 def _setup_logging(debug: bool) -> None:
@@ -96,7 +106,12 @@ def run_main(argv: List[str]) -> int:
     _setup_logging(args.debug)
     try:
         config = load_config(args.config, overrides_from(args))
-        pipeline = Pipeline(config)
+        if len(config.sources) > 1:
+            from .multi_source import MultiSourcePipeline  # several sources: their own wiring, one engine
+
+            pipeline = MultiSourcePipeline(config)  # type: Any
+        else:
+            pipeline = Pipeline(config)
         previous = {}
         for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
             previous[signum] = signal.signal(signum, lambda *_, n=name: pipeline.request_stop(n))

@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -95,6 +96,7 @@ class SourceConfig:
     reconnect_attempts: int
     capture: str
     gst: Optional[str]
+    name: Optional[str]  # a short name for logs and file names; several sources get one from their URI
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class PipelineConfig:
     draw_threads: int
     in_flight: int
     cuda_graph: bool
+    max_batch: int
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class OutputConfig:
     headless: Optional[bool]
     save_input: Optional[str]
     http_port: int
+    mosaic: bool
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,8 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    # Two or more sources run together (multi_source.py); a list of one is the same as `source:`.
+    sources: Tuple[SourceConfig, ...] = ()
 
 
 _SECTION_TYPES = {
@@ -174,6 +180,9 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
     if not isinstance(update, Mapping):
         raise ConfigError("%s: the top level must be a mapping of sections (%s)" % (origin, ", ".join(_SECTION_TYPES)))
     for section, values in update.items():
+        if section == "sources":
+            data["sources"] = _source_entries(values, origin)  # type: ignore[assignment]  # a list replaces
+            continue
         if section not in _SECTION_TYPES:
             raise ConfigError("%s: unknown section '%s'; valid sections: %s" % (origin, section, ", ".join(_SECTION_TYPES)))
         if values is None:
@@ -193,6 +202,93 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
             data.setdefault(section, {})[key] = _coerce("%s.%s" % (section, key), value, kind, optional)
 
 
+def _source_entries(entries: Any, origin: str) -> List[Dict[str, Any]]:
+    """The `sources:` list: mappings with a `uri` and optional per-source keys (a plain string is a uri)."""
+    if entries is None:
+        return []
+    if isinstance(entries, (str, Mapping)) or not isinstance(entries, (list, tuple)):
+        raise ConfigError("%s: 'sources' must be a list, e.g. sources: [{uri: csi://0}, {uri: rtsp://cam/stream}]"
+                          % origin)
+    types = _field_types(SourceConfig)
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"uri": entry}
+        if not isinstance(entry, Mapping) or not entry.get("uri"):
+            raise ConfigError("%s: sources[%d] must be a mapping with a 'uri', e.g. {uri: csi://0, name: left}"
+                              % (origin, i))
+        values = {}
+        for key, value in entry.items():
+            if key not in types:
+                raise ConfigError("%s: unknown key '%s' in sources[%d]; valid keys: %s"
+                                  % (origin, key, i, ", ".join(types)))
+            kind, optional = types[key]
+            values[key] = _coerce("sources[%d].%s" % (i, key), value, kind, optional)
+        out.append(values)
+    return out
+
+
+def source_name(uri: str) -> str:
+    """A short name for a source from its URI: csi0, usb1, video0, the RTSP host, the file's stem, test, gst."""
+    text = uri.strip()
+    lower = text.lower()
+    camera = re.match(r"^(csi|usb)(?:://|:)?(\d*)", lower)
+    if camera and not os.path.exists(text):
+        return camera.group(1) + (camera.group(2) or "0")
+    device = re.match(r"^(?:v4l2://)?/dev/(video\d+)", lower)
+    if device:
+        return device.group(1)
+    scheme = re.match(r"^([a-z][a-z0-9+.-]*)://([^/?#]*)", lower)
+    if scheme and scheme.group(1) not in ("file",):
+        host = scheme.group(2).split("@")[-1].split(":")[0]
+        name = host if scheme.group(1).startswith("rtsp") and host else scheme.group(1)
+    else:
+        path = text[len("file://"):] if lower.startswith("file://") else text
+        base = os.path.basename(os.path.normpath(os.path.expanduser(path.partition("?")[0])))
+        name = os.path.splitext(base)[0] or "source"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:32] or "source"
+
+
+def _named_sources(entries: List[Dict[str, Any]], base: Dict[str, Any]) -> Tuple[SourceConfig, ...]:
+    """Each entry over the `source:` section's values (except its name); names unique, given or derived."""
+    inherited = {k: v for k, v in base.items() if k != "name"}
+    configs = [SourceConfig(**dict(inherited, **entry)) for entry in entries]
+    given = [c.name for c in configs if c.name]
+    for name in given:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+            raise ConfigError("source name %r must be 1-64 letters, digits, '_', '-' or '.' (it names files)" % name)
+        if given.count(name) > 1:
+            raise ConfigError("two sources are named %r; give each source its own name" % name)
+    derived = [source_name("gst://" if c.gst else c.uri) for c in configs]
+    unnamed = [d for c, d in zip(configs, derived) if not c.name]
+    taken = set(given)
+    named = []
+    for config, base_name in zip(configs, derived):
+        if not config.name:
+            name, k = base_name, 0
+            if unnamed.count(base_name) > 1 or base_name in taken:
+                sep = "_" if base_name[-1].isdigit() else ""
+                while True:
+                    name = "%s%s%d" % (base_name, sep, k)
+                    k += 1
+                    if name not in taken:
+                        break
+            taken.add(name)
+            config = dataclasses.replace(config, name=name)
+        named.append(config)
+    return tuple(named)
+
+
+def _read_yaml(path: str) -> Mapping[str, Any]:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except FileNotFoundError as e:
+        raise ConfigError("config file not found: %s" % path) from e
+    except yaml.YAMLError as e:
+        raise ConfigError("config file %s is not valid YAML: %s" % (path, str(e).splitlines()[0])) from e
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> Config:
     """The defaults (configs/default.yaml, via the dataclasses) < `path` < overrides ({"section.key": value}); then validate."""
     data = {}  # type: Dict[str, Dict[str, Any]]
@@ -200,10 +296,20 @@ def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any
         _merge(data, _read_yaml(path), path)
     nested = {}  # type: Dict[str, Dict[str, Any]]
     for dotted, value in (overrides or {}).items():
+        if dotted == "sources":  # several --source flags: a list of URIs that replaces the file's list
+            nested["sources"] = list(value)  # type: ignore[assignment]
+            continue
         section, _, key = dotted.partition(".")
         nested.setdefault(section, {})[key] = value
+    if "source.uri" in (overrides or {}) and "sources" not in (overrides or {}):
+        nested["sources"] = []  # type: ignore[assignment]  # one --source on the command line replaces the file's list
     _merge(data, nested, "command line")
-    config = Config(**{name: cls(**data.get(name, {})) for name, cls in _SECTION_TYPES.items()})
+    entries = data.pop("sources", [])  # type: Any
+    if len(entries) == 1:  # a list of one is `source:` with that entry's values
+        data.setdefault("source", {}).update(entries[0])
+        entries = []
+    config = Config(sources=_named_sources(entries, data.get("source", {})),
+                    **{name: cls(**data.get(name, {})) for name, cls in _SECTION_TYPES.items()})
     validate(config)
     return config
 
@@ -226,6 +332,8 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.draw_threads must be -1 (automatic), 0 (no pool) or a thread count")
     if config.pipeline.in_flight < 0:
         raise ConfigError("pipeline.in_flight must be 0 (automatic) or the number of frames in flight on the GPU")
+    if config.pipeline.max_batch < 0:
+        raise ConfigError("pipeline.max_batch must be 0 (one frame per source) or the most frames run as one batch")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
     if config.stats.interval_s <= 0:

@@ -213,4 +213,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             _ms(stages["latency_ms"][k]) for k in ("p50", "p90", "p99", "max")),
         summary["verdict"],
     ]
+    for name, section in sorted((summary.get("sources") or {}).items()):  # several sources: one line each
+        if "frames" not in section:
+            lines.append("  %s: did not open (%s)" % (name, section.get("error")))
+            continue
+        lat = section["stages_ms"]["latency_ms"]
+        lines.append("  %s: %d processed, %d dropped, %s fps, latency p99 %s ms; %s" % (
+            name, section["frames"]["processed"], section["frames"]["dropped"],
+            "-" if section.get("fps") is None else "%.1f" % section["fps"], _ms(lat["p99"]), section["verdict"]))
     return "\n".join(lines)

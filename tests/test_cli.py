@@ -66,8 +66,9 @@ def unwritable_out(tmp_path):
     (bad_key, "unknown key 'engine.backnd'"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
-    args = ["--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(tmp_path / "out"),
-            "--source", "test://320x240@30?frames=2"] + make_args(tmp_path)
+    extra = make_args(tmp_path)
+    source = [] if "--source" in extra else ["--source", "test://320x240@30?frames=2"]  # repeated = several sources
+    args = ["--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(tmp_path / "out")] + source + extra
     code, _, err = run_cli(args, capsys)
     assert code == 2
     assert message in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ..errors import OutputError
 from ..types import FrameTiming
@@ -30,17 +30,17 @@ def _open_for_writing(path: str, what: str):
 class TimingLog:
     """timing.csv: one row per processed frame, flushed on every row so a crash loses nothing already processed."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, extra_columns: Sequence[str] = ()):
         self.path = path
         self.rows = 0
         self.accumulated = TimingAccumulator()
         self._file = _open_for_writing(path, "timing log")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(TIMING_COLUMNS)
+        self._writer.writerow(TIMING_COLUMNS + tuple(extra_columns))  # several sources add "source"
         self._file.flush()
 
     def write(self, frame_index: int, source_ts_s: float, timing: FrameTiming, dropped_so_far: int,
-              rss_mb: Optional[float], gpu_mb: Optional[float]) -> None:
+              rss_mb: Optional[float], gpu_mb: Optional[float], extra: Sequence[Any] = ()) -> None:
         if self._file is None:
             raise OutputError("timing log %s written after close (a pipeline bug)" % self.path)
         self._writer.writerow([
@@ -48,7 +48,7 @@ class TimingLog:
             "%.3f" % timing.pre_ms, "%.3f" % timing.infer_ms, "%.3f" % timing.post_ms, "%.3f" % timing.draw_ms,
             "%.3f" % timing.sink_ms, "%.3f" % service_ms(timing), int(dropped_so_far),
             "" if rss_mb is None else "%.1f" % rss_mb, "" if gpu_mb is None else "%.1f" % gpu_mb,
-        ])
+        ] + list(extra))
         self._file.flush()
         self.accumulated.add(timing)
         self.rows += 1

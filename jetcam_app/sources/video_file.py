@@ -27,7 +27,7 @@ class VideoFileSource(Source):
         self._first = None
         self._first_shape = None  # type: Optional[Tuple[int, ...]]  # the size of the buffers to decode into
         self._index = 0
-        self._start = 0.0
+        self._start = None  # type: Optional[float]
         self._origin_s = 0.0
         self._timestamps = None  # type: Optional[List[Tuple[int, float]]]
 
@@ -56,7 +56,9 @@ class VideoFileSource(Source):
             log.info("replaying %s with the %d capture timestamps of its sidecar", self.path, len(self._timestamps))
         self._index = 0
         self._origin_s = self._frame_time(0)[1]  # paced replay: times are relative to the first frame's
-        self._start = time.perf_counter()
+        # Paced replay's clock starts at the first read: a model loading between open() and the capture thread's
+        # start would otherwise come out as a burst of frames overwritten (dropped) to catch up.
+        self._start = None
 
     def _frame_time(self, position: int) -> Tuple[int, float]:
         if self._timestamps is not None and position < len(self._timestamps):
@@ -76,6 +78,8 @@ class VideoFileSource(Source):
         self._index += 1
         index, timestamp_s = self._frame_time(position)
         if self.is_live:
+            if self._start is None:
+                self._start = time.perf_counter()
             delay = self._start + (timestamp_s - self._origin_s) - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)

@@ -39,6 +39,7 @@ class Engine:
         self.config = config
         self.device = torch.device("cpu")
         self.input_dtype = torch.float32
+        self.input_shape = ()  # type: Tuple[int, ...]  # fixed-shape engines: the shape they were built for
         self.load_seconds = 0.0
 
     @classmethod
@@ -51,6 +52,11 @@ class Engine:
 
     def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         raise NotImplementedError
+
+    def fixed_batch(self) -> int:
+        """The batch size a fixed-shape engine was built for (its inputs must be padded to it); 0 = any batch.
+        Engines built from the example's shape (ONNX Runtime, TensorRT, torch2trt) keep it in `input_shape`."""
+        return int(self.input_shape[0]) if self.input_shape else 0
 
     def synchronize(self) -> None:
         """Wait for queued device work, so stage timings are honest."""

@@ -81,7 +81,11 @@ class OnnxRuntimeEngine(Engine):
     def load(self, network: torch.nn.Module, example: torch.Tensor, model_name: str) -> None:
         start = time.perf_counter()
         ort = _import_ort()
-        onnx = export_onnx(network, example, self.config.cache_dir, model_name, precision=self.onnx_precision)
+        # An example of several frames (several sources) gets a free batch axis on the CPU, where a padded slot would
+        # cost a whole frame; GPU providers keep the fixed batch (the TensorRT provider builds an engine per shape).
+        dynamic = int(example.shape[0]) > 1 and not self.gpu
+        onnx = export_onnx(network, example, self.config.cache_dir, model_name, precision=self.onnx_precision,
+                           dynamic_batch=dynamic)
         self.onnx_path = onnx.path
         if "TensorrtExecutionProvider" in self.providers:
             os.makedirs(os.path.join(self.config.cache_dir, "onnxruntime_trt"), exist_ok=True)
@@ -103,7 +107,7 @@ class OnnxRuntimeEngine(Engine):
         self.providers = running
         inputs = self.session.get_inputs()
         self._input_name = inputs[0].name
-        self.input_shape = tuple(int(d) for d in inputs[0].shape)
+        self.input_shape = tuple(d if isinstance(d, int) else 0 for d in inputs[0].shape)  # 0: a free axis
         self._output_names = [o.name for o in self.session.get_outputs()]
         self.load_seconds = time.perf_counter() - start
         log.info("onnxruntime %s: %s on %s, %d threads, ready in %.1f s", ort.__version__, model_name,
@@ -111,7 +115,8 @@ class OnnxRuntimeEngine(Engine):
 
     def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = batch.detach().to("cpu", self.input_dtype).contiguous()
-        if tuple(x.shape) != self.input_shape:
+        if len(x.shape) != len(self.input_shape) or any(want and want != got for want, got in zip(self.input_shape,
+                                                                                                   x.shape)):
             raise ConfigError("the ONNX model was exported for input %s, got %s" % (self.input_shape, tuple(x.shape)))
         outputs = self.session.run(self._output_names, {self._input_name: x.numpy()})
         return tuple(torch.from_numpy(o) for o in outputs)

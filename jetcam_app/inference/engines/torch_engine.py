@@ -137,6 +137,10 @@ class TorchCudaEngine(TorchCpuEngine):
             # The graph's outputs are overwritten by the next replay: hand out copies.
             return tuple(t.clone() for t in self._static_out)
 
+    def fixed_batch(self) -> int:
+        """The engine's own CUDA graph (capture_graph()) replays the batch size it was captured at; eager runs any."""
+        return int(self._static_in.shape[0]) if self._graph is not None else 0
+
     def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """The network on a batch, without this engine's own graph: for a caller's capture."""
         with torch.inference_mode():

@@ -1,0 +1,251 @@
+"""Several sources, one engine: per-source capture threads -> fair batches -> one model -> per-source outputs.
+
+A source that fails to open, raises, stalls or ends is logged and counted and never stops the others (live
+sources reconnect inside their own read()). The run ends when every source has ended, on a stop request
+(Ctrl-C, SIGTERM, q in the window) or when every source reached --max-frames, which counts per source.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .config import Config, to_dict
+from .errors import JetcamError
+from .inference.adapters.base import build_core, create_adapter
+from .inference.batch_stages import BatchStages, batch_example
+from .inference.engines.base import create_engine
+from .output.input_recorder import LazyInputRecorder
+from .output.multi_emitter import MultiEmitter, SourceTrack, per_source_path
+from .output.sinks.base import build_sinks
+from .output.sinks.mjpeg_http import MjpegHttpSink
+from .output.sinks.video_file import LazyVideoFileSink
+from .output.sinks.window import DisplaySink, display_available
+from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S, prepare_out_dir
+from .sources.mux import Doorbell, Scheduler, SourceFeed
+from .sources.spec import create_source
+from .stats import StatsPoller
+from .verdict import build_summary
+
+log = logging.getLogger(__name__)
+
+
+class MultiSourcePipeline:
+    """Owns the run's threads and resources. `sources` may be injected as (name, Source) pairs (tests, bench);
+    otherwise config.sources are created. `stop` may be shared with a caller that owns the signal handlers."""
+
+    def __init__(self, config: Config, sources: Optional[Sequence[Tuple[str, Any]]] = None, engine=None,
+                 adapter=None, stop: Optional[threading.Event] = None):
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.stop_reason = ""
+        self._sources = list(sources) if sources is not None else None
+        self._engine = engine
+        self._adapter = adapter
+        self.summary = {}  # type: Dict[str, Any]
+        self.failed_to_open = {}  # type: Dict[str, str]
+        self._padded = 0  # batch slots a fixed-shape engine ran without a frame
+
+    def request_stop(self, reason: str) -> None:
+        """Safe from signal handlers and other threads: the loop ends after the current batch."""
+        if not self.stop.is_set():
+            self.stop_reason = reason
+        self.stop.set()
+
+    def _open_sources(self) -> List[Tuple[str, Any]]:
+        """Every source that opens; one that does not is logged and left out, unless none opens."""
+        pairs = self._sources if self._sources is not None else [(c.name, create_source(c)) for c in self.config.sources]
+        opened, first_error = [], None
+        for name, source in pairs:
+            try:
+                source.open()
+                opened.append((name, source))
+            except JetcamError as e:
+                first_error = first_error or e
+                self.failed_to_open[name] = str(e).splitlines()[0]
+                log.error("source %s did not open: %s; the other sources go on", name, self.failed_to_open[name])
+                source.close()
+        if not opened and first_error is not None:
+            raise first_error
+        return opened
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.config
+        out_dir = prepare_out_dir(cfg.output.out_dir)
+        adapter = self._adapter or create_adapter(cfg.model)
+        engine = self._engine or create_engine(cfg.engine)
+        closers = []  # type: List[Any]
+        switch_interval_s = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as pipeline.py: the inference thread waits less for the GIL
+        feeds = []  # type: List[SourceFeed]
+        tracks = []  # type: List[SourceTrack]
+        stats = emitter = None
+        started = time.perf_counter()
+        error = None  # type: Optional[BaseException]
+        try:
+            opened = self._open_sources()
+            closers.extend(source for _, source in opened)
+            max_batch = cfg.pipeline.max_batch or len(opened)
+            # Fixed-shape engines are built for the largest batch and smaller ones padded (batch_stages.py).
+            engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
+            closers.append(engine)
+            stages = BatchStages(adapter, engine, max_batch, cfg.pipeline.in_flight)
+            stages.warm_up()
+            stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
+            stats.start()
+            headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
+            bell = Doorbell()
+            targets = [cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS for _, source in opened]
+            for (name, source), target_fps in zip(opened, targets):
+                recorder = None
+                if cfg.output.save_input:
+                    recorder = LazyInputRecorder(per_source_path(cfg.output.save_input, name),
+                                                 source.nominal_fps or target_fps)
+                    closers.append(recorder)
+                feed = SourceFeed(name, source, bell, cfg.pipeline.queue_size, cfg.pipeline.max_frames,
+                                  on_frame=recorder.write if recorder is not None else None)
+                feeds.append(feed)
+                sink = None
+                if cfg.output.record and not cfg.output.mosaic:
+                    sink = LazyVideoFileSink(per_source_path(cfg.output.record, name), target_fps)
+                tracks.append(SourceTrack(name, source.is_live, target_fps,
+                                          lambda capture=feed.capture: capture.dropped, sink))
+            mosaic_fps = max(targets)
+            emitter = MultiEmitter(cfg, out_dir, adapter, stats, tracks, self._mosaic_sinks(headless, mosaic_fps),
+                                   mosaic_fps, threaded=headless, on_error=self.request_stop)
+            closers.append(emitter)
+            log.info("%d sources (%s) -> %s on %s (%s), batches of up to %d%s; %s", len(feeds),
+                     ", ".join(f.name for f in feeds), cfg.model.name, cfg.engine.backend, cfg.engine.precision,
+                     max_batch, " padded" if stages.padded_batch else "", stats.provider_report())
+            started = time.perf_counter()
+            for feed in feeds:
+                feed.capture.start()
+            try:
+                self._loop(stages, Scheduler(feeds, bell, max_batch), dict(zip(feeds, tracks)), emitter)
+            finally:
+                self._padded = stages.padded_frames
+        except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
+            error = e
+            self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+        finally:
+            wall_s = time.perf_counter() - started
+            sys.setswitchinterval(switch_interval_s)
+            self.stop.set()
+            self._join_captures(feeds)
+            if stats is not None:
+                stats.stop()
+            for closer in reversed(closers):
+                try:
+                    closer.close()
+                except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
+                    log.error("closing %s failed: %s", type(closer).__name__, close_error)
+                    error = error or close_error
+            if emitter is not None:
+                self.summary = self._write_summary(out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats)
+        if error is not None:
+            raise error
+        return self.summary
+
+    def _loop(self, stages: BatchStages, scheduler: Scheduler, track_of: Dict[SourceFeed, SourceTrack],
+              emitter: MultiEmitter) -> None:
+        """As pipeline.py's loop, a batch at a time: up to `stages.in_flight` batches are submitted before the
+        oldest is finished; batches in flight when the run stops are finished and emitted."""
+        inflight = collections.deque()  # type: collections.deque
+        ended = set()  # type: set
+        try:
+            while not self.stop.is_set():
+                batch = scheduler.gather(0.0 if inflight else 0.1)
+                for feed in scheduler.feeds:
+                    if feed.done and feed not in ended:
+                        ended.add(feed)
+                        emitter.note(track_of[feed], "failed" if feed.capture.error is not None else "ended")
+                if batch:
+                    inflight.append(([track_of[feed] for feed, _ in batch], stages.submit([f for _, f in batch])))
+                if inflight and (not batch or len(inflight) >= stages.in_flight):
+                    batch_tracks, work = inflight.popleft()
+                    emitter.emit(list(zip(batch_tracks, stages.finish(work))))
+                    if emitter.stop_requested:
+                        self.request_stop("q pressed in the window")
+                elif not batch and not inflight and scheduler.finished:
+                    self.request_stop("every source ended")
+        finally:
+            failing = sys.exc_info()[0] is not None
+            while inflight:
+                batch_tracks, work = inflight.popleft()
+                try:
+                    emitter.emit(list(zip(batch_tracks, stages.finish(work))))
+                except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
+                    if not failing:
+                        raise
+                    log.debug("batch in flight lost after the error: %s", e)
+
+    def _join_captures(self, feeds: Sequence[SourceFeed]) -> None:
+        """Every capture thread stops together; one stuck in a read has its source closed to unblock it."""
+        for feed in feeds:
+            feed.stop.set()
+        deadline = time.perf_counter() + 5.0
+        for feed in feeds:
+            if feed.capture.ident is not None:
+                feed.capture.join(max(0.0, deadline - time.perf_counter()))
+        for feed in feeds:
+            if feed.capture.is_alive():
+                feed.source.close()
+                feed.capture.join(5.0)
+
+    def _mosaic_sinks(self, headless: bool, fps: float):
+        cfg = self.config.output
+        sinks = []
+        if not headless:
+            sinks.append(DisplaySink("jetcam_app"))
+        if cfg.record and cfg.mosaic:
+            sinks.append(LazyVideoFileSink(cfg.record, fps))
+        if cfg.http_port:
+            sinks.append(MjpegHttpSink(cfg.http_port))
+            log.info("streaming the mosaic as MJPEG on http://127.0.0.1:%d/", cfg.http_port)
+        return build_sinks(sinks)
+
+    def _write_summary(self, out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats) -> Dict[str, Any]:
+        cfg = self.config
+        sections = {}  # type: Dict[str, Any]
+        for feed, track in zip(feeds, tracks):
+            capture, source = feed.capture, feed.source
+            # Its own wall time: a short file that ended early is judged on the time it ran.
+            own_wall_s = (track.last_emitted - started) if track.last_emitted is not None else wall_s
+            sections[feed.name] = build_summary(capture.captured, track.processed, capture.dropped, own_wall_s,
+                                                track.accumulated, track.target_fps, {
+                "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
+                "end_reason": feed.end_reason or self.stop_reason,
+                "error": None if capture.error is None else str(capture.error).splitlines()[0],
+                "source_stop_reason": getattr(source, "stop_reason", None),
+                "unprocessed_at_stop": max(0, capture.captured - track.processed - capture.dropped),
+            })
+        for name, reason in self.failed_to_open.items():
+            sections[name] = {"error": reason, "opened": False}
+        ok = [s["realtime"]["ok"] for s in sections.values() if "realtime" in s]
+        target_fps = cfg.pipeline.target_fps or (tracks[0].target_fps if tracks else DEFAULT_TARGET_FPS)
+        summary = build_summary(sum(f.capture.captured for f in feeds), emitter.processed,
+                                sum(f.capture.dropped for f in feeds), wall_s, emitter.timing_log.accumulated,
+                                target_fps, {
+            "stop_reason": self.stop_reason, "model": cfg.model.name, "weights": adapter.describe_weights(),
+            "backend": cfg.engine.backend, "precision": cfg.engine.precision,
+            "stats_provider": stats.provider_report() if stats is not None else None,
+            "sources": sections, "padded_batch_slots": self._padded, "config": to_dict(cfg),
+        })
+        bad = [name for name, s in sections.items() if not s.get("realtime", {}).get("ok", False)]
+        summary["realtime"]["ok"] = bool(ok) and not bad
+        summary["realtime"]["rule"] = "every source real-time by its own verdict"
+        summary["verdict"] = "all %d sources real-time: %s" % (len(sections), "yes" if not bad else
+                                                                "no (%s)" % ", ".join(bad))
+        path = os.path.join(out_dir, "summary.json")
+        try:
+            with open(path + ".tmp", "w") as f:
+                json.dump(summary, f, indent=2, sort_keys=True, default=str)
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            log.error("could not write %s: %s", path, e)
+        return summary

@@ -1,0 +1,201 @@
+"""Several sources in one run: order and loss per source, isolation of a failing source, reconnects, the
+scheduler's fairness, and the per-source outputs (logs, summary, recordings, mosaic)."""
+import csv
+import json
+import os
+import time
+
+import cv2
+import pytest
+
+from jetcam_app.config import SourceConfig, load_config
+from jetcam_app.errors import CaptureTimeout, SourceError
+from jetcam_app.multi_source import MultiSourcePipeline
+from jetcam_app.sources.base import Source
+from jetcam_app.sources.mux import Doorbell, Scheduler, SourceFeed
+from jetcam_app.sources.spec import create_source
+from jetcam_app.sources.synthetic import decode_index, draw_pattern
+from jetcam_app.types import Frame
+
+from conftest import write_index_video
+from index_model import IndexAdapter
+
+
+def config_for(tmp_path, **overrides):
+    base = {"output.out_dir": str(tmp_path / "out"), "output.headless": True, "engine.threads": 1}
+    base.update(overrides)
+    return load_config(overrides=base)
+
+
+def run_sources(tmp_path, sources, **overrides):
+    """(summary, {name: [(frame, decoded index), ...]} from predictions.jsonl, timing.csv rows)."""
+    config = config_for(tmp_path, **overrides)
+    pipeline = MultiSourcePipeline(config, sources=sources, adapter=IndexAdapter())
+    summary = pipeline.run()
+    lines = {}
+    with open(os.path.join(config.output.out_dir, "predictions.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            lines.setdefault(record["source"], []).append((record["frame"], record["topk"][0]["id"]))
+    with open(os.path.join(config.output.out_dir, "timing.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return summary, lines, rows
+
+
+def make_source(uri):
+    return create_source(SourceConfig(uri=uri))
+
+
+def test_several_sources_lossless_in_order_with_per_source_outputs(tmp_path):
+    video = write_index_video(tmp_path / "clip.mp4", n_frames=25)
+    sources = [("a", make_source("test://320x240@30?frames=12")), ("b", make_source("test://320x240@15?frames=31")),
+               ("clip", make_source(video))]
+    summary, lines, rows = run_sources(tmp_path, sources, **{"pipeline.max_batch": 2})
+    expected = {"a": 12, "b": 31, "clip": 25}
+    for name, n in expected.items():
+        assert lines[name] == [(i, i) for i in range(n)], name  # every frame once, in order, with its own result
+        section = summary["sources"][name]
+        assert section["frames"] == {"captured": n, "processed": n, "dropped": 0}
+        assert section["end_reason"] == "end of stream" and section["error"] is None
+        assert section["stages_ms"]["latency_ms"]["count"] == n and "verdict" in section
+    assert summary["sources"]["b"]["target_fps"] == 15.0
+    assert summary["frames"]["processed"] == sum(expected.values())
+    assert summary["stop_reason"] == "every source ended"
+    assert list(rows[0].keys())[-1] == "source"
+    assert {name: sum(1 for r in rows if r["source"] == name) for name in expected} == expected
+    with open(os.path.join(str(tmp_path / "out"), "summary.json")) as f:
+        assert set(json.load(f)["sources"]) == set(expected)
+
+
+class FailingSource(Source):
+    """A file-like source that raises after `fail_at` frames (a decoder error mid-run)."""
+
+    def __init__(self, fail_at):
+        super().__init__()
+        self.fail_at, self.index = fail_at, 0
+        self.nominal_fps, self.frame_size = 30.0, (320, 240)
+
+    def open(self):
+        pass
+
+    def read(self, timeout_s=1.0):
+        if self.index == self.fail_at:
+            raise SourceError("decoder gave up on frame %d" % self.index)
+        frame = Frame(draw_pattern(self.index, 320, 240), self.index, self.index / 30.0, time.perf_counter())
+        self.index += 1
+        return frame
+
+
+def test_a_source_that_raises_leaves_the_others_whole(tmp_path):
+    sources = [("ok1", make_source("test://320x240@30?frames=40")), ("bad", FailingSource(fail_at=6)),
+               ("ok2", make_source("test://320x240@30?frames=33"))]
+    summary, lines, _ = run_sources(tmp_path, sources)
+    assert lines["ok1"] == [(i, i) for i in range(40)] and lines["ok2"] == [(i, i) for i in range(33)]
+    assert lines["bad"] == [(i, i) for i in range(6)]  # lossless up to the failure
+    bad = summary["sources"]["bad"]
+    assert "decoder gave up on frame 6" in bad["error"] and bad["end_reason"].startswith("failed")
+    assert summary["sources"]["ok1"]["error"] is None
+
+
+class FlakyCamera(Source):
+    """A live camera that disconnects after `cut` frames, reconnects (the read raises CaptureTimeout meanwhile,
+    as GStreamerSource does) and carries on with continuous indices, then gives up at `total` frames."""
+
+    is_live = True
+
+    def __init__(self, cut, total, outage_reads=3):
+        super().__init__()
+        self.cut, self.total, self.outage = cut, total, outage_reads
+        self.index = 0
+        self.nominal_fps, self.frame_size = 30.0, (320, 240)
+
+    def open(self):
+        pass
+
+    def read(self, timeout_s=1.0):
+        if self.index == self.cut and self.outage:
+            self.outage -= 1
+            if self.outage == 0:
+                self.reconnects += 1
+            time.sleep(0.01)
+            raise CaptureTimeout("camera: reconnecting (attempt 1/3)")
+        if self.index >= self.total:
+            return None
+        time.sleep(0.005)
+        frame = Frame(draw_pattern(self.index, 320, 240), self.index, self.index / 30.0, time.perf_counter())
+        self.index += 1
+        return frame
+
+
+def test_live_source_reconnects_while_a_file_runs_lossless(tmp_path):
+    video = write_index_video(tmp_path / "clip.mp4", n_frames=40)
+    camera = FlakyCamera(cut=8, total=20)
+    summary, lines, _ = run_sources(tmp_path, [("cam", camera), ("clip", make_source(video))])
+    assert lines["clip"] == [(i, i) for i in range(40)]
+    got = lines["cam"]
+    assert all(frame == index for frame, index in got)  # each result belongs to its frame
+    assert [f for f, _ in got] == sorted(set(f for f, _ in got))  # in order, never repeated
+    cam = summary["sources"]["cam"]
+    assert cam["reconnects"] == 1 and cam["live"] is True
+    assert cam["frames"]["captured"] == 20
+    assert cam["frames"]["processed"] + cam["frames"]["dropped"] == 20  # every frame processed or counted dropped
+
+
+def test_max_frames_counts_per_source(tmp_path):
+    sources = [("a", make_source("test://320x240@30")), ("b", make_source("test://320x240@30?frames=4"))]
+    summary, lines, _ = run_sources(tmp_path, sources, **{"pipeline.max_frames": 9})
+    assert lines["a"] == [(i, i) for i in range(9)] and lines["b"] == [(i, i) for i in range(4)]
+    assert summary["sources"]["a"]["end_reason"] == "--max-frames 9 reached"
+
+
+def test_a_source_that_does_not_open_is_left_out(tmp_path):
+    sources = [("gone", make_source(str(tmp_path / "missing.mp4"))), ("a", make_source("test://320x240@30?frames=5"))]
+    summary, lines, _ = run_sources(tmp_path, sources)
+    assert lines["a"] == [(i, i) for i in range(5)] and "gone" not in lines
+    assert summary["sources"]["gone"]["opened"] is False and "not found" in summary["sources"]["gone"]["error"]
+    with pytest.raises(SourceError, match="not found"):
+        run_sources(tmp_path, [("gone", make_source(str(tmp_path / "missing.mp4")))])
+
+
+def test_scheduler_is_round_robin_with_one_frame_per_source_a_round():
+    bell = Doorbell()
+    feeds = [SourceFeed(name, make_source("test://320x240@30?frames=6"), bell, queue_size=6) for name in "abc"]
+    for feed in feeds:
+        feed.source.open()
+        feed.capture.start()
+    try:
+        deadline = time.time() + 60
+        while any(f.capture.captured < 6 for f in feeds) and time.time() < deadline:
+            time.sleep(0.01)
+        scheduler = Scheduler(feeds, bell, max_batch=2)
+        rounds = []
+        while not scheduler.finished:
+            batch = scheduler.gather(0.5)
+            if batch:
+                rounds.append(["%s%d" % (feed.name, decode_index(frame.image)) for feed, frame in batch])
+    finally:
+        for feed in feeds:
+            feed.stop.set()
+            feed.capture.join(5)
+    assert rounds[:4] == [["a0", "b0"], ["c0", "a1"], ["b1", "c1"], ["a2", "b2"]]
+    assert sum(len(r) for r in rounds) == 18
+
+
+def test_record_writes_one_file_per_source_or_a_mosaic(tmp_path):
+    sources = [("left", make_source("test://320x240@30?frames=6")),
+               ("right", make_source("test://640x360@30?frames=4"))]
+    run_sources(tmp_path, sources, **{"output.record": str(tmp_path / "rec.mp4")})
+    for name, n, size in (("left", 6, (320, 240)), ("right", 4, (640, 360))):
+        video = cv2.VideoCapture(str(tmp_path / ("rec_%s.mp4" % name)))
+        assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+        assert (int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))) == size
+        video.release()
+    assert not (tmp_path / "rec.mp4").exists()
+    sources = [("left", make_source("test://320x240@30?frames=6")),
+               ("right", make_source("test://320x240@30?frames=4"))]
+    run_sources(tmp_path, sources, **{"output.record": str(tmp_path / "mosaic.mp4"), "output.mosaic": True})
+    video = cv2.VideoCapture(str(tmp_path / "mosaic.mp4"))
+    ok, image = video.read()
+    video.release()
+    assert ok and image.shape == (360, 1280, 3)  # two 640x360 tiles side by side
+    assert not (tmp_path / "mosaic_left.mp4").exists()

@@ -121,9 +121,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .bench.command import bench_main
 
         return bench_main(argv[1:])
+    if command == "export-triton":
+        from .triton.export import export_main
+
+        return export_main(argv[1:])
     if command == "run":
         return run_main(argv[1:] if argv and argv[0] == "run" else argv)
-    print("error: unknown command '%s'; use run (default), doctor or bench" % command, file=sys.stderr)
+    print("error: unknown command '%s'; use run (default), doctor, bench or export-triton" % command, file=sys.stderr)
     return 2
 
 

@@ -1,4 +1,4 @@
-"""Export a network core to a fixed-shape ONNX file, cached by the content of the network and the export settings."""
+"""Export a network core to an ONNX file (fixed shape, or a dynamic batch axis), cached by its content and settings."""
 from __future__ import annotations
 
 import copy
@@ -102,10 +102,13 @@ def _writable_dir(out_dir: str) -> str:
 
 def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, model_name: str,
                 precision: str = "fp32", input_names: Optional[Sequence[str]] = None,
-                output_names: Optional[Sequence[str]] = None, opset: int = DEFAULT_OPSET) -> OnnxModel:
+                output_names: Optional[Sequence[str]] = None, opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = False) -> OnnxModel:
     """The core as ONNX in `out_dir`, exported once per content: the same network, shape, precision,
     names and opset reuse the file. fp16 converts a copy of the network to half before the export
-    (what strongly typed TensorRT-RTX needs); the caller's network is not modified."""
+    (what strongly typed TensorRT-RTX needs); the caller's network is not modified. `dynamic_batch`
+    leaves dimension 0 of every input and output free (a Triton repository batches requests); the
+    backends here keep the fixed-shape file."""
     if precision not in ("fp32", "fp16"):
         raise EngineBuildError("ONNX export: unknown precision '%s'; use fp32 or fp16" % precision)
     network = network.eval()
@@ -113,14 +116,15 @@ def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, m
     input_names, output_names = default_names(network, example, input_names, output_names)
     key = hashlib.sha256()
     for part in (network_digest(network), shape_slug(example.shape), precision, ",".join(input_names),
-                 ",".join(output_names), str(opset), torch.__version__):
+                 ",".join(output_names), str(opset), torch.__version__) + (("dynamic_batch",) if dynamic_batch else ()):
         key.update(part.encode() + b"\0")
     out_dir = _writable_dir(out_dir)
-    stem = "%s_%s_%s_opset%d_%s" % (model_name, shape_slug(example.shape), precision, opset, key.hexdigest()[:12])
+    slug = ("Nx" + shape_slug(example.shape[1:])) if dynamic_batch else shape_slug(example.shape)
+    stem = "%s_%s_%s_opset%d_%s" % (model_name, slug, precision, opset, key.hexdigest()[:12])
     path = os.path.join(out_dir, stem + ".onnx")
     exported = False
     if not os.path.isfile(path):
-        _export(network, example, path, precision, input_names, output_names, opset)
+        _export(network, example, path, precision, input_names, output_names, opset, dynamic_batch)
         exported = True
     else:
         log.info("onnx: reusing %s", path)
@@ -129,7 +133,7 @@ def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, m
                      exported=exported)
 
 
-def _export(network, example, path, precision, input_names, output_names, opset) -> None:
+def _export(network, example, path, precision, input_names, output_names, opset, dynamic_batch=False) -> None:
     start = time.perf_counter()
     if precision == "fp16":
         network = copy.deepcopy(network).half()
@@ -144,11 +148,13 @@ def _export(network, example, path, precision, input_names, output_names, opset)
             warnings.filterwarnings("ignore", message="Constant folding")
             kwargs = dict(export_params=True, opset_version=opset, do_constant_folding=True,
                           input_names=list(input_names), output_names=list(output_names))
+            if dynamic_batch:
+                kwargs["dynamic_axes"] = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
             if "dynamo" in inspect.signature(torch.onnx.export).parameters:
                 kwargs["dynamo"] = False
             with torch.inference_mode(False), torch.no_grad():
                 torch.onnx.export(network, (example,), tmp_path, **kwargs)
-        fix_output_shapes(tmp_path, output_shapes(network, example))
+        fix_output_shapes(tmp_path, output_shapes(network, example), dynamic_batch)
         check_onnx(tmp_path, len(input_names), len(output_names))
         os.replace(tmp_path, path)
     except EngineBuildError:
@@ -163,9 +169,10 @@ def _export(network, example, path, precision, input_names, output_names, opset)
     log.info("onnx: exported %s in %.1f s", path, time.perf_counter() - start)
 
 
-def fix_output_shapes(path: str, shapes: Sequence[Tuple[int, ...]]) -> None:
+def fix_output_shapes(path: str, shapes: Sequence[Tuple[int, ...]], dynamic_batch: bool = False) -> None:
     """Write the traced output shapes into the graph where the exporter left a dimension unknown
-    (a flatten after global pooling does), so every input and output has a fixed shape."""
+    (a flatten after global pooling does), so every input and output has a fixed shape (but for the
+    batch dimension, named "batch", with `dynamic_batch`)."""
     try:
         import onnx
     except ImportError:
@@ -174,11 +181,16 @@ def fix_output_shapes(path: str, shapes: Sequence[Tuple[int, ...]]) -> None:
     changed = False
     for value, shape in zip(model.graph.output, shapes):
         dims = value.type.tensor_type.shape.dim
-        if len(dims) == len(shape) and all(d.HasField("dim_value") and d.dim_value == n for d, n in zip(dims, shape)):
+        wanted = [("batch" if (dynamic_batch and i == 0) else int(n)) for i, n in enumerate(shape)]
+        if len(dims) == len(wanted) and all((d.dim_param == n) if isinstance(n, str) else
+                                            (d.HasField("dim_value") and d.dim_value == n) for d, n in zip(dims, wanted)):
             continue
         del dims[:]
-        for n in shape:
-            dims.add().dim_value = n
+        for n in wanted:
+            if isinstance(n, str):
+                dims.add().dim_param = n
+            else:
+                dims.add().dim_value = n
         changed = True
     if changed:
         onnx.save(model, path)

@@ -48,6 +48,9 @@ class EngineConfig:
     cuda_graph: bool = False
     trt_workspace_mb: int = 1024
     cache_dir: str = "models/cache"
+    triton_url: str = "grpc://127.0.0.1:8001"
+    triton_model: Optional[str] = None
+    triton_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,8 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.in_flight must be 0 (automatic) or the number of frames in flight on the GPU")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
+    if config.engine.triton_timeout_s <= 0:
+        raise ConfigError("engine.triton_timeout_s must be > 0 (seconds a Triton request may take)")
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
 

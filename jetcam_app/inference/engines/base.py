@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -18,12 +18,14 @@ class Capabilities:
     device: where it runs ("cpu", "cuda", or "auto" when it picks at load time, e.g. ONNX Runtime's providers);
     precisions: the --precision values it accepts; accelerated: an optimising runtime (TensorRT, ONNX Runtime)
     rather than eager PyTorch, i.e. an answer to the lab's question 2; fuses_stages: the fused CUDA graph may
-    capture pre/infer/post around its forward()."""
+    capture pre/infer/post around its forward(); asynchronous: the work runs elsewhere (a server) and the engine
+    offers infer_async() and result(), so the pipeline keeps several frames in flight."""
 
     device: str = "cpu"
     precisions: Tuple[str, ...] = ("fp32",)
     accelerated: bool = False
     fuses_stages: bool = False
+    asynchronous: bool = False
 
 
 class Engine:
@@ -53,6 +55,18 @@ class Engine:
 
     def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         raise NotImplementedError
+
+    def infer_async(self, batch: torch.Tensor) -> Any:
+        """Engines declaring `capabilities.asynchronous`: start inference and return a handle for result()."""
+        raise NotImplementedError
+
+    def result(self, handle: Any) -> Optional[Tuple[torch.Tensor, ...]]:
+        """The outputs of infer_async()'s request, or None when the frame was dropped (the engine counts it)."""
+        raise NotImplementedError
+
+    def health(self) -> Dict[str, Any]:
+        """Counters for summary.json (reconnects, dropped frames) from engines that can lose frames."""
+        return {}
 
     def synchronize(self) -> None:
         """Wait for queued device work, so stage timings are honest."""

@@ -162,7 +162,8 @@ class Pipeline:
                     submitted += 1
                     inflight.append(stages.submit(frame))
                 if inflight and (frame is None or len(inflight) >= stages.depth):
-                    self._emit(emitter, stages.finish(inflight.popleft()))
+                    if not self._emit(emitter, stages.finish(inflight.popleft())):
+                        submitted -= 1  # --max-frames counts processed frames, not those a remote engine dropped
                     if emitter.sinks.stop_requested:
                         self.request_stop("q pressed in the window")
                 elif frame is None and not inflight:
@@ -181,9 +182,11 @@ class Pipeline:
                     log.debug("frame in flight lost after the error: %s", e)
 
     @staticmethod
-    def _emit(emitter: "FrameEmitter", processed) -> None:
-        if processed is not None:  # None: a remote engine dropped the frame (counted in its health())
-            emitter.emit(processed)
+    def _emit(emitter: "FrameEmitter", processed) -> bool:
+        if processed is None:  # a remote engine dropped the frame (counted in its health())
+            return False
+        emitter.emit(processed)
+        return True
 
     def _make_sinks(self, fps: float, headless: bool):
         cfg = self.config.output

@@ -25,15 +25,20 @@ def triton_model_name(model: str, precision: str) -> str:
     return model if precision == "fp32" else "%s_%s" % (model, precision)
 
 
-def _plan_bytes(onnx_path: str, precision: str, max_batch: int, label: str) -> bytes:
-    from ..inference.engines.trt_build import BuildSettings, build_serialized, load_api
+def _plan_api():
+    """NVIDIA TensorRT (Triton's tensorrt_plan backend runs its plans, not TensorRT-RTX's), checked before any export."""
+    from ..inference.engines.trt_build import load_api
 
     try:
-        # Triton's tensorrt_plan backend runs plans of NVIDIA TensorRT only (not TensorRT-RTX).
-        api = load_api("tensorrt")
+        return load_api("tensorrt")
     except JetcamError as e:
         raise EngineBuildError("the plan variant needs NVIDIA TensorRT's Python module 'tensorrt', which does not "
                                "import here (%s); %s" % (getattr(e, "reason", e), PLAN_HINT)) from e
+
+
+def _plan_bytes(api, onnx_path: str, precision: str, max_batch: int, label: str) -> bytes:
+    from ..inference.engines.trt_build import BuildSettings, build_serialized
+
     return build_serialized(api, onnx_path, BuildSettings(precision=precision, max_batch=max_batch), label)
 
 
@@ -54,6 +59,7 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
     if max_batch_size < 1 or instances < 1:
         raise ConfigError("--max-batch-size and --instances must be at least 1")
     name = name or triton_model_name(model.name, precision)
+    plan_api = _plan_api() if variant == "plan" else None
     adapter = create_adapter(model)
     core = build_core(adapter)
     example = adapter.example_input()
@@ -69,7 +75,7 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
             if os.path.exists(os.path.join(version_dir, stale)):
                 os.remove(os.path.join(version_dir, stale))
         if variant == "plan":
-            data = _plan_bytes(onnx.path, precision, max_batch_size, name)
+            data = _plan_bytes(plan_api, onnx.path, precision, max_batch_size, name)
             with open(os.path.join(version_dir, "model.plan"), "wb") as f:
                 f.write(data)
         else:

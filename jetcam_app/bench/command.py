@@ -42,6 +42,7 @@ class BenchOptions:
     threads: int = EngineConfig.threads
     trt_workspace_mb: int = EngineConfig.trt_workspace_mb
     cache_dir: str = EngineConfig.cache_dir
+    triton_url: str = EngineConfig.triton_url  # the triton row's server
     worker_timeout_s: float = 3600.0
     keep_work: bool = False  # keep the inputs, the weights and every backend's raw outputs under work/
     sample_frames: int = 3  # annotated frames shown side by side in the report
@@ -182,7 +183,8 @@ def run_worker(row: Dict[str, Any], options: BenchOptions, inputs: Inputs, work_
     row_dir = os.path.join(work_dir, row["key"])
     os.makedirs(row_dir, exist_ok=True)
     engine = EngineConfig(backend=row["backend"], precision=row["precision"], threads=options.threads,
-                          trt_workspace_mb=options.trt_workspace_mb, cache_dir=os.path.abspath(options.cache_dir))
+                          trt_workspace_mb=options.trt_workspace_mb, cache_dir=os.path.abspath(options.cache_dir),
+                          triton_url=options.triton_url)
     job = {"model": dataclasses.asdict(model_config(options)), "engine": dataclasses.asdict(engine),
            "inputs_path": os.path.abspath(inputs.path), "weights_path": os.path.abspath(inputs.weights_path),
            "out_dir": os.path.abspath(row_dir), "warmup": options.warmup}
@@ -354,6 +356,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = one per core)")
     parser.add_argument("--trt-workspace-mb", type=int, default=1024)
     parser.add_argument("--cache-dir", default="models/cache")
+    parser.add_argument("--triton-url", default=EngineConfig.triton_url, help="the triton row's server")
     parser.add_argument("--worker-timeout-s", type=float, default=3600.0, help="a row taking longer fails")
     parser.add_argument("--keep-work", action="store_true", help="keep inputs and raw outputs under OUT/work")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -365,6 +368,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         warmup=args.warmup, target_fps=args.target_fps, out_dir=args.out, weights=args.weights,
         random_weights=args.random_weights, score_threshold=args.score_threshold, threads=args.threads,
         trt_workspace_mb=args.trt_workspace_mb, cache_dir=args.cache_dir, worker_timeout_s=args.worker_timeout_s,
+        triton_url=args.triton_url,
         keep_work=args.keep_work)
 
 

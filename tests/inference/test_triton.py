@@ -182,3 +182,20 @@ def test_several_client_processes_at_once(server, tmp_path):
         assert p.returncode == 0, err[-2000:]
     first, second = [(out / "predictions.jsonl").read_bytes() for out in outs]
     assert first == second and len(first.splitlines()) == 3
+
+
+@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+def test_bench_triton_row_diff_and_round_trip_split(server, tmp_path):
+    from jetcam_app.bench.command import bench_main
+
+    code = bench_main(["--model", "nanodet", "--backends", "cpu,triton", "--source", VIDEO, "--frames", "2",
+                       "--warmup", "1", "--triton-url", server.grpc_url, "--out", str(tmp_path)] + WEIGHTS_ARGS)
+    assert code == 0
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    row = rows["triton"]
+    assert row["status"] == "ok", row.get("error")
+    assert row["diff"] and row["tolerance"]["ok"]
+    split = row["round_trip_split"]
+    assert split["requests"] == 2
+    assert split["round_trip_ms"] >= split["server_ms"] >= split["compute_ms"] > 0
+    assert "Round trip to the server" in (tmp_path / "report.md").read_text()

@@ -64,6 +64,10 @@ class Engine:
         """The outputs of infer_async()'s request, or None when the frame was dropped (the engine counts it)."""
         raise NotImplementedError
 
+    def server_counters(self) -> Optional[Dict[str, int]]:
+        """A remote engine's cumulative server statistics (Triton: count and ns per phase); None for local ones."""
+        return None
+
     def health(self) -> Dict[str, Any]:
         """Counters for summary.json (reconnects, dropped frames) from engines that can lose frames."""
         return {}

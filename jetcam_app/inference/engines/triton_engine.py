@@ -272,11 +272,14 @@ class TritonEngine(Engine):
                                         % (self.config.triton_url, SERVE_HINT))
         return outputs
 
-    def statistics(self) -> Dict[str, Any]:
-        """Triton's cumulative statistics of the model (counts and nanoseconds per phase)."""
+    def server_counters(self) -> Optional[Dict[str, int]]:
+        from ...triton.statistics import counters
+
         if self.protocol == "grpc":
-            return self.client.get_inference_statistics(self.model, as_json=True)
-        return self.client.get_inference_statistics(self.model)
+            raw = self.client.get_inference_statistics(self.model, as_json=True, client_timeout=self.timeout_s)
+        else:
+            raw = self.client.get_inference_statistics(self.model)
+        return counters(raw, self.model)
 
     def health(self) -> Dict[str, Any]:
         return {"engine_reconnects": self.reconnects, "engine_dropped_frames": self.dropped_frames,

@@ -68,10 +68,17 @@ def test_the_fixed_shape_export_of_the_other_backends_is_unchanged(onnx_repo):
 
 def test_python_variant_ships_model_py_that_needs_no_jetcam(tmp_path, onnx_repo):
     code = main(["export-triton", "--model", "mobilenet_v2", "--random-weights", "--variant", "python",
-                 "--out", str(tmp_path), "--cache-dir", onnx_repo[1], "--instances", "1"])
+                 "--out", str(tmp_path), "--cache-dir", onnx_repo[1], "--instances", "1", "--torchscript"])
     assert code == 0
     version = tmp_path / "mobilenet_v2" / "1"
-    assert sorted(os.listdir(str(version))) == ["model.onnx", "model.py"]
+    assert sorted(os.listdir(str(version))) == ["model.onnx", "model.pt", "model.py"]
+    # model.pt (run by model.py with torch on a GPU instance) takes any batch, like the ONNX
+    from jetcam_app.inference.adapters.base import build_core, create_adapter
+
+    core = build_core(create_adapter(ModelConfig(name="mobilenet_v2", random_weights=True)))
+    x = torch.rand(2, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(torch.jit.load(str(version / "model.pt"))(x), core(x), atol=1e-4, rtol=0)
     source = (version / "model.py").read_text()
     assert "jetcam_app" not in source.replace('"""', "").split("never jetcam_app")[-1]
     assert 'backend: "python"' in (tmp_path / "mobilenet_v2" / "config.pbtxt").read_text()

@@ -42,13 +42,26 @@ def _plan_bytes(api, onnx_path: str, precision: str, max_batch: int, label: str)
     return build_serialized(api, onnx_path, BuildSettings(precision=precision, max_batch=max_batch), label)
 
 
+def _save_torchscript(core, example, path: str) -> None:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # TorchScript is deprecated in torch >= 2.9 but is what a server's torch (and Triton's libtorch backend) loads.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(core.eval(), example, check_trace=False)
+    traced.save(path)
+
+
 def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32", variant: str = "onnx",
                       max_batch_size: int = 8, instances: int = 1, instance_kind: str = "auto",
-                      cache_dir: str = "models/cache", name: Optional[str] = None) -> str:
+                      cache_dir: str = "models/cache", name: Optional[str] = None, torchscript: bool = False) -> str:
     """Write <out_dir>/<name>/{config.pbtxt, 1/model.onnx|model.plan[, 1/model.py]}; return the model's folder.
 
     The ONNX is the export the onnxruntime and trt backends use, with dimension 0 of every input and output
-    left free so the server can batch requests."""
+    left free so the server can batch requests. `torchscript` (python variant): also the traced core as model.pt,
+    which model.py runs with torch on a GPU instance (a server whose Python has torch but no onnxruntime-gpu)."""
     from ..inference.adapters.base import build_core, create_adapter
     from ..inference.engines.onnx_export import export_onnx, output_shapes
 
@@ -71,7 +84,7 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
     version_dir = os.path.join(model_dir, "1")
     try:
         os.makedirs(version_dir, exist_ok=True)
-        for stale in ("model.onnx", "model.plan", "model.py"):
+        for stale in ("model.onnx", "model.plan", "model.py", "model.pt"):
             if os.path.exists(os.path.join(version_dir, stale)):
                 os.remove(os.path.join(version_dir, stale))
         if variant == "plan":
@@ -82,6 +95,8 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
             shutil.copyfile(onnx.path, os.path.join(version_dir, "model.onnx"))
         if variant == "python":
             shutil.copyfile(PYTHON_MODEL, os.path.join(version_dir, "model.py"))
+            if torchscript:
+                _save_torchscript(core, example, os.path.join(version_dir, "model.pt"))
         with open(os.path.join(model_dir, "config.pbtxt"), "w") as f:
             f.write(model_config(name, variant, inputs, outputs, max_batch_size=max_batch_size, instances=instances,
                                  instance_kind=instance_kind))
@@ -110,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=1, help="model instances the server runs side by side")
     p.add_argument("--instance-kind", default="auto", choices=tuple(INSTANCE_KINDS))
     p.add_argument("--cache-dir", default="models/cache", help="where the ONNX export is cached")
+    p.add_argument("--torchscript", action="store_true", help="python variant: also model.pt, run with torch on a "
+                   "GPU instance")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -123,7 +140,7 @@ def export_main(argv: List[str]) -> int:
             raise ConfigError("unknown model '%s'; choose one of: %s" % (args.model, ", ".join(MODELS.choices())))
         model = ModelConfig(name=args.model, weights=args.weights, random_weights=args.random_weights)
         path = export_repository(model, args.out, args.precision, args.variant, args.max_batch_size, args.instances,
-                                 args.instance_kind, args.cache_dir, args.name)
+                                 args.instance_kind, args.cache_dir, args.name, args.torchscript)
     except JetcamError as e:
         if args.debug:
             logging.exception("details")

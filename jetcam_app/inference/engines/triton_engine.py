@@ -79,8 +79,10 @@ class TritonEngine(Engine):
 
     @classmethod
     def check_available(cls) -> None:
-        _import_client("grpc")
-        _import_client("http")
+        try:
+            _import_client("grpc")
+        except BackendUnavailable:
+            _import_client("http")  # either protocol will do; the URL's is checked when the engine is made
 
     def __init__(self, config):
         super().__init__(config)

@@ -31,7 +31,7 @@ def run_clients(n: int, backend_args: List[str], args: argparse.Namespace, out_d
     for k in range(n):
         out = os.path.join(out_dir, "client%d" % k)
         cmd = [sys.executable, os.path.join(ROOT, "run.py"), "--source", args.source, "--model", args.model,
-               "--max-frames", str(args.frames), "--headless", "--out", out] + backend_args
+               "--max-frames", str(args.frames), "--headless", "--precision", args.precision, "--out", out] + backend_args
         if args.random_weights:
             cmd.append("--random-weights")
         if args.threads:
@@ -60,8 +60,9 @@ def start_server(args: argparse.Namespace, work: str):
     repo = args.repository
     if not repo:
         repo = os.path.join(work, "repository")
-        export_repository(ModelConfig(name=args.model, random_weights=args.random_weights), repo, variant="python",
-                          max_batch_size=max(8, max(args.clients)), cache_dir=os.path.join(ROOT, "models", "cache"))
+        export_repository(ModelConfig(name=args.model, random_weights=args.random_weights), repo, precision=args.precision,
+                          variant="python", max_batch_size=max(8, max(args.clients)),
+                          cache_dir=os.path.join(ROOT, "models", "cache"))
     return LocalTritonServer(repo).start()
 
 
@@ -75,6 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--url", help="an existing server (grpc://host:8001); default: start a local one")
     p.add_argument("--repository", help="a repository for the local server (default: export the python variant)")
     p.add_argument("--threads", type=int, default=0, help="the local side's ONNX Runtime threads (0 = one per core)")
+    p.add_argument("--local-backend", default="onnxruntime", help="the local side's backend (cuda on a GPU machine)")
+    p.add_argument("--precision", default="fp32", help="both sides' precision")
     p.add_argument("--no-local", action="store_true", help="skip the local (onnxruntime) side")
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--json", help="write the figures here")
@@ -88,10 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for n in args.clients:
             modes = [("triton", ["--backend", "triton", "--triton-url", url])]
             if not args.no_local:
-                modes.append(("local onnxruntime", ["--backend", "onnxruntime"]))
+                modes.append(("local " + args.local_backend, ["--backend", args.local_backend]))
             for mode, backend_args in modes:
                 start = time.perf_counter()
-                row = run_clients(n, backend_args, args, os.path.join(work, "%s_%d" % (mode.split()[0], n)))
+                row = run_clients(n, backend_args, args, os.path.join(work, "%s_%d" % (mode.replace(" ", "_"), n)))
                 row.update(mode=mode, wall_s=round(time.perf_counter() - start, 1))
                 figures["rows"].append(row)
                 print("%-18s clients %d: aggregate %.1f fps, per-client latency p50 %.1f ms" % (

@@ -89,6 +89,9 @@ class TritonEngine(Engine):
         self.protocol, self.address = parse_url(config.triton_url)
         self.client_module, self.server_error = _import_client(self.protocol)
         self.input_dtype = torch.float16 if config.precision == "fp16" else torch.float32
+        # Frames are preprocessed on the CPU (they go out from host memory); the outputs come back to this machine's
+        # GPU where it has one, so decoding and NMS run there.
+        self.output_device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         self.timeout_s = float(config.triton_timeout_s)
         self.client = None  # type: Any
         self.model = ""
@@ -254,7 +257,8 @@ class TritonEngine(Engine):
         if handle.dropped:
             self.dropped_frames += 1
             return None
-        return tuple(torch.from_numpy(np.array(handle.outputs.as_numpy(n))) for n in self.output_names)
+        return tuple(torch.from_numpy(np.array(handle.outputs.as_numpy(n))).to(self.output_device)
+                     for n in self.output_names)
 
     def _failed(self, error: BaseException) -> None:
         text = "%s %s" % (error.status() if isinstance(error, self.server_error) else "", error)

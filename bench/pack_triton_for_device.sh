@@ -35,6 +35,7 @@ tar -C "$out" -cf - . | xz -9 -T0 > "$out.tar.xz"
 echo "packed $(du -sh "$out" | cut -f1) in $out ($(ls "$site/nvidia_pytriton.libs" | wc -l) libraries), $(du -sh "$out.tar.xz" | cut -f1) as $out.tar.xz"
 # The client for the app there (its Python is $pyver): tritonclient with its gRPC needs, as wheels for `carry`.
 mkdir -p .whl
+rm -f .whl/tritonclient-* .whl/python_rapidjson-* .whl/protobuf-* .whl/grpcio-*
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
   "tritonclient==2.73.0" "python-rapidjson==1.25" "protobuf==6.33.2" "grpcio==1.81.1"

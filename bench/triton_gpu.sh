@@ -14,9 +14,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   .whl/tritonclient-*.whl .whl/python_rapidjson-*.whl .whl/protobuf-*.whl .whl/grpcio-*.whl
 export PYTHONPATH="/tmp/site:$PWD"
 export JETCAM_TRITON_VENV=/tmp/triton-min JETCAM_OFFLINE=1
-# The Python-backend stub embeds the system libpython; its interpreter finds torch where this python3 has it.
-JETCAM_TRITON_PYTHONPATH=$(python3 -c 'import site; print(":".join(site.getsitepackages()))')
-export JETCAM_TRITON_PYTHONPATH
+# The Python-backend stub embeds the system libpython and takes its packages (torch) from the first python3 on PATH.
 stub=$(ls /tmp/triton-min/lib/python3.*/site-packages/pytriton/tritonserver/python_backend_stubs/*/triton_python_backend_stub)
 echo "python3: $(python3 --version) at $(command -v python3); stub links: $(ldd "$stub" | grep -E 'python|not found' | tr -s ' \t' ' ')"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true

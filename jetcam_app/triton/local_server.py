@@ -92,10 +92,10 @@ class LocalTritonServer:
     def environment(self) -> Dict[str, str]:
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = ":".join(p for p in (self.paths["libs"], env.get("LD_LIBRARY_PATH")) if p)
-        # The stub's embedded interpreter finds numpy and onnxruntime in the venv this way (and, with
-        # JETCAM_TRITON_PYTHONPATH, in another Python's packages: a GPU machine's torch).
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.paths["site_packages"], env.get("JETCAM_TRITON_PYTHONPATH")) if p)
-        env["PATH"] = "%s:%s" % (self.paths["venv_bin"], env.get("PATH", ""))
+        # The stub's embedded interpreter takes its packages (numpy, onnxruntime; torch on a GPU machine) from the
+        # first python3 on PATH, ignoring PYTHONPATH: the venv's, where the server came from one.
+        if os.path.isdir(self.paths["venv_bin"]):
+            env["PATH"] = "%s:%s" % (self.paths["venv_bin"], env.get("PATH", ""))
         env.pop("PYTHONHOME", None)
         return env
 

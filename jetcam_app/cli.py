@@ -20,7 +20,8 @@ OVERRIDES = {
     "score_threshold": "model.score_threshold", "iou_threshold": "model.iou_threshold", "topk": "model.topk",
     "backend": "engine.backend", "precision": "engine.precision", "threads": "engine.threads",
     "cuda_graph": "pipeline.cuda_graph", "trt_workspace_mb": "engine.trt_workspace_mb",
-    "cache_dir": "engine.cache_dir",
+    "cache_dir": "engine.cache_dir", "triton_url": "engine.triton_url", "triton_model": "engine.triton_model",
+    "triton_timeout": "engine.triton_timeout_s",
     "max_frames": "pipeline.max_frames", "queue_size": "pipeline.queue_size", "target_fps": "pipeline.target_fps",
     "out": "output.out_dir", "record": "output.record", "headless": "output.headless",
     "save_input": "output.save_input", "http": "output.http_port", "overlay": "overlay.enabled", "hud": "overlay.hud",
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the stages eagerly, one GPU call per operation (slower; for comparison)")
     e.add_argument("--trt-workspace-mb", type=int, help="TensorRT builder workspace limit")
     e.add_argument("--cache-dir", help="where built engines are cached")
+    e.add_argument("--triton-url", help="--backend triton: grpc://host:8001 (default grpc://127.0.0.1:8001) or http://host:8000")
+    e.add_argument("--triton-model", help="--backend triton: the model's name on the server (default: export-triton's)")
+    e.add_argument("--triton-timeout", type=float, help="--backend triton: seconds per request before the frame is dropped")
     r = p.add_argument_group("run and output")
     r.add_argument("--max-frames", type=int, help="stop after N processed frames")
     r.add_argument("--queue-size", type=int)
@@ -140,9 +144,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .bench.command import bench_main
 
         return bench_main(argv[1:])
+    if command == "export-triton":
+        from .triton.export import export_main
+
+        return export_main(argv[1:])
     if command == "run":
         return run_main(argv[1:] if argv and argv[0] == "run" else argv)
-    print("error: unknown command '%s'; use run (default), doctor or bench" % command, file=sys.stderr)
+    print("error: unknown command '%s'; use run (default), doctor, bench or export-triton" % command, file=sys.stderr)
     return 2
 
 

@@ -119,6 +119,9 @@ class EngineConfig:
     threads: int
     trt_workspace_mb: int
     cache_dir: str
+    triton_url: str
+    triton_model: Optional[str]
+    triton_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -336,6 +339,8 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.max_batch must be 0 (one frame per source) or the most frames run as one batch")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
+    if config.engine.triton_timeout_s <= 0:
+        raise ConfigError("engine.triton_timeout_s must be > 0 (seconds a Triton request may take)")
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
 

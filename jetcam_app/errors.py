@@ -46,5 +46,9 @@ class EngineBuildError(JetcamError):
     """An engine build (ONNX export, TensorRT parse/build, torch2trt) that failed or returned nothing."""
 
 
+class EngineConnectionError(JetcamError):
+    """A remote inference server (Triton) that cannot be reached, lacks the model, or serves another shape."""
+
+
 class OutputError(JetcamError):
     """An output folder or recording that cannot be written."""

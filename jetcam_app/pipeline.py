@@ -137,7 +137,8 @@ class Pipeline:
                     error = error or close_error
             if emitter is not None:
                 self.summary = self._write_summary(out_dir, capture, emitter.processed, wall_s,
-                                                   emitter.timing_log.accumulated, target_fps, source, adapter, stats)
+                                                   emitter.timing_log.accumulated, target_fps, source, adapter, stats,
+                                                   engine.health())
         if error is None and capture is not None and capture.error is not None:
             error = capture.error
         if error is not None:
@@ -160,7 +161,8 @@ class Pipeline:
                     submitted += 1
                     in_flight.append(stages.submit(frame))
                 if in_flight and (frame is None or len(in_flight) >= stages.in_flight):
-                    emitter.emit(stages.finish(in_flight.popleft()))
+                    if not self._emit(emitter, stages.finish(in_flight.popleft())):
+                        submitted -= 1  # --max-frames counts processed frames, not those a remote engine dropped
                     if emitter.stop_requested:
                         self.request_stop("q pressed in the window")
                 elif frame is None and not in_flight:
@@ -172,11 +174,18 @@ class Pipeline:
             failing = sys.exc_info()[0] is not None
             while in_flight:
                 try:
-                    emitter.emit(stages.finish(in_flight.popleft()))
+                    self._emit(emitter, stages.finish(in_flight.popleft()))
                 except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
                     if not failing:
                         raise
                     log.debug("frame in flight lost after the error: %s", e)
+
+    @staticmethod
+    def _emit(emitter: "FrameEmitter", processed) -> bool:
+        if processed is None:  # a remote engine dropped the frame (counted in its health())
+            return False
+        emitter.emit(processed)
+        return True
 
     def _make_sinks(self, fps: float, headless: bool):
         cfg = self.config.output
@@ -195,10 +204,13 @@ class Pipeline:
             return None
         return LazyInputRecorder(self.config.output.save_input, source.nominal_fps or fps)
 
-    def _write_summary(self, out_dir, capture, processed, wall_s, timings, target_fps, source, adapter, stats):
+    def _write_summary(self, out_dir, capture, processed, wall_s, timings, target_fps, source, adapter, stats,
+                       engine_health=None):
         captured = capture.captured if capture is not None else 0
-        dropped = capture.dropped if capture is not None else 0
-        summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, {
+        engine_health = dict(engine_health or {})
+        # frames a remote engine lost (server gone, request timed out) count as dropped, like a camera's overwrites
+        dropped = (capture.dropped if capture is not None else 0) + int(engine_health.get("engine_dropped_frames", 0))
+        summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, dict({
             "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
             "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
@@ -208,7 +220,7 @@ class Pipeline:
             # frames whose fused-graph result was not provably exact and went through the dynamic postprocessing
             "graph_fallbacks": self._stages.fallbacks if self._stages is not None else None,
             "config": to_dict(self.config),
-        })
+        }, **engine_health))
         path = os.path.join(out_dir, "summary.json")
         try:
             with open(path + ".tmp", "w") as f:

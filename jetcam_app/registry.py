@@ -41,6 +41,7 @@ BACKENDS.register("cuda", "jetcam_app.inference.engines.torch_engine:TorchCudaEn
 BACKENDS.register("onnxruntime", "jetcam_app.inference.engines.onnxruntime_engine:OnnxRuntimeEngine")
 BACKENDS.register("trt", "jetcam_app.inference.engines.tensorrt_engine:TensorRTEngine")
 BACKENDS.register("torch2trt", "jetcam_app.inference.engines.torch2trt_engine:Torch2TRTEngine")
+BACKENDS.register("triton", "jetcam_app.inference.engines.triton_engine:TritonEngine")
 
 MODELS = Registry("model")
 MODELS.register("nanodet", "jetcam_app.inference.adapters.nanodet:NanoDetAdapter")

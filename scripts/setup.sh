@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment with what jetcam_app needs, the NanoDet weights and a sample video.
-# Usage: scripts/setup.sh [--test]    (--test adds the test tools: pytest, vermin, onnx, TensorRT-RTX, GStreamer)
+# Usage: scripts/setup.sh [--test]    (--test adds the test tools: pytest, vermin, onnx, TensorRT-RTX, GStreamer,
+#                                      and .venv-triton: a Triton server for the triton backend's tests)
 # On a Jetson (aarch64 with /etc/nv_tegra_release) the venv sees JetPack's torch, OpenCV and TensorRT
 # through --system-site-packages and pip never installs torch, torchvision or opencv over them.
 set -euo pipefail
@@ -29,7 +30,7 @@ step_done() { [ -f "$stamp_dir/$1" ] && [ "$(cat "$stamp_dir/$1")" = "$2" ]; }
 mark_done() { echo "$2" > "$stamp_dir/$1"; }
 
 if [ "$want_tests" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${JETCAM_SKIP_APT:-0}" != 1 ]; then
-  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool"
+  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev"
   # shellcheck disable=SC2086
   if ! dpkg -s $apt_pkgs >/dev/null 2>&1; then
     echo "setup: installing GStreamer from Debian (for the camera tests)"
@@ -61,6 +62,23 @@ if ! step_done pip "$deps_key"; then
     fi
   fi
   mark_done pip "$deps_key"
+fi
+
+# The Triton test server (PyTriton's bundled tritonserver, Python backend only): its Python-backend stub links the
+# system libpython, so its venv is made from the system interpreter, apart from the app's venv.
+if [ "$want_tests" = 1 ] && [ "$is_jetson" = 0 ] && [ "$(uname -m)" = x86_64 ]; then
+  triton_venv=${JETCAM_TRITON_VENV:-.venv-triton}
+  triton_py=${JETCAM_TRITON_PYTHON:-/usr/bin/python3}
+  triton_pkgs="nvidia-pytriton==0.7.0 numpy onnxruntime"
+  triton_key="$triton_pkgs $("$triton_py" --version 2>&1 || echo none)"
+  if ! step_done triton "$triton_key" || [ ! -x "$triton_venv/bin/python" ]; then
+    # shellcheck disable=SC2086
+    if "$triton_py" -m venv "$triton_venv" && "$triton_venv/bin/pip" install -q $triton_pkgs; then
+      mark_done triton "$triton_key"
+    else
+      echo "setup: $triton_venv not made (needs $triton_py with venv); the Triton tests will skip"
+    fi
+  fi
 fi
 
 # Weights and media: each script is idempotent itself and prints the fix when it cannot proceed.

@@ -142,6 +142,18 @@ def _tolerance_text(tol: Dict[str, Any]) -> str:
     return "no, %d of %d frames (%s)" % (tol["failing_frames"], tol["frames"], tol.get("first_problem", "")[:160])
 
 
+def _round_trips(bench: Dict[str, Any]) -> List[Block]:
+    """Rows served by a remote server: the engine-only round trip split by the server's statistics."""
+    rows = [r for r in bench["rows"] if r["status"] == "ok" and r.get("round_trip_split")]
+    if not rows:
+        return []
+    head = ["row", "round trip ms", "network + serialisation ms", "server queue ms", "server compute ms", "mean batch"]
+    table = [[_name(r)] + [_f(r["round_trip_split"].get(k), "%.2f") for k in ("round_trip_ms", "network_ms", "queue_ms",
+                                                                             "compute_ms", "mean_batch")] for r in rows]
+    return [("h", 2, "Round trip to the server"), ("table", head, table),
+            ("p", "Means per request over the engine-only pass; server figures from Triton's statistics API.")]
+
+
 def _problems(bench: Dict[str, Any]) -> List[Block]:
     items = ["%s: **%s** - %s" % (_name(r), r["status"], (r.get("error") or "no message").strip().splitlines()[0])
              for r in bench["rows"] if r["status"] != "ok"]
@@ -184,7 +196,7 @@ def build_blocks(bench: Dict[str, Any], plots: Sequence[Tuple[str, str, str]], e
     if bench.get("error"):
         intro += " STOPPED BY AN ERROR: %s" % bench["error"]
     blocks = [("h", 1, title), ("p", intro)]  # type: List[Block]
-    for part in (_answers, _results, _verdicts, _numeric, _problems):
+    for part in (_answers, _results, _verdicts, _numeric, _round_trips, _problems):
         blocks += part(bench)
     charts = [p for p in plots if not p[0].startswith("frame_")]
     frames = [p for p in plots if p[0].startswith("frame_")]

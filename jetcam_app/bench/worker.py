@@ -205,6 +205,7 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     # Pass 1, engine only, on the identical CPU-preprocessed inputs: these outputs feed the numeric diff.
     writer = OutputWriter(job["out_dir"], frames)
     engine_ms = []  # type: List[float]
+    counters_before = engine.server_counters()
     pass_start = time.perf_counter()
     busy_s = 0.0
     try:
@@ -227,6 +228,10 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
         result["engine_ms"] = [round(v, 4) for v in engine_ms]
         result["output_shapes"] = [list(s) for s in writer.shapes]
     result["engine_pass_wall_s"] = round(time.perf_counter() - pass_start, 3)
+    if counters_before is not None:  # a server's engine: its round trip split by the server's own statistics
+        from ..triton.statistics import round_trip_split
+
+        result["round_trip_split"] = round_trip_split(counters_before, engine.server_counters() or {}, engine_ms)
     result["engine_busy_s"] = round(busy_s, 4)
 
     # Pass 2, end to end per frame through the app's own stages (eager, or the fused CUDA graph with
@@ -274,7 +279,7 @@ def _write_result(path: str, result: Dict[str, Any]) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from ..errors import BackendUnavailable, ConfigError, JetcamError
+    from ..errors import BackendUnavailable, ConfigError, EngineConnectionError, JetcamError
 
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as f:
@@ -289,7 +294,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         _run(job, result)
         code = 0
-    except (BackendUnavailable, ConfigError) as e:
+    except (BackendUnavailable, ConfigError, EngineConnectionError) as e:  # no server reachable: unavailable here
         result["status"] = "unavailable"
         result["error"] = str(e)
         code = 3

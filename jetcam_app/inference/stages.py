@@ -79,8 +79,8 @@ class Stages(Protocol):
     def submit(self, frame: Frame) -> "InFlight":
         """Start a frame; may return before the device is done."""
 
-    def finish(self, work: "InFlight") -> "Processed":
-        """Wait for a submitted frame and return its result and timings."""
+    def finish(self, work: "InFlight") -> "Optional[Processed]":
+        """Wait for a submitted frame and return its result and timings (None: a remote engine dropped it)."""
 
 
 class InferenceStages:
@@ -96,8 +96,10 @@ class InferenceStages:
         self.clock = StageClock(engine.device)
         # On CUDA submit() returns before the GPU is done, so with two frames in flight (unless pipeline.in_flight
         # says otherwise) the next frame's upload overlaps the GPU's work and the previous frame is drawn
-        # meanwhile. Elsewhere submit() does the work: one frame at a time.
-        self.in_flight = (in_flight or 2) if self.clock.cuda else 1
+        # meanwhile. An asynchronous engine (a Triton server) answers later too: its network round trips overlap
+        # capture and drawing with four frames in flight. Elsewhere submit() does the work: one frame at a time.
+        self.remote = engine.capabilities.asynchronous
+        self.in_flight = (in_flight or (4 if self.remote else 2)) if (self.clock.cuda or self.remote) else 1
 
     def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
         """Nothing to capture: the eager stages take frames of any shape as they come."""
@@ -108,12 +110,19 @@ class InferenceStages:
         t0 = self.clock.mark()
         batch = self.adapter.preprocess(frame.image, self.engine.device, self.engine.input_dtype)
         t1 = self.clock.mark()
-        outputs = self.engine.infer(batch)
+        outputs = self.engine.infer_async(batch) if self.remote else self.engine.infer(batch)
         t2 = self.clock.mark()
         return InFlight(frame, outputs, (t0, t1, t1, t2), now)
 
-    def finish(self, work: InFlight) -> Processed:
-        """Postprocess (decoding and NMS on the outputs' device; kept boxes come back) and read the timings."""
+    def finish(self, work: InFlight) -> Optional[Processed]:
+        """Postprocess (decoding and NMS on the outputs' device; kept boxes come back) and read the timings.
+        A remote engine's frame: infer_ms is the request's round trip; None when the engine dropped the frame."""
+        if self.remote:
+            request = work.outputs
+            work.outputs = self.engine.result(request)
+            if work.outputs is None:
+                return None
+            work.marks = (work.marks[0], work.marks[1], request.sent, request.received)
         start = time.perf_counter()
         result = self.adapter.postprocess(work.outputs, work.frame.image.shape[:2])
         post_ms = (time.perf_counter() - start) * 1000.0  # wall time: on CUDA it includes waiting for the result

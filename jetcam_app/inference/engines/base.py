@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -18,12 +18,15 @@ class Capabilities:
     device: where it runs ("cpu", "cuda", or "auto" when it picks at load time, e.g. ONNX Runtime's providers);
     precisions: the --precision values it accepts; accelerated: an optimising runtime (TensorRT, ONNX Runtime)
     rather than eager PyTorch, i.e. an answer to the lab's question 2; fuses_stages: the fused CUDA graph
-    (pipeline.cuda_graph) may capture preprocessing, its forward() and postprocessing as one graph."""
+    (pipeline.cuda_graph) may capture preprocessing, its forward() and postprocessing as one graph;
+    asynchronous: the work runs elsewhere (a server) and the engine offers infer_async() and result(), so the
+    pipeline keeps several frames in flight."""
 
     device: str = "cpu"
     precisions: Tuple[str, ...] = ("fp32",)
     accelerated: bool = False
     fuses_stages: bool = False
+    asynchronous: bool = False
 
 
 class Engine:
@@ -57,6 +60,22 @@ class Engine:
         """The batch size a fixed-shape engine was built for (its inputs must be padded to it); 0 = any batch.
         Engines built from the example's shape (ONNX Runtime, TensorRT, torch2trt) keep it in `input_shape`."""
         return int(self.input_shape[0]) if self.input_shape else 0
+
+    def infer_async(self, batch: torch.Tensor) -> Any:
+        """Engines declaring `capabilities.asynchronous`: start inference and return a handle for result()."""
+        raise NotImplementedError
+
+    def result(self, handle: Any) -> Optional[Tuple[torch.Tensor, ...]]:
+        """The outputs of infer_async()'s request, or None when the frame was dropped (the engine counts it)."""
+        raise NotImplementedError
+
+    def server_counters(self) -> Optional[Dict[str, int]]:
+        """A remote engine's cumulative server statistics (Triton: count and ns per phase); None for local ones."""
+        return None
+
+    def health(self) -> Dict[str, Any]:
+        """Counters for summary.json (reconnects, dropped frames) from engines that can lose frames."""
+        return {}
 
     def synchronize(self) -> None:
         """Wait for queued device work, so stage timings are honest."""

@@ -1,4 +1,4 @@
-"""Export a network core to a fixed-shape ONNX file, cached by the content of the network and the export settings."""
+"""Export a network core to an ONNX file (fixed shape, or a dynamic batch axis), cached by its content and settings."""
 from __future__ import annotations
 
 import copy

@@ -102,6 +102,7 @@ class BuildSettings:
     workspace_mb: int = 1024
     target_cc: Optional[str] = None  # TensorRT-RTX only: build for this compute capability (no GPU needed)
     timing_cache_path: Optional[str] = None
+    max_batch: int = 0  # > 0: an ONNX with a dynamic batch axis, built for batches 1..max_batch (Triton's plan)
 
 
 @dataclass
@@ -270,6 +271,13 @@ def build_serialized(api: TrtApi, onnx_path: str, settings: BuildSettings, label
     builder = trt.Builder(api.logger)
     network, parser = parse_onnx(api, builder, onnx_path)
     config = _configure(api, builder, settings)
+    if settings.max_batch > 0:
+        profile = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            rest = tuple(tensor.shape)[1:]
+            profile.set_shape(tensor.name, (1,) + rest, (settings.max_batch,) + rest, (settings.max_batch,) + rest)
+        config.add_optimization_profile(profile)
     timing_cache = _load_timing_cache(api, config, settings.timing_cache_path)
     cancel = threading.Event()
     monitor = _progress_monitor(api, start, cancel)

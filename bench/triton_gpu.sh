@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Triton on the GPU machine: a server from the minimal folder bench/pack_triton_for_device.sh made (carried as
+# .triton-min.tar.xz, with the client wheels in .whl), the core of ssd300_vgg16 (random weights: no weight files)
+# on CUDA through the Python backend's torch (export-triton --variant python --torchscript), then the bench's
+# triton row against cuda, and 1 and 8 app processes against the server and against --backend cuda locally.
+# Prints JSON; the server log, the bench report and the JSON go to $OUT when it is set.
+# Usage (repository root, carry .triton-min.tar.xz and .whl): bash bench/triton_gpu.sh [FRAMES=300]
+set -euo pipefail
+frames=${1:-300}
+out=${OUT:-/tmp/triton-gpu-out}
+mkdir -p "$out" /tmp/triton-min
+tar -C /tmp/triton-min -xJf .triton-min.tar.xz
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  .whl/tritonclient-*.whl .whl/python_rapidjson-*.whl .whl/protobuf-*.whl .whl/grpcio-*.whl
+export PYTHONPATH="/tmp/site:$PWD"
+export JETCAM_TRITON_VENV=/tmp/triton-min JETCAM_OFFLINE=1
+# The Python-backend stub embeds the system libpython and takes its packages (torch) from the first python3 on PATH.
+stub=$(ls /tmp/triton-min/lib/python3.*/site-packages/pytriton/tritonserver/python_backend_stubs/*/triton_python_backend_stub)
+echo "python3: $(python3 --version) at $(command -v python3); stub links: $(ldd "$stub" | grep -E 'python|not found' | tr -s ' \t' ' ')"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+python3 run.py export-triton --model ssd300_vgg16 --random-weights --variant python --torchscript \
+  --instance-kind gpu --max-batch-size 8 --out /tmp/triton-repo --cache-dir /tmp/triton-cache
+python3 - "$frames" "$out" <<'PY'
+import json, os, subprocess, sys
+from jetcam_app.triton.local_server import LocalTritonServer
+
+frames, out = sys.argv[1], sys.argv[2]
+source = "test://1280x720@30?frames=100000"
+with LocalTritonServer("/tmp/triton-repo", log_path=os.path.join(out, "tritonserver.log")) as server:
+    print("server ready:", server.grpc_url, flush=True)
+    subprocess.run([sys.executable, "run.py", "bench", "--model", "ssd300_vgg16", "--random-weights", "--backends",
+                    "cuda,triton", "--source", source, "--frames", "100", "--triton-url", server.grpc_url,
+                    "--out", "/tmp/triton-bench"], check=False)
+    for name in ("report.md", "results.json"):
+        if os.path.exists(os.path.join("/tmp/triton-bench", name)):
+            subprocess.run(["cp", os.path.join("/tmp/triton-bench", name), os.path.join(out, "bench_" + name)])
+    subprocess.run([sys.executable, "bench/triton_clients.py", "--url", server.grpc_url, "--model", "ssd300_vgg16",
+                    "--random-weights", "--clients", "1,8", "--frames", frames, "--source", source,
+                    "--local-backend", "cuda", "--json", os.path.join(out, "triton_gpu.json")], check=True)
+PY

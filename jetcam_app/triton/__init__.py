@@ -1,0 +1,1 @@
+"""Triton Inference Server: the model repository the app exports, a local server for tests and benches, its statistics."""

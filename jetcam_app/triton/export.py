@@ -1,0 +1,150 @@
+"""`run.py export-triton`: write a Triton model repository for a model's core (ONNX, Python-backend or TensorRT plan)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from typing import List, Optional
+
+from ..config import PRECISIONS, ModelConfig
+from ..errors import ConfigError, EngineBuildError, JetcamError
+from ..registry import MODELS
+from .pbtxt import INSTANCE_KINDS, RUNTIMES, TensorSpec, model_config
+
+log = logging.getLogger(__name__)
+VARIANTS = tuple(RUNTIMES)
+PYTHON_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_model.py")
+PLAN_HINT = ("fix: run export-triton --variant plan on the machine that serves it, with the TensorRT version of its "
+             "Triton (pip install tensorrt, or JetPack's python3-libnvinfer), or serve --variant onnx")
+
+
+def triton_model_name(model: str, precision: str) -> str:
+    """The model's name in the repository, which `--backend triton` asks for unless --triton-model says otherwise."""
+    return model if precision == "fp32" else "%s_%s" % (model, precision)
+
+
+def _plan_api():
+    """NVIDIA TensorRT (Triton's tensorrt_plan backend runs its plans, not TensorRT-RTX's), checked before any export."""
+    from ..inference.engines.trt_build import load_api
+
+    try:
+        return load_api("tensorrt")
+    except JetcamError as e:
+        raise EngineBuildError("the plan variant needs NVIDIA TensorRT's Python module 'tensorrt', which does not "
+                               "import here (%s); %s" % (getattr(e, "reason", e), PLAN_HINT)) from e
+
+
+def _plan_bytes(api, onnx_path: str, precision: str, max_batch: int, label: str) -> bytes:
+    from ..inference.engines.trt_build import BuildSettings, build_serialized
+
+    return build_serialized(api, onnx_path, BuildSettings(precision=precision, max_batch=max_batch), label)
+
+
+def _save_torchscript(core, example, path: str) -> None:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # TorchScript is deprecated in torch >= 2.9 but is what a server's torch (and Triton's libtorch backend) loads.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(core.eval(), example, check_trace=False)
+    traced.save(path)
+
+
+def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32", variant: str = "onnx",
+                      max_batch_size: int = 8, instances: int = 1, instance_kind: str = "auto",
+                      cache_dir: str = "models/cache", name: Optional[str] = None, torchscript: bool = False) -> str:
+    """Write <out_dir>/<name>/{config.pbtxt, 1/model.onnx|model.plan[, 1/model.py]}; return the model's folder.
+
+    The ONNX is the export the onnxruntime and trt backends use, with dimension 0 of every input and output
+    left free so the server can batch requests. `torchscript` (python variant): also the traced core as model.pt,
+    which model.py runs with torch on a GPU instance (a server whose Python has torch but no onnxruntime-gpu)."""
+    from ..inference.adapters.base import build_core, create_adapter
+    from ..inference.engines.onnx_export import export_onnx, output_shapes
+
+    if variant not in VARIANTS:
+        raise ConfigError("unknown Triton variant '%s'; choose one of: %s" % (variant, ", ".join(VARIANTS)))
+    if precision not in PRECISIONS:
+        raise ConfigError("unknown precision '%s'; choose one of: %s" % (precision, ", ".join(PRECISIONS)))
+    if max_batch_size < 1 or instances < 1:
+        raise ConfigError("--max-batch-size and --instances must be at least 1")
+    name = name or triton_model_name(model.name, precision)
+    plan_api = _plan_api() if variant == "plan" else None
+    adapter = create_adapter(model)
+    core = build_core(adapter)
+    example = adapter.example_input()
+    onnx = export_onnx(core, example, cache_dir, model.name, precision=precision, dynamic_batch=True)
+    dtype = "float16" if precision == "fp16" else "float32"
+    inputs = [TensorSpec(onnx.input_names[0], dtype, tuple(example.shape[1:]))]
+    outputs = [TensorSpec(n, dtype, shape[1:]) for n, shape in zip(onnx.output_names, output_shapes(core, example))]
+    model_dir = os.path.join(out_dir, name)
+    version_dir = os.path.join(model_dir, "1")
+    try:
+        os.makedirs(version_dir, exist_ok=True)
+        for stale in ("model.onnx", "model.plan", "model.py", "model.pt"):
+            if os.path.exists(os.path.join(version_dir, stale)):
+                os.remove(os.path.join(version_dir, stale))
+        if variant == "plan":
+            data = _plan_bytes(plan_api, onnx.path, precision, max_batch_size, name)
+            with open(os.path.join(version_dir, "model.plan"), "wb") as f:
+                f.write(data)
+        else:
+            shutil.copyfile(onnx.path, os.path.join(version_dir, "model.onnx"))
+        if variant == "python":
+            shutil.copyfile(PYTHON_MODEL, os.path.join(version_dir, "model.py"))
+            if torchscript:
+                _save_torchscript(core, example, os.path.join(version_dir, "model.pt"))
+        with open(os.path.join(model_dir, "config.pbtxt"), "w") as f:
+            f.write(model_config(name, variant, inputs, outputs, max_batch_size=max_batch_size, instances=instances,
+                                 instance_kind=instance_kind))
+    except OSError as e:
+        raise ConfigError("cannot write the Triton repository %s (%s); pass --out with a writable folder"
+                          % (out_dir, e.strerror or e)) from e
+    log.info("triton: %s (%s variant, %s, max batch %d) written to %s", name, variant, precision, max_batch_size,
+             model_dir)
+    return model_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run.py export-triton", description="Write a Triton Inference Server model "
+                                "repository for a model's core; serve it and run the app with --backend triton.")
+    p.add_argument("--model", default="nanodet", help="one of: %s" % ", ".join(MODELS.choices()))
+    p.add_argument("--weights", help="weights file (also looked up in models/)")
+    p.add_argument("--random-weights", action="store_true", help="random weights: timing only")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--variant", default="onnx", choices=VARIANTS,
+                   help="onnx: Triton's ONNX Runtime backend (NVIDIA's containers); python: ONNX Runtime inside the "
+                   "Python backend (servers without the ONNX Runtime backend, e.g. PyTriton's); plan: a TensorRT "
+                   "engine built here for this GPU")
+    p.add_argument("--out", default="triton_repository", help="the model repository folder")
+    p.add_argument("--name", help="the model's name in the repository (default: the model, plus _fp16 for fp16)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="largest batch the server forms from requests")
+    p.add_argument("--instances", type=int, default=1, help="model instances the server runs side by side")
+    p.add_argument("--instance-kind", default="auto", choices=tuple(INSTANCE_KINDS))
+    p.add_argument("--cache-dir", default="models/cache", help="where the ONNX export is cached")
+    p.add_argument("--torchscript", action="store_true", help="python variant: also model.pt, run with torch on a "
+                   "GPU instance")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def export_main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        if args.model not in MODELS:
+            raise ConfigError("unknown model '%s'; choose one of: %s" % (args.model, ", ".join(MODELS.choices())))
+        model = ModelConfig(name=args.model, weights=args.weights, random_weights=args.random_weights)
+        path = export_repository(model, args.out, args.precision, args.variant, args.max_batch_size, args.instances,
+                                 args.instance_kind, args.cache_dir, args.name, args.torchscript)
+    except JetcamError as e:
+        if args.debug:
+            logging.exception("details")
+        print("error: %s" % e, file=sys.stderr)
+        return e.exit_code
+    print(path)
+    return 0

@@ -1,0 +1,88 @@
+"""Triton Python-backend model: runs the exported core inside the server (copied as model.py).
+
+For servers without the ONNX Runtime backend (PyTriton's bundled tritonserver has only the Python backend): the
+ONNX with ONNX Runtime, or, on a GPU instance where the repository has model.pt (export-triton --torchscript) and
+torch sees CUDA, that TorchScript core with torch. It imports numpy, onnxruntime or torch and Triton's own
+triton_python_backend_utils, never jetcam_app.
+"""
+import json
+import os
+
+import numpy as np
+
+
+class TritonPythonModel:
+    """Batches every request the server hands over into one ONNX Runtime run, then splits the outputs back."""
+
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.input_names = [i["name"] for i in config["input"]]
+        self.output_names = [o["name"] for o in config["output"]]
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        self.torch_module = None
+        if args.get("model_instance_kind") == "GPU" and os.path.isfile(os.path.join(folder, "model.pt")):
+            self._load_torch(os.path.join(folder, "model.pt"), int(args.get("model_instance_device_id", 0)),
+                             config["input"][0]["data_type"] == "TYPE_FP16")
+        if self.torch_module is None:
+            self._load_onnx(os.path.join(folder, "model.onnx"), args)
+
+    def _load_torch(self, path, device_id, half):
+        try:
+            import torch
+        except ImportError:
+            return
+        if not torch.cuda.is_available():
+            return
+        self.device = torch.device("cuda", device_id)
+        module = torch.jit.load(path, map_location=self.device).eval()
+        self.torch_module = module.half() if half else module
+
+    def _load_onnx(self, path, args):
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in available:
+            device = int(args.get("model_instance_device_id", 0))
+            providers = [("CUDAExecutionProvider", {"device_id": device}), "CPUExecutionProvider"]
+        options = onnxruntime.SessionOptions()
+        threads = int(os.environ.get("JETCAM_TRITON_ORT_THREADS", "0"))
+        if threads:
+            options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(path, sess_options=options, providers=providers)
+
+    def execute(self, requests):
+        import triton_python_backend_utils as pb_utils
+
+        feeds = {}
+        sizes = []
+        for name in self.input_names:
+            parts = [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
+            if not sizes:
+                sizes = [p.shape[0] for p in parts]
+            feeds[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        outputs = self._run(feeds)
+        responses = []
+        start = 0
+        for size in sizes:
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + size]))
+                       for name, out in zip(self.output_names, outputs)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses
+
+    def _run(self, feeds):
+        if self.torch_module is None:
+            return self.session.run(self.output_names, feeds)
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(feeds[self.input_names[0]]).to(self.device, non_blocking=True)
+            out = self.torch_module(x)
+            out = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+            return [o.cpu().numpy() for o in out]
+
+    def finalize(self):
+        self.session = None
+        self.torch_module = None

@@ -1,0 +1,201 @@
+"""--backend triton against a real Triton server: PyTriton's bundled tritonserver serving export-triton's repository.
+
+That server has only the Python backend, so it serves the `--variant python` repository (ONNX Runtime inside
+the server's model.py); NVIDIA's containers serve the `onnx` variant with their ONNX Runtime backend. The server
+runs from .venv-triton (made by scripts/setup.sh --test from the system Python); without it these tests skip.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from jetcam_app.cli import main
+from jetcam_app.config import ROOT, EngineConfig, ModelConfig, load_config
+from jetcam_app.errors import EngineConnectionError
+
+pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
+pytest.importorskip("onnxruntime")
+
+from jetcam_app.triton.local_server import LocalTritonServer, find_server, free_port  # noqa: E402
+
+try:
+    find_server()
+    SERVER_MISSING = None
+except FileNotFoundError as e:
+    SERVER_MISSING = str(e)
+pytestmark = pytest.mark.skipif(SERVER_MISSING is not None, reason="needs a Triton server: %s" % SERVER_MISSING)
+
+VIDEO = os.path.join(ROOT, "media", "bikes.mp4")
+# Real NanoDet weights where the set-up fetched them; random (seeded, the same in every process) otherwise.
+WEIGHTS_ARGS = [] if os.path.isfile(os.path.join(ROOT, "models", "nanodet", "nanodet.json")) else ["--random-weights"]
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("triton_repo")
+    code = main(["export-triton", "--model", "nanodet", "--variant", "python", "--max-batch-size", "4",
+                 "--out", str(repo), "--cache-dir", str(tmp_path_factory.mktemp("cache"))] + WEIGHTS_ARGS)
+    assert code == 0
+    return str(repo)
+
+
+@pytest.fixture(scope="module")
+def server(repository):
+    with LocalTritonServer(repository) as s:  # export-triton's repository loads: start() waits for READY
+        yield s
+
+
+def engine_for(url, **kw):
+    from jetcam_app.inference.engines.base import create_engine
+
+    return create_engine(EngineConfig(backend="triton", triton_url=url, **kw))
+
+
+def nanodet_core():
+    from jetcam_app.inference.adapters.base import build_core, create_adapter
+
+    adapter = create_adapter(ModelConfig(name="nanodet", random_weights=bool(WEIGHTS_ARGS)))
+    return adapter, build_core(adapter)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_raw_outputs_match_the_cpu_reference_at_batch_1_and_2(server, protocol, photos):
+    adapter, core = nanodet_core()
+    engine = engine_for(server.grpc_url if protocol == "grpc" else server.http_url)
+    engine.load(core, adapter.example_input(), "nanodet")
+    try:
+        frames = [adapter.preprocess(photos[n], torch.device("cpu"), torch.float32) for n in ("astronaut", "coffee")]
+        batch = torch.cat(frames)
+        with torch.inference_mode():
+            reference = core(batch)
+        single = engine.infer(frames[0])
+        pair = engine.result(engine.infer_async(batch))  # the engine takes N-frame batches (the export's max is 4)
+        for ref, one, two in zip(reference, single, pair):
+            assert one.shape == ref[:1].shape and two.shape == ref.shape
+            assert torch.allclose(one, ref[:1], atol=1e-4, rtol=0)
+            assert torch.allclose(two, ref, atol=1e-4, rtol=0)
+        assert engine.health()["engine_dropped_frames"] == 0
+    finally:
+        engine.close()
+
+
+def run_app(out, extra, capsys=None):
+    args = ["--source", VIDEO, "--model", "nanodet", "--max-frames", "4", "--headless", "--no-hud",
+            "--out", str(out)] + WEIGHTS_ARGS + extra
+    code = main(args)
+    err = capsys.readouterr().err if capsys is not None else ""
+    return code, err
+
+
+@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+def test_detections_identical_to_the_local_cpu_backend(server, tmp_path, capsys):
+    code, err = run_app(tmp_path / "cpu", ["--backend", "cpu"], capsys)
+    assert code == 0, err
+    code, err = run_app(tmp_path / "triton", ["--backend", "triton", "--triton-url", server.grpc_url], capsys)
+    assert code == 0, err
+    expected = (tmp_path / "cpu" / "predictions.jsonl").read_bytes()
+    assert len(expected.splitlines()) == 4
+    assert (tmp_path / "triton" / "predictions.jsonl").read_bytes() == expected
+    summary = json.loads((tmp_path / "triton" / "summary.json").read_text())
+    assert summary["backend"] == "triton" and summary["engine_dropped_frames"] == 0 and summary["engine_reconnects"] == 0
+    assert summary["frames"]["processed"] == 4
+
+
+def test_server_down_at_start_is_one_line_and_exit_2(tmp_path, capsys):
+    url = "grpc://127.0.0.1:%d" % free_port()
+    code = main(["--source", "test://320x240@30?frames=2", "--model", "mobilenet_v2", "--random-weights", "--headless",
+                 "--backend", "triton", "--triton-url", url, "--triton-timeout", "2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and url in err[0] and "fix:" in err[0] and "--triton-url" in err[0]
+
+
+def test_missing_model_and_mismatched_input_name_both_sides(server):
+    adapter, core = nanodet_core()
+    engine = engine_for(server.grpc_url, triton_model="yolo")
+    with pytest.raises(EngineConnectionError, match=r"no model 'yolo'.*it serves: nanodet"):
+        engine.load(core, adapter.example_input(), "nanodet")
+    engine = engine_for(server.http_url)
+    with pytest.raises(EngineConnectionError) as e:
+        engine.load(core, torch.zeros(1, 3, 320, 320), "nanodet")
+    assert "[-1, 3, 416, 416]" in str(e.value) and "[1, 3, 320, 320]" in str(e.value)
+
+
+def line_count(path):
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def test_server_killed_mid_run_drops_frames_and_reconnects(repository, tmp_path):
+    from jetcam_app.pipeline import Pipeline
+
+    with LocalTritonServer(repository) as own:  # a server of its own: this test kills it
+        config = load_config(None, {
+            "source.uri": "test://320x240@10?frames=3000&live=1", "model.name": "nanodet",
+            "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton", "engine.triton_url": own.grpc_url,
+            "engine.triton_timeout_s": 2.0, "pipeline.max_frames": 12, "output.headless": True,
+            "output.out_dir": str(tmp_path), "overlay.hud": False})
+        pipeline = Pipeline(config)
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run()), daemon=True)
+        runner.start()
+        timing = str(tmp_path / "timing.csv")
+        deadline = time.monotonic() + 120
+        while line_count(timing) < 1 + 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert line_count(timing) >= 5, own.log_tail()
+        own.stop(kill=True)
+        time.sleep(1.5)  # frames go on arriving at 10 fps while the server is away
+        own.start()
+        runner.join(120)
+        assert not runner.is_alive()
+    summary = outcome["summary"]
+    assert summary["frames"]["processed"] == 12
+    assert summary["engine_reconnects"] >= 1
+    assert summary["engine_dropped_frames"] >= 1
+    assert summary["frames"]["dropped"] >= summary["engine_dropped_frames"]
+    indices = [json.loads(line)["frame"] for line in open(str(tmp_path / "predictions.jsonl"))]
+    assert indices == sorted(indices) and len(indices) == 12
+
+
+@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+def test_several_client_processes_at_once(server, tmp_path):
+    outs = [tmp_path / ("client%d" % i) for i in range(2)]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), "--source", VIDEO, "--model", "nanodet",
+                               "--max-frames", "3", "--headless", "--no-hud", "--backend", "triton", "--triton-url",
+                               url, "--out", str(out)] + WEIGHTS_ARGS, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True)
+             for out, url in zip(outs, (server.grpc_url, server.http_url))]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    first, second = [(out / "predictions.jsonl").read_bytes() for out in outs]
+    assert first == second and len(first.splitlines()) == 3
+
+
+@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+def test_bench_triton_row_diff_and_round_trip_split(server, tmp_path):
+    from jetcam_app.bench.command import bench_main
+
+    code = bench_main(["--model", "nanodet", "--backends", "cpu,triton", "--source", VIDEO, "--frames", "2",
+                       "--warmup", "1", "--triton-url", server.grpc_url, "--out", str(tmp_path)] + WEIGHTS_ARGS)
+    assert code == 0
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    row = rows["triton"]
+    assert row["status"] == "ok", row.get("error")
+    assert row["diff"] and row["tolerance"]["ok"]
+    split = row["round_trip_split"]
+    assert split["requests"] == 2
+    assert split["round_trip_ms"] >= split["server_ms"] >= split["compute_ms"] > 0
+    assert "Round trip to the server" in (tmp_path / "report.md").read_text()

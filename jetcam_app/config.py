@@ -61,11 +61,16 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    out_dir: str = "runs/latest"
+    out_dir: Optional[str] = None
     record: Optional[str] = None
     headless: Optional[bool] = None
     save_input: Optional[str] = None
     http_port: int = 0
+    name: str = "run"
+    exist_ok: bool = False
+    save: Optional[bool] = None
+    http_host: str = "127.0.0.1"
+    http_token: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,8 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.in_flight must be 0 (automatic) or the number of frames in flight on the GPU")
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
+    if not config.output.name or os.sep in config.output.name or config.output.name in (".", ".."):
+        raise ConfigError("output.name must be a plain folder name (no '%s'), got %r" % (os.sep, config.output.name))
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
 

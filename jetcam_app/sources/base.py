@@ -11,6 +11,7 @@ class Source:
     files are replayed losslessly unless paced. close() is idempotent."""
 
     is_live = False
+    still_images = False  # photos: each frame is its own input (per-image results, no video verdict)
     # A HostFramePool (host_buffers.py) the pipeline may hand in; sources that can decode into a given array
     # take their frames' arrays from it, the others ignore it.
     buffers = None  # type: Any
@@ -19,6 +20,7 @@ class Source:
         self.nominal_fps = None  # type: Optional[float]
         self.frame_size = None  # type: Optional[Tuple[int, int]]  # (width, height) once known
         self.reconnects = 0
+        self.frame_count = None  # type: Optional[int]  # frames the source holds, where known (files)
 
     def open(self) -> None:
         """Raise SourceError naming the device or path and one fix."""

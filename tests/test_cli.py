@@ -64,6 +64,8 @@ def unwritable_out(tmp_path):
     (lambda p: ["--precision", "fp16"], "fp16 runs on CUDA only"),
     (unwritable_out, "cannot write to the output folder"),
     (bad_key, "unknown key 'engine.backnd'"),
+    (lambda p: ["--record", str(p / "out.jpg")], "so the name must end in .mp4; use --record"),
+    (lambda p: ["--save-input", str(p / "raw.avi")], "use --save-input"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
     args = ["--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(tmp_path / "out"),

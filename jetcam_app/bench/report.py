@@ -132,7 +132,7 @@ def what_was_timed(bench: Dict[str, Any]) -> str:
     return ("What is timed: each frame's preprocess + infer + postprocess, one frame at a time, from frames decoded "
             "in advance. Left out: decoding and capture, drawing the overlay, the sinks (window, recording, web "
             "page) and the per-frame logs, which the app's own verdict includes (its per-frame time is pre + infer "
-            "+ post + draw + sink). %s." % graph_text[0].upper() + graph_text[1:])
+            "+ post + draw + sink). %s." % (graph_text[0].upper() + graph_text[1:]))
 
 
 def _verdicts(bench: Dict[str, Any]) -> List[Block]:

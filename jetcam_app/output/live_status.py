@@ -1,7 +1,6 @@
 """The run's latest numbers (what the HUD shows), published by the emitter and read by the web page and progress line."""
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Dict, Optional
 
@@ -16,21 +15,16 @@ class LiveStatus:
         self.total_frames = total_frames  # frames the run will process, where known (files, --max-frames)
         self.started = time.monotonic()
         self._latest = None  # type: Optional[tuple]
-        self._lock = threading.Lock()
-        self.finished = False
 
     def publish(self, hud: HudInfo, processed: int, frame_index: int, captured: int) -> None:
         self._latest = (hud, processed, frame_index, captured, time.monotonic())  # atomic under the GIL
-
-    def finish(self) -> None:
-        self.finished = True
 
     def snapshot(self) -> Dict[str, Any]:
         """A JSON-ready dict: the fixed info, the HUD's figures and the counts (None before the first frame)."""
         latest = self._latest
         out = dict(self.info)  # type: Dict[str, Any]
         out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames,
-                    "finished": self.finished, "processed": 0, "captured": 0, "frame_index": None, "fps": None,
+                    "processed": 0, "captured": 0, "frame_index": None, "fps": None,
                     "stage_ms": {}, "dropped": 0, "realtime": None, "p95_ms": None, "budget_ms": None,
                     "rss_mb": None, "ram_used_mb": None, "ram_total_mb": None, "gpu_mb": None})
         if latest is None:

@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run.py", description="Real-time camera inference with honest numbers. "
         "Subcommands: `run.py doctor` checks cameras and backends, `run.py bench` compares backends.")
-    p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml; "
+                   "default: none)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (default: off)")
     s = p.add_argument_group("source")
     s.add_argument("--source", help="csi://0, usb:0, /dev/video0, rtsp://..., a video, an image, a folder, "
                    "test://640x480@30, or 'sample' (the bundled video)")
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run and output")
     r.add_argument("--max-frames", type=int, help="stop after N processed frames (0 = the whole source)")
     r.add_argument("--queue-size", type=int,
-                   help="frames buffered between capture and inference during lossless replay")
+                   help="frames buffered between capture and inference during lossless replay (a file read "
+                   "completely, in order, however slow the model)")
     r.add_argument("--target-fps", type=float,
                    help="frame rate the real-time verdict is judged against (0 = the source's fps)")
     r.add_argument("--out", help="the run folder for timing.csv, predictions.jsonl, summary.json, used as given; "

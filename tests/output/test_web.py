@@ -118,27 +118,44 @@ def test_other_addresses_log_a_warning(caplog):
     assert "anyone who can reach this machine" in caplog.text and "--http-token" in caplog.text
 
 
-def test_half_open_clients_time_out_and_extra_clients_get_503(sink):
-    """200 connections that never send a request: 4 hold a thread until the 1 s socket timeout, the rest are
-    answered 503 at once; afterwards the server answers again and its threads are gone."""
+def wait_threads(at_most, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while threading.active_count() > at_most and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return threading.active_count()
+
+
+def test_clients_beyond_the_bound_get_503_at_once():
+    """200 connections that never send a request: 4 hold a thread (the bound), the other 196 are answered 503 at
+    once; when the clients go, so do the threads, and the server answers again."""
+    web = WebSink(port=0, max_fps=0, max_clients=4, timeout_s=60.0)  # no timeout during the count
     before = threading.active_count()
-    idle = [socket.create_connection((sink.host, sink.port), timeout=10) for _ in range(200)]
+    idle = [socket.create_connection((web.host, web.port), timeout=30) for _ in range(200)]
     try:
-        refused = 0
-        for conn in idle[4:]:
-            data = conn.recv(64)
-            refused += data.startswith(b"HTTP/1.0 503")
+        refused = sum(conn.recv(64).startswith(b"HTTP/1.0 503") for conn in idle[4:])
         assert refused == 196
         assert threading.active_count() <= before + 4
     finally:
         for conn in idle:
             conn.close()
-    deadline = time.monotonic() + 10
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert threading.active_count() <= before
-    sink.write(draw_pattern(5, *SIZE), 5)
-    assert snapshot_index(sink.url) == 5
+    try:
+        assert wait_threads(before) <= before
+        web.write(draw_pattern(5, *SIZE), 5)
+        assert snapshot_index(web.url) == 5
+    finally:
+        web.close()
+
+
+def test_idle_connections_time_out(sink):
+    """Connections that send nothing are closed by the server after its socket timeout (1 s here)."""
+    before = threading.active_count()
+    idle = [socket.create_connection((sink.host, sink.port), timeout=30) for _ in range(4)]
+    try:
+        assert [conn.recv(64) for conn in idle] == [b""] * 4  # closed by the server, not by us
+        assert wait_threads(before) <= before
+    finally:
+        for conn in idle:
+            conn.close()
 
 
 def test_a_stalled_viewer_never_blocks_write(sink):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 from typing import Any, Dict, Optional, TextIO
@@ -40,14 +41,21 @@ class ProgressReporter:
         self.interval_s = TTY_REFRESH_S if self.tty else float(log_every_s)
         self._stop = threading.Event()
         self._bar = None  # type: Any
+        self._redirect = None  # type: Any
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
 
     def start(self) -> "ProgressReporter":
         if self.tty:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self._bar = tqdm(total=self.status.total_frames, unit="frame", file=self.stream, dynamic_ncols=True,
-                             leave=True, mininterval=0, smoothing=0.3)
+            # a terminal that reports no size (a pty without a window) would get no bar at all
+            size = {"dynamic_ncols": True} if shutil.get_terminal_size((0, 0)).columns else {"ncols": 100, "nrows": 20}
+            self._bar = tqdm(total=self.status.total_frames, unit="frame", file=self.stream, leave=True,
+                             mininterval=0, smoothing=0.3, **size)
+            # log lines printed while the bar is up go above it instead of through it
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
         self._thread.start()
         return self
 
@@ -80,3 +88,4 @@ class ProgressReporter:
             self.update()
             self._bar.close()
             self._bar = None
+            self._redirect.__exit__(None, None, None)

@@ -27,7 +27,7 @@ from jetcam_app.stats import StatsPoller  # noqa: E402
 from jetcam_app.output.logs import TimingLog  # noqa: E402
 from jetcam_app.types import Detections, Frame, FrameTiming  # noqa: E402
 
-PARTS = ((Overlay, "_draw_detections", "boxes and labels"), (Overlay, "_draw_hud", "HUD"),
+PARTS = ((Overlay, "_detections", "boxes and label places"), (Overlay, "_paste_hud", "HUD"),
          (emitter_module.FrameEmitter, "_hud", "HUD figures"), (TimingLog, "write", "timing.csv row"),
          (emitter_module.PredictionLog, "write", "predictions.jsonl row"))
 

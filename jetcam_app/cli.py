@@ -26,63 +26,115 @@ OVERRIDES = {
     "out": "output.out_dir", "record": "output.record", "headless": "output.headless",
     "save_input": "output.save_input", "http": "output.http_port", "overlay": "overlay.enabled", "hud": "overlay.hud",
     "mosaic": "output.mosaic", "max_batch": "pipeline.max_batch",
+    "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
+    "http_token": "output.http_token",
 }
+
+
+def add_defaults_to_help(parser: argparse.ArgumentParser, overrides: Dict[str, str]) -> None:
+    """Append "(default: X)" to each flag's help, X read from the packaged defaults (flags default to None so a
+    --config file's values survive; the default shown is the one a run without the flag gets)."""
+    from .config import load_config, to_dict
+
+    try:
+        defaults = to_dict(load_config())
+    except JetcamError:  # a broken packaged default.yaml: help still works, without the defaults
+        return
+    for action in parser._actions:
+        key = overrides.get(action.dest)
+        if key is None or action.help in (None, argparse.SUPPRESS) or "(default" in action.help:
+            continue
+        section, _, name = key.partition(".")
+        value = defaults[section][name]
+        if isinstance(action, argparse._StoreConstAction):  # a switch: on when the default is what it sets
+            action.help += " (default: %s)" % ("on" if value == action.const else "off")
+            continue
+        action.help += " (default: %s)" % ("none" if value is None else value)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run.py", description="Real-time camera inference with honest numbers. "
         "Subcommands: `run.py doctor` checks cameras and backends, `run.py bench` compares backends.")
-    p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml; "
+                   "default: none)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (default: off)")
     s = p.add_argument_group("source")
     s.add_argument("--source", action="append", help="csi://0, usb:0, /dev/video0, rtsp://..., a video, an image, "
-                   "a folder, test://640x480@30, or 'sample' (default); give it several times for several sources")
-    s.add_argument("--pace", action="store_true", default=None, help="replay a file at its frame rate, like a camera")
-    s.add_argument("--width", type=int)
-    s.add_argument("--height", type=int)
+                   "a folder, test://640x480@30, or 'sample' (the bundled video); give it several times for several "
+                   "sources")
+    s.add_argument("--pace", action="store_true", default=None,
+                   help="replay a file at its frame rate, dropping what a slow model misses, like a camera "
+                   "(without it, files are replayed losslessly: every frame, in order)")
+    s.add_argument("--width", type=int, help="capture width in pixels, for cameras and test://")
+    s.add_argument("--height", type=int, help="capture height in pixels, for cameras and test://")
     s.add_argument("--fps", type=float, help="camera / test:// frame rate")
-    s.add_argument("--flip", type=int, help="CSI flip-method 0-7")
+    s.add_argument("--flip", type=int, help="CSI flip-method 0-7 (2 = rotate 180 degrees)")
     s.add_argument("--timeout", type=float, help="seconds to wait for a live source's first frame")
-    s.add_argument("--reconnect-attempts", type=int)
+    s.add_argument("--reconnect-attempts", type=int,
+                   help="live sources: reconnects after a disconnect before the run stops")
     s.add_argument("--capture", choices=["auto", "opencv", "gobject"], help="how GStreamer pipelines run")
     s.add_argument("--gst", help="a GStreamer pipeline of your own, ending in an appsink")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="one of: %s" % ", ".join(MODELS.choices()))
-    m.add_argument("--weights", help="weights file (also looked up in models/)")
-    m.add_argument("--random-weights", action="store_true", default=None, help="random weights: timing only")
-    m.add_argument("--score-threshold", type=float)
-    m.add_argument("--iou-threshold", type=float)
-    m.add_argument("--topk", type=int)
+    m.add_argument("--weights", help="weights file (also looked up in models/); none = the model's default weights")
+    m.add_argument("--random-weights", action="store_true", default=None,
+                   help="random weights: for timing only, the overlay says so")
+    m.add_argument("--score-threshold", type=float, help="detections scoring below this (0-1) are dropped")
+    m.add_argument("--iou-threshold", type=float,
+                   help="non-maximum suppression: boxes of a class overlapping more than this (0-1) are merged")
+    m.add_argument("--topk", type=int, help="classifiers: how many best classes are shown and logged")
     e = p.add_argument_group("engine")
     e.add_argument("--backend", help="one of: %s" % ", ".join(BACKENDS.choices()))
-    e.add_argument("--precision", help="one of: %s" % ", ".join(PRECISIONS))
+    e.add_argument("--precision", help="one of: %s (fp16 needs a GPU backend)" % ", ".join(PRECISIONS))
     e.add_argument("--threads", type=int, help="CPU threads (0 = one per core)")
     e.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=None,
                    help="--backend cuda: run the whole frame (resize, network, box decoding, NMS) as one captured "
-                   "CUDA graph, a recording of the GPU work replayed per frame; on by default where the model allows it")
+                   "CUDA graph, a recording of the GPU work replayed per frame in one call; on where the model allows it")
     e.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="run the stages eagerly, one GPU call per operation (slower; for comparison)")
-    e.add_argument("--trt-workspace-mb", type=int, help="TensorRT builder workspace limit")
-    e.add_argument("--cache-dir", help="where built engines are cached")
-    e.add_argument("--triton-url", help="--backend triton: grpc://host:8001 (default grpc://127.0.0.1:8001) or http://host:8000")
-    e.add_argument("--triton-model", help="--backend triton: the model's name on the server (default: export-triton's)")
+    e.add_argument("--trt-workspace-mb", type=int,
+                   help="TensorRT builder scratch memory limit in MB (keep <= 1024 on a 4 GB Jetson Nano)")
+    e.add_argument("--cache-dir", help="where built engines (TensorRT, ONNX) are cached")
+    e.add_argument("--triton-url", help="--backend triton: grpc://host:8001 or http://host:8000")
+    e.add_argument("--triton-model", help="--backend triton: the model's name on the server (none = export-triton's)")
     e.add_argument("--triton-timeout", type=float, help="--backend triton: seconds per request before the frame is dropped")
     r = p.add_argument_group("run and output")
-    r.add_argument("--max-frames", type=int, help="stop after N processed frames")
-    r.add_argument("--queue-size", type=int)
+    r.add_argument("--max-frames", type=int, help="stop after N processed frames (0 = the whole source)")
+    r.add_argument("--queue-size", type=int,
+                   help="frames buffered between capture and inference during lossless replay (a file read "
+                   "completely, in order, however slow the model)")
     r.add_argument("--max-batch", type=int, help="several sources: most frames run as one batch (0 = one per source)")
-    r.add_argument("--target-fps", type=float, help="frame rate the real-time verdict is judged against")
-    r.add_argument("--out", help="folder for timing.csv, predictions.jsonl, summary.json")
-    r.add_argument("--record", help="write the annotated video here (.mp4)")
+    r.add_argument("--target-fps", type=float,
+                   help="frame rate the real-time verdict is judged against (0 = the source's fps)")
+    r.add_argument("--out", help="the run folder for timing.csv, predictions.jsonl, summary.json, used as given; "
+                   "none = a new runs/NAME, runs/NAME2, ...")
+    r.add_argument("--name", help="the run folder's name under runs/ when --out is not given")
+    r.add_argument("--exist-ok", action="store_true", default=None,
+                   help="reuse runs/NAME instead of numbering a new folder")
+    r.add_argument("--save", dest="save", action="store_true", default=None,
+                   help="save annotated results in the run folder: images under their own names, a video as "
+                   "annotated.mp4 (default: images yes, videos no)")
+    r.add_argument("--no-save", dest="save", action="store_false", help="save no annotated images or video")
+    r.add_argument("--record", help="write the annotated video to this .mp4 file")
     r.add_argument("--mosaic", action="store_true", default=None,
                    help="several sources: --record writes one mosaic video, not one file per source")
-    r.add_argument("--save-input", help="write the raw captured frames here (.mp4) with a timestamp sidecar")
-    r.add_argument("--http", type=int, metavar="PORT", help="stream MJPEG on http://127.0.0.1:PORT/")
-    r.add_argument("--headless", dest="headless", action="store_true", default=None, help="no window")
-    r.add_argument("--display", dest="headless", action="store_false", help="force a window")
-    r.add_argument("--no-overlay", dest="overlay", action="store_false", default=None, help="draw nothing")
-    r.add_argument("--no-hud", dest="hud", action="store_false", default=None, help="no HUD text")
+    r.add_argument("--save-input", help="write the raw captured frames to this .mp4 with a timestamp sidecar")
+    r.add_argument("--http", type=int, metavar="PORT",
+                   help="serve a live web page on http://HOST:PORT/ (video, fps, stage times, memory, verdict; "
+                   "also /stream.mjpg, MJPEG: video as a stream of JPEG images, /snapshot.jpg, /stats.json); 0 = off")
+    r.add_argument("--http-host", help="the address the web page listens on (0.0.0.0 = every interface: "
+                   "logs a warning)")
+    r.add_argument("--http-token", help="require this token on every web request (?token=... in the address)")
+    r.add_argument("--headless", dest="headless", action="store_true", default=None,
+                   help="no window (default: a window only when a display exists)")
+    r.add_argument("--display", dest="headless", action="store_false", help="force a window (default: off)")
+    r.add_argument("--no-overlay", dest="overlay", action="store_false", default=None,
+                   help="draw nothing on the frames (default: boxes, labels and the HUD are drawn)")
+    r.add_argument("--no-hud", dest="hud", action="store_false", default=None,
+                   help="no HUD (heads-up display: the rate, stage times, memory and real-time verdict drawn in a "
+                   "corner of the frame; default: shown)")
+    add_defaults_to_help(p, OVERRIDES)
     return p
 
 
@@ -125,6 +177,7 @@ def run_main(argv: List[str]) -> int:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         print(format_summary(summary))
+        print("results: %s" % pipeline.out_dir)
         return 0
     except JetcamError as e:
         if args.debug:

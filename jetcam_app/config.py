@@ -139,12 +139,17 @@ class PipelineConfig:
 @dataclass(frozen=True)
 @_yaml_defaults("output")
 class OutputConfig:
-    out_dir: str
+    out_dir: Optional[str]
     record: Optional[str]
     headless: Optional[bool]
     save_input: Optional[str]
     http_port: int
     mosaic: bool
+    name: str
+    exist_ok: bool
+    save: Optional[bool]
+    http_host: str
+    http_token: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,8 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
     if config.engine.triton_timeout_s <= 0:
         raise ConfigError("engine.triton_timeout_s must be > 0 (seconds a Triton request may take)")
+    if not config.output.name or os.sep in config.output.name or config.output.name in (".", ".."):
+        raise ConfigError("output.name must be a plain folder name (no '%s'), got %r" % (os.sep, config.output.name))
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
 

@@ -23,10 +23,12 @@ from .inference.engines.base import create_engine
 from .output.input_recorder import LazyInputRecorder
 from .output.multi_emitter import MultiEmitter, SourceTrack, per_source_path
 from .output.sinks.base import build_sinks
-from .output.sinks.mjpeg_http import MjpegHttpSink
+from .output.live_status import LiveStatus
+from .output.run_folder import prepare_outputs
 from .output.sinks.video_file import LazyVideoFileSink
+from .output.sinks.web import WebSink
 from .output.sinks.window import DisplaySink, display_available
-from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S, prepare_out_dir
+from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S
 from .sources.mux import Doorbell, Scheduler, SourceFeed
 from .sources.spec import create_source
 from .stats import StatsPoller
@@ -50,6 +52,7 @@ class MultiSourcePipeline:
         self.summary = {}  # type: Dict[str, Any]
         self.failed_to_open = {}  # type: Dict[str, str]
         self._padded = 0  # batch slots a fixed-shape engine ran without a frame
+        self.out_dir = None  # type: Optional[str]  # the run folder, once created
 
     def request_stop(self, reason: str) -> None:
         """Safe from signal handlers and other threads: the loop ends after the current batch."""
@@ -76,7 +79,8 @@ class MultiSourcePipeline:
 
     def run(self) -> Dict[str, Any]:
         cfg = self.config
-        out_dir = prepare_out_dir(cfg.output.out_dir)
+        out_dir = self.out_dir = prepare_outputs(cfg.output)
+        log.info("results go to %s", out_dir)
         adapter = self._adapter or create_adapter(cfg.model)
         engine = self._engine or create_engine(cfg.engine)
         closers = []  # type: List[Any]
@@ -204,9 +208,13 @@ class MultiSourcePipeline:
             sinks.append(DisplaySink("jetcam_app"))
         if cfg.record and cfg.mosaic:
             sinks.append(LazyVideoFileSink(cfg.record, fps))
-        if cfg.http_port:
-            sinks.append(MjpegHttpSink(cfg.http_port))
-            log.info("streaming the mosaic as MJPEG on http://127.0.0.1:%d/", cfg.http_port)
+        if cfg.http_port:  # the page shows the mosaic; its figures are the per-source summary's at the end
+            status = LiveStatus({"source": ", ".join(s.name for s in self.config.sources),
+                                 "model": self.config.model.name, "backend": self.config.engine.backend,
+                                 "precision": self.config.engine.precision})
+            web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status)
+            sinks.append(web)
+            log.info("the mosaic's live page on %s", web.url)
         return build_sinks(sinks)
 
     def _write_summary(self, out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats) -> Dict[str, Any]:

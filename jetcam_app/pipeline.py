@@ -11,7 +11,6 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .config import Config, to_dict
-from .errors import OutputError
 from .inference.adapters.base import build_core, create_adapter
 from .inference.engines.base import create_engine
 from .inference.fused_stages import make_stages
@@ -19,30 +18,21 @@ from .inference.stages import Stages
 from .output.emitter import FrameEmitter
 from .output.input_recorder import LazyInputRecorder
 from .output.sinks.base import build_sinks
-from .output.sinks.mjpeg_http import MjpegHttpSink
+from .output.live_status import LiveStatus
+from .output.progress import ProgressReporter
+from .output.run_folder import prepare_outputs
+from .output.sinks.image_files import ImageFilesSink
+from .output.sinks.web import WebSink
 from .output.sinks.video_file import LazyVideoFileSink
 from .output.sinks.window import DisplaySink, display_available
 from .sources.capture import CaptureThread
-from .sources.spec import create_source
+from .sources.spec import create_source, prediction_source
 from .stats import StatsPoller
 from .verdict import build_summary
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
 GIL_SWITCH_INTERVAL_S = 0.0005
-
-
-def prepare_out_dir(path: str) -> str:
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise OutputError("cannot write to the output folder %s (%s); pass --out DIR with a writable folder"
-                          % (path, e.strerror or e)) from e
-    return path
 
 
 class Pipeline:
@@ -56,6 +46,7 @@ class Pipeline:
         self._engine = engine
         self._adapter = adapter
         self.summary = {}  # type: Dict[str, Any]
+        self.out_dir = None  # type: Optional[str]  # the run folder, once created
         self._stages = None  # type: Optional[Stages]
 
     def request_stop(self, reason: str) -> None:
@@ -66,7 +57,8 @@ class Pipeline:
 
     def run(self) -> Dict[str, Any]:
         cfg = self.config
-        out_dir = prepare_out_dir(cfg.output.out_dir)
+        out_dir = self.out_dir = prepare_outputs(cfg.output)
+        log.info("results go to %s", out_dir)
         adapter = self._adapter or create_adapter(cfg.model)
         engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
         # The stages come first (nothing is loaded yet): the source is built with their frame buffers.
@@ -96,8 +88,11 @@ class Pipeline:
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
-            sinks = self._make_sinks(target_fps, headless)
+            status = LiveStatus({"source": source.describe(), "model": cfg.model.name, "backend": cfg.engine.backend,
+                                 "precision": cfg.engine.precision}, self._total_frames(source))
+            sinks = self._make_sinks(target_fps, headless, source, out_dir, status)
             closers.append(sinks)
+            closers.append(ProgressReporter(status).start())  # closed after the emitter: the last count shows
             input_recorder = self._make_input_recorder(source, target_fps)
             if input_recorder is not None:
                 closers.append(input_recorder)
@@ -108,7 +103,9 @@ class Pipeline:
             emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
                                    threaded=headless, on_error=self.request_stop,
                                    gpu_outlines=stages.outlines_on_device, dropped=lambda: capture.dropped,
-                                   live=source.is_live)
+                                   live=source.is_live, captured=lambda: capture.captured,
+                                   source_name=prediction_source(cfg.source), live_status=status,
+                                   still_images=source.still_images)
             closers.append(emitter)
             log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
@@ -187,16 +184,29 @@ class Pipeline:
         emitter.emit(processed)
         return True
 
-    def _make_sinks(self, fps: float, headless: bool):
+    def _total_frames(self, source) -> Optional[int]:
+        counts = [n for n in (source.frame_count, self.config.pipeline.max_frames) if n]
+        return min(counts) if counts else None
+
+    def _make_sinks(self, fps: float, headless: bool, source, out_dir: str, status: LiveStatus):
         cfg = self.config.output
         sinks = []
         if not headless:
             sinks.append(DisplaySink("jetcam_app"))
+        # --save (the default for images): annotated images under their own names; a video as <run>/annotated.mp4
+        if source.still_images and cfg.save is not False:
+            sinks.append(ImageFilesSink(out_dir, source.files))
+        elif cfg.save and not cfg.record:
+            sinks.append(LazyVideoFileSink(os.path.join(out_dir, "annotated.mp4"), fps))
         if cfg.record:
+            if source.still_images:
+                log.warning("--record makes one video of the images, each resized to the first one's size; the "
+                            "annotated images themselves are saved in %s", out_dir)
             sinks.append(LazyVideoFileSink(cfg.record, fps))
         if cfg.http_port:
-            sinks.append(MjpegHttpSink(cfg.http_port))
-            log.info("streaming MJPEG on http://127.0.0.1:%d/", cfg.http_port)
+            web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status)
+            sinks.append(web)
+            log.info("live page on %s%s", web.url, "?token=..." if cfg.http_token else "")
         return build_sinks(sinks)
 
     def _make_input_recorder(self, source, fps: float):
@@ -213,6 +223,7 @@ class Pipeline:
         summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, dict({
             "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
+            "out_dir": out_dir,
             "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
             "model": self.config.model.name, "weights": adapter.describe_weights(),
             "backend": self.config.engine.backend, "precision": self.config.engine.precision,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,6 +17,7 @@ class Frame:
     index: int
     timestamp_s: float  # source time: the file's position, or the camera's capture clock
     capture_time: float  # time.perf_counter() when the frame was captured (for latency)
+    name: Optional[str] = None  # the image's file name (image sources); None for video and cameras
 
 
 def _detection_name(class_names: Sequence[str], label: int) -> str:

@@ -139,7 +139,10 @@ class RollingStats:
             recent = [s[0] for s in samples if s[0] >= start]
             count, first = len(recent), (recent[0] if recent else 0.0)
         if count < 2:
-            return 0.0
+            if t_now is not None or len(samples) < 2:
+                return 0.0
+            # slower than one frame a window (0.4 fps): the rate between the last two frames
+            count, first = 2, samples[-2][0]
         span_s = samples[-1][0] - first
         return (count - 1) / span_s if span_s > 0 else 0.0
 

@@ -16,6 +16,7 @@ is_jetson=0
 if [ -f /etc/nv_tegra_release ] || [ "${JETCAM_JETSON:-0}" = 1 ]; then is_jetson=1; fi
 
 if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating the virtual environment $venv"
   if [ "$is_jetson" = 1 ]; then
     "$py" -m venv --system-site-packages "$venv"
   else
@@ -30,30 +31,40 @@ step_done() { [ -f "$stamp_dir/$1" ] && [ "$(cat "$stamp_dir/$1")" = "$2" ]; }
 mark_done() { echo "$2" > "$stamp_dir/$1"; }
 
 if [ "$want_tests" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${JETCAM_SKIP_APT:-0}" != 1 ]; then
-  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev"
+  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev chromium chromium-driver"
   # shellcheck disable=SC2086
   if ! dpkg -s $apt_pkgs >/dev/null 2>&1; then
-    echo "setup: installing GStreamer from Debian (for the camera tests)"
+    echo "setup: installing GStreamer and Chromium from Debian (for the camera and web page tests; a few minutes)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $apt_pkgs >/dev/null
   fi
 fi
 
 deps_key=$(cat setup.cfg pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$want_tests-$is_jetson
-if ! step_done pip "$deps_key"; then
+if step_done pip "$deps_key"; then
+  echo "setup: Python packages up to date ($venv)"
+else
+  echo "setup: upgrading pip in $venv"
   "$vpy" -m pip install -q --upgrade pip
   if [ "$is_jetson" = 1 ]; then
     # JetPack's torch, torchvision, cv2 and TensorRT come through system site packages; pip adds the rest.
     "$vpy" -c "import torch, torchvision, cv2" || { echo "setup: JetPack's torch, torchvision and OpenCV must be installed first (see README, Jetson)"; exit 2; }
+    echo "setup: installing jetcam_app and its Python packages (pip)"
     "$vpy" -m pip install -q -e ".[jetson,onnx,report]"
   else
     # x86 desktops and CI: torch from PyPI (this workplace caps it at the release on its disk).
-    "$vpy" -c "import torch, torchvision" 2>/dev/null || "$vpy" -m pip install -q "torch${JETCAM_TORCH_SPEC:-==2.14.1}" "torchvision${JETCAM_TORCHVISION_SPEC:-==0.29.1}"
+    if ! "$vpy" -c "import torch, torchvision" 2>/dev/null; then
+      echo "setup: installing torch and torchvision (pip; about 1 GB, the longest step)"
+      "$vpy" -m pip install -q "torch${JETCAM_TORCH_SPEC:-==2.14.1}" "torchvision${JETCAM_TORCHVISION_SPEC:-==0.29.1}"
+    fi
+    echo "setup: installing jetcam_app and its Python packages (pip)"
     "$vpy" -m pip install -q -e ".[desktop,onnx,report]"
   fi
   if [ "$want_tests" = 1 ]; then
+    echo "setup: installing the test tools (pytest, vermin, onnx, selenium, ...)"
     "$vpy" -m pip install -q -e ".[test]"
     if [ "$is_jetson" = 0 ]; then
       # TensorRT-RTX builds engines without a GPU: it lets the tests exercise parse/build/cache here.
+      echo "setup: installing TensorRT-RTX (builds engines without a GPU, for the tests)"
       "$vpy" -m pip install -q "tensorrt-rtx-cu13-libs==1.7.1.116" "tensorrt-rtx-cu13-bindings==1.7.1.116" \
         || echo "setup: TensorRT-RTX not installed; TensorRT build tests will skip"
       if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists gobject-introspection-1.0; then
@@ -82,4 +93,5 @@ if [ "$want_tests" = 1 ] && [ "$is_jetson" = 0 ] && [ "$(uname -m)" = x86_64 ]; 
 fi
 
 # Weights and media: each script is idempotent itself and prints the fix when it cannot proceed.
+echo "setup: checking the model weights and the sample video"
 "$vpy" -m jetcam_app.assets all

@@ -64,6 +64,8 @@ def unwritable_out(tmp_path):
     (lambda p: ["--precision", "fp16"], "fp16 runs on CUDA only"),
     (unwritable_out, "cannot write to the output folder"),
     (bad_key, "unknown key 'engine.backnd'"),
+    (lambda p: ["--record", str(p / "out.jpg")], "so the name must end in .mp4; use --record"),
+    (lambda p: ["--save-input", str(p / "raw.avi")], "use --save-input"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
     extra = make_args(tmp_path)
@@ -98,3 +100,23 @@ def test_errors_keep_what_was_written(tmp_path, capsys):
                             "--source", str(tmp_path / "missing.mp4")], capsys)
     assert code == 2
     assert open(str(out / "predictions.jsonl")).read() == before
+
+
+def test_every_flag_has_help_that_shows_its_default():
+    import argparse
+
+    from jetcam_app.bench.command import add_bench_arguments
+    from jetcam_app.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help and "default" in action.help, action.option_strings
+    text = parser.format_help()
+    for word in ("HUD (heads-up display", "MJPEG: video as a stream of JPEG images", "CUDA graph (recorded once",
+                 "lossless replay (a file read completely", "(default: nanodet)", "(default: 127.0.0.1)"):
+        assert word in " ".join(text.split()), word
+    bench = argparse.ArgumentParser()
+    add_bench_arguments(bench)
+    assert all(a.help for a in bench._actions), [a.option_strings for a in bench._actions if not a.help]

@@ -14,6 +14,20 @@ TILE_WIDTH_PX = 480
 Plot = Tuple[str, str, str]  # (name, file path, caption)
 
 
+def _plain_numbers(axis) -> None:
+    """Log-scale tick labels as plain numbers (5, 10, 50 ms), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: "%g" % v))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of the axes, where it never covers a curve."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def label_of(row: Dict[str, Any]) -> str:
     return "%s %s%s" % (row["backend"], row["precision"], " (ref)" if row.get("reference") else "")
 
@@ -45,10 +59,11 @@ def latency_cdf(rows: Sequence[Dict[str, Any]], budget_ms: Optional[float], fold
                         label="%s, %s" % (label_of(row), kind))
     _budget_line(ax, budget_ms, vertical=True)
     ax.set_xscale("log")
+    _plain_numbers(ax.xaxis)
     ax.set_xlabel("latency per frame (ms, log scale)")
     ax.set_ylabel("share of frames")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_outside(ax)
     ax.set_title("Latency CDF (solid: pre + infer + post; dashed: engine only)")
     return _save(fig, folder, "latency_cdf")
 
@@ -83,10 +98,11 @@ def timeline(rows: Sequence[Dict[str, Any]], budget_ms: Optional[float], folder:
         ax.plot(range(len(values)), values, color="C%d" % (n % 10), linewidth=1, label=label_of(row))
     _budget_line(ax, budget_ms, vertical=False)
     ax.set_yscale("log")
+    _plain_numbers(ax.yaxis)
     ax.set_xlabel("frame")
     ax.set_ylabel("end-to-end ms (log scale)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     ax.set_title("Per-frame end-to-end latency")
     return _save(fig, folder, "timeline")
 
@@ -103,7 +119,7 @@ def _bars(ax, labels: List[str], series: Dict[str, List[Optional[float]]]) -> No
                         ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     ax.grid(True, axis="y", alpha=0.3)
 
 
@@ -150,8 +166,8 @@ def diff_histograms(rows: Sequence[Dict[str, Any]], folder: str) -> str:
         ax.step(edges[:-1], counts / total, where="post", color="C%d" % (n % 10), label=note)
     ax.set_xlabel("log10 |output - reference| per element")
     ax.set_ylabel("share of elements")
+    _legend_outside(ax)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
     ax.set_title("Raw-output differences against cpu fp32 (same preprocessed inputs)")
     return _save(fig, folder, "numeric_diff")
 
@@ -218,5 +234,22 @@ def make_plots(bench: Dict[str, Any], predictions: Dict[str, List[Dict[str, Any]
         ("memory", memory_bars(rows, folder), "Peak memory per backend"),
         ("numeric_diff", diff_histograms(rows, folder), "Distribution of raw-output differences"),
     ]  # type: List[Plot]
-    plots += annotated_frames(rows, predictions, samples, task, class_names, folder)
+    shown = busiest_frames(rows, predictions, samples, task, int(bench["options"].get("sample_frames", 3)))
+    plots += annotated_frames(rows, predictions, shown, task, class_names, folder)
     return plots
+
+
+def busiest_frames(rows: Sequence[Dict[str, Any]], predictions: Dict[str, List[Dict[str, Any]]],
+                   samples: Dict[int, np.ndarray], task: str, count: int) -> Dict[int, np.ndarray]:
+    """The `count` sample frames where the reference row (else the first row) found the most detections, in frame
+    order; classifiers always have a result, so theirs stay evenly spaced."""
+    if len(samples) <= count:
+        return dict(samples)
+    indices = sorted(samples)
+    if task == "classification":
+        picks = {indices[int(round(k * (len(indices) - 1) / max(1, count - 1)))] for k in range(count)}
+        return {i: samples[i] for i in sorted(picks)}
+    row = next((r for r in rows if r.get("reference")), rows[0])
+    boxes = {r.get("frame"): len(r.get("labels", [])) for r in predictions.get(row["key"], [])}
+    picks = sorted(indices, key=lambda i: (-boxes.get(i, 0), i))[:count]
+    return {i: samples[i] for i in sorted(picks)}

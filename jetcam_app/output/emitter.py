@@ -15,6 +15,7 @@ from ..inference.stages import Processed
 from ..stats import StatsPoller
 from ..verdict import RollingStats
 from .logs import PredictionLog, TimingLog
+from .live_status import LiveStatus
 from .overlay import HudInfo, Overlay
 
 DRAW_THREADS = 2  # drawings in parallel on the emitter's pool, where there are cores to spare
@@ -41,8 +42,12 @@ class FrameEmitter:
 
     def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, budget_ms: float, sinks,
                  threaded: bool = False, on_error: Optional[Callable[[str], None]] = None, gpu_outlines: bool = False,
-                 dropped: Callable[[], int] = lambda: 0, live: bool = False):
+                 dropped: Callable[[], int] = lambda: 0, live: bool = False, captured: Optional[Callable[[], int]] = None,
+                 source_name: Optional[str] = None, live_status: Optional[LiveStatus] = None, still_images: bool = False):
         self.config = config
+        self.source_name = source_name  # predictions.jsonl's "source" for frames without a file name of their own
+        self.live_status = live_status
+        self.still_images = still_images
         self.adapter = adapter
         self.stats = stats
         self.budget_ms = budget_ms
@@ -52,6 +57,7 @@ class FrameEmitter:
         self.sinks = sinks
         self.dropped = dropped
         self.live = live
+        self.captured = captured  # frames the source delivered so far, for the live page and progress line
         self.processed = 0
         self.error = None  # type: Optional[BaseException]
         self._reported = False
@@ -135,7 +141,7 @@ class FrameEmitter:
             gpu_mb=sample.gpu_mb, model=cfg.model.name, backend=cfg.engine.backend, precision=cfg.engine.precision,
             realtime_ok=None if p95_ms is None else p95_ms <= self.budget_ms, budget_ms=self.budget_ms,
             p95_ms=p95_ms, random_weights=self.adapter.random_weights,
-            dropped=self.dropped())
+            dropped=self.dropped(), still_images=self.still_images)
 
     def _draw(self, done: Processed, hud: HudInfo):
         """(annotated image, draw ms); an Overlay per drawing thread (it caches per-frame-size metrics)."""
@@ -157,12 +163,15 @@ class FrameEmitter:
         timing.latency_ms = (t2 - frame.capture_time) * 1e3
         self._last_draw_ms = timing.draw_ms
         self.timing_log.write(frame.index, frame.timestamp_s, timing, hud.dropped, hud.rss_mb, hud.gpu_mb)
-        self.prediction_log.write(frame.index, done.result)
+        self.prediction_log.write(frame.index, done.result, frame.name or self.source_name)
         # The badge follows capture-to-result latency on live sources; in lossless replay frames wait in the
         # queue by design, so there it follows the frame's own processing time.
         service_ms = timing.pre_ms + timing.infer_ms + timing.post_ms + timing.draw_ms + timing.sink_ms
         self.rolling.add(t2, timing.latency_ms if self.live else service_ms)
         self.processed += 1
+        if self.live_status is not None:
+            self.live_status.publish(hud, self.processed, frame.index,
+                                     self.captured() if self.captured is not None else self.processed)
 
     @property
     def stop_requested(self) -> bool:

@@ -66,21 +66,26 @@ class TimingLog:
 
 
 class PredictionLog:
-    """predictions.jsonl: {"frame": i, ...result.to_json()} per processed frame; sorted keys, so replays diff cleanly."""
+    """predictions.jsonl: {"frame": i, "source": name, ...result.to_json()} per processed frame; sorted keys, so
+    replays diff cleanly. `source` names the image file, or the video path / camera URI."""
 
     def __init__(self, path: str):
         self.path = path
         self.rows = 0
         self._file = _open_for_writing(path, "prediction log")
 
-    def write(self, frame_index: int, result: Any) -> None:
+    def write(self, frame_index: int, result: Any, source: Optional[str] = None) -> None:
         if self._file is None:
             raise OutputError("prediction log %s written after close (a pipeline bug)" % self.path)
         if hasattr(result, "json_line"):  # detections: a faster encoder, the same values
             line = result.json_line(frame_index)
+            if source is not None:  # "source" sorts after every key json_line writes (boxes .. scores)
+                line = line[:-1] + ',"source":' + json.dumps(source) + "}"
         else:
             record = dict(result.to_json()) if result is not None else {}
             record["frame"] = int(frame_index)
+            if source is not None:
+                record["source"] = source
             line = json.dumps(record, sort_keys=True, separators=(",", ":"))
         self._file.write(line + "\n")
         self._file.flush()

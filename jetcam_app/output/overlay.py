@@ -1,4 +1,5 @@
-"""Drawing on the frame in place: boxes with labels and scores, top-k text, and the HUD with its real-time badge."""
+"""Drawing on the frame in place: boxes with labels and scores, top-k text, and the HUD (heads-up display: the
+run's numbers) in the corner that covers no label and no box's top edge."""
 from __future__ import annotations
 
 import functools
@@ -42,19 +43,37 @@ class HudInfo:
     p95_ms: Optional[float] = None
     random_weights: bool = False
     dropped: int = 0
+    still_images: bool = False  # an image source: per-image latency, no video verdict
 
 
 HUD_REFRESH_S = 0.1  # the HUD's numbers are re-rendered 10 times a second (readable, and cheap at 600 fps)
 
 
 class HudLayer(NamedTuple):
-    """The HUD as last rendered: what it was rendered for and when, the panel to darken, the layer and its mask."""
+    """The HUD as last rendered: what it was rendered for and when, the layer, its mask and the badge / warning
+    rectangles relative to the layer's top-left corner."""
 
     key: Tuple
     rendered_at: float
-    panel: Tuple[int, int, int, int]  # x0, y0, x1, y1
     layer: np.ndarray
     mask: np.ndarray
+    badge: Optional[Tuple[int, int, int, int]]
+    warning: Optional[Tuple[int, int, int, int]]
+
+
+def rate_text(fps: float) -> str:
+    """12.3 fps; below 1 fps the seconds a frame takes (2.5 s/frame), never "0.0 fps"."""
+    if fps <= 0:
+        return "- fps"
+    return "%.1f fps" % fps if fps >= 1.0 else "%.1f s/frame" % (1.0 / fps)
+
+
+def _intersects(rects: np.ndarray, rect: Tuple[int, int, int, int]) -> np.ndarray:
+    """Which of `rects` (N x 4, x0 y0 x1 y1, exclusive ends) overlap `rect`."""
+    if not len(rects):
+        return np.zeros((0,), bool)
+    x0, y0, x1, y1 = rect
+    return (rects[:, 0] < x1) & (rects[:, 2] > x0) & (rects[:, 1] < y1) & (rects[:, 3] > y0)
 
 
 def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:
@@ -74,12 +93,19 @@ def _label_plate(text: str, color: Tuple[int, int, int], scale: float, thickness
 
 
 class Overlay:
-    """annotate(image, result, hud) draws in place and returns the image; text is scaled to the frame height."""
+    """annotate(image, result, hud) draws in place and returns the image; text is scaled to the frame height.
+
+    The HUD's place: the first corner (top-left, top-right, bottom-left, bottom-right) where it covers no label
+    and no box's top edge; when every corner covers some, the one covering fewest, and the labels it would hide
+    move out of its way (below it, or above it at the bottom). last_hud_rect and last_label_rects give what was
+    drawn (x0, y0, x1, y1, exclusive ends) so tests can check that they never meet."""
 
     def __init__(self, config: Optional[OverlayConfig] = None):
         self.config = config or OverlayConfig()
         self.last_badge_rect = None  # type: Optional[Tuple[int, int, int, int]]  # x0, y0, x1, y1 (for tests)
         self.last_warning_rect = None  # type: Optional[Tuple[int, int, int, int]]
+        self.last_hud_rect = None  # type: Optional[Tuple[int, int, int, int]]
+        self.last_label_rects = []  # type: List[Tuple[int, int, int, int]]
         self._scale_for = None  # type: Optional[Tuple[int, int]]
         self._hud_layer = None  # type: Optional[HudLayer]
 
@@ -89,58 +115,79 @@ class Overlay:
         self._scale_for = (height, width)
         # 0.65 at 720p, ~1.0 at 1080p; never so small that Hershey glyphs become unreadable
         self.scale = max(0.35, min(height, width * 9 / 16.0) / 1100.0)
-        # Hershey strokes 2 px wide cost ~8x the 1 px ones (24 vs 3 us a label here); on a filled plate 1 px
-        # reads well up to 1080p.
+        # Hershey strokes 2 px wide cost ~8x the 1 px ones; on a filled plate 1 px reads well up to 1080p.
         self.thickness = max(1, int(round(self.scale * 1.5)))
         (_, text_h), baseline = cv2.getTextSize("Hg", FONT, self.scale, self.thickness)
         self.line_h = text_h + baseline + max(2, int(4 * self.scale))
         self.pad = max(2, int(6 * self.scale))
         self.box_thickness = box_thickness(height)
         self.text_h, self.text_base = text_h, baseline
+        # the HUD's text is a little smaller than the labels': it is read less often than what it must not hide
+        self.hud_scale = max(0.3, self.scale * 0.8)
+        self.hud_thickness = max(1, int(round(self.hud_scale * 1.5)))
+        (_, hud_text_h), hud_base = cv2.getTextSize("Hg", FONT, self.hud_scale, self.hud_thickness)
+        self.hud_line_h = hud_text_h + hud_base + max(2, int(4 * self.hud_scale))
+        self.hud_pad = max(2, int(5 * self.hud_scale))
 
     def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None,
                  outlined: bool = False) -> np.ndarray:
         """`outlined`: the image already shows the detections' box outlines (drawn on the GPU: box_outlines.py)."""
         h, w = image_bgr.shape[:2]
         self._metrics(h, w)
+        labels = []  # type: List[list]  # [plate, x, y] kept inside the frame
+        boxes = np.zeros((0, 4), np.int64)
         if self.config.enabled and result is not None:
             if isinstance(result, Detections):
-                self._draw_detections(image_bgr, result, outlined)
+                labels, boxes = self._detections(image_bgr, result, outlined)
             elif isinstance(result, Classification):
-                self._draw_classification(image_bgr, result)
-        if self.config.hud and hud is not None:
-            self._draw_hud(image_bgr, hud)
+                labels = self._classification(image_bgr, result)
+        self.last_hud_rect = None
+        hud_layer = self._hud_for(h, w, hud) if self.config.hud and hud is not None else None
+        if hud_layer is not None and hud_layer.layer.size:
+            self.last_hud_rect = self._place_hud(h, w, hud_layer, labels, boxes)
+            self._clear_labels(labels, self.last_hud_rect, h)
+        rects = []
+        for plate, x, y in labels:
+            ph, pw = plate.shape[:2]
+            if ph <= h and pw <= w:  # the usual case: one slice assignment (half the time of the general one)
+                image_bgr[y:y + ph, x:x + pw] = plate
+            else:
+                region = image_bgr[y:y + ph, x:x + pw]
+                region[...] = plate[:region.shape[0], :region.shape[1]]
+            rects.append((x, y, min(w, x + pw), min(h, y + ph)))
+        self.last_label_rects = rects
+        if self.last_hud_rect is not None:
+            self._paste_hud(image_bgr, hud_layer, self.last_hud_rect)
         return image_bgr
 
-    def _label(self, image: np.ndarray, text: str, x: int, y: int, color: Tuple[int, int, int]) -> None:
-        """Text on a filled box whose top-left corner is (x, y), kept inside the frame: a cached plate pasted by
-        one array copy (drawn afresh it costs two OpenCV calls, each handing the GIL to another thread and back)."""
+    def _placed(self, text: str, x: int, y: int, color: Tuple[int, int, int], h: int, w: int) -> list:
+        """[plate, x, y]: the cached label plate (text on its class colour) with its top-left corner kept inside
+        the frame; pasted later by one array copy (drawn afresh it costs two OpenCV calls, each handing the GIL
+        to another thread and back)."""
         plate = _label_plate(text, color, self.scale, self.thickness, self.pad)
         ph, pw = plate.shape[:2]
-        h, w = image.shape[:2]
-        x = int(min(max(0, x), max(0, w - pw)))
-        y = int(min(max(0, y), max(0, h - ph)))
-        if ph <= h and pw <= w:  # the usual case: one slice assignment (half the time of the general one)
-            image[y:y + ph, x:x + pw] = plate
-            return
-        region = image[y:y + ph, x:x + pw]
-        region[...] = plate[:region.shape[0], :region.shape[1]]
+        return [plate, int(min(max(0, x), max(0, w - pw))), int(min(max(0, y), max(0, h - ph)))]
 
-    def _draw_detections(self, image: np.ndarray, det: Detections, outlined: bool = False) -> None:
-        # Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights,
-        # crowds) are unreadable and would cost ~10 ms of Python per frame.
+    def _detections(self, image: np.ndarray, det: Detections, outlined: bool = False):
+        """Outlines drawn, labels placed (not yet pasted); returns (labels, the boxes clipped to the frame).
+        Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights, crowds)
+        are unreadable and would cost ~10 ms of Python per frame."""
         if not len(det):
-            return
+            return [], np.zeros((0, 4), np.int64)
+        h, w = image.shape[:2]
         corners = np.rint(det.boxes).astype(np.int32)
         if not outlined:
             self._draw_outlines(image, corners, det.labels)
+        boxes = np.clip(corners.astype(np.int64), 0, [w, h, w, h])
         best = np.argsort(-det.scores, kind="stable")[:MAX_LABELS]
         rise = self.text_h + self.text_base + self.pad
+        labels = []
         for (x0, y0), label, score in zip(corners[best, :2].tolist(), det.labels[best].tolist(),
                                           det.scores[best].tolist()):
             above = y0 - rise
-            self._label(image, "%s %.2f" % (det.name_of(label), score), x0, above if above >= 0 else y0,
-                        class_color(label))
+            labels.append(self._placed("%s %.2f" % (det.name_of(label), score), x0, above if above >= 0 else y0,
+                                       class_color(label), h, w))
+        return labels, boxes
 
     def _draw_outlines(self, image: np.ndarray, corners: np.ndarray, labels: np.ndarray) -> None:
         """One polylines call per palette colour and pixel of thickness; nested 1 px outlines cost half of one
@@ -154,93 +201,123 @@ class Overlay:
             for shade in colours:
                 cv2.polylines(image, list(outlines[shades == shade]), True, class_color(shade), 1)
 
-    def _draw_classification(self, image: np.ndarray, cls: Classification) -> None:
-        """Top-k, best first, stacked upwards from the bottom-left corner (the HUD owns the top-left)."""
-        h = image.shape[0]
+    def _classification(self, image: np.ndarray, cls: Classification) -> List[list]:
+        """Top-k, best first, stacked upwards from the bottom-left corner."""
+        h, w = image.shape[:2]
         lines = ["%d. %s %.1f%%" % (i + 1, cls.name_of(int(c)), 100.0 * float(s))
                  for i, (c, s) in enumerate(zip(cls.class_ids, cls.scores))]
         y = h - self.pad - self.line_h * len(lines)
-        for i, text in enumerate(lines):
-            color = class_color(int(cls.class_ids[i])) if i == 0 else (40, 40, 40)
-            self._label(image, text, self.pad, y + i * self.line_h, color)
+        return [self._placed(text, self.pad, y + i * self.line_h,
+                             class_color(int(cls.class_ids[i])) if i == 0 else (40, 40, 40), h, w)
+                for i, text in enumerate(lines)]
+
+    def _place_hud(self, h: int, w: int, hud: HudLayer, labels: List[list], boxes: np.ndarray):
+        """The first corner covering no label and no box top edge, preferring one that covers fewest boxes;
+        else the corner covering fewest labels and top edges."""
+        lh, lw = hud.layer.shape[:2]
+        m = self.pad
+        rects = np.array([(x, y, x + p.shape[1], y + p.shape[0]) for p, x, y in labels], np.int64).reshape(-1, 4)
+        tops = boxes.copy()
+        tops[:, 3] = tops[:, 1] + self.box_thickness
+        best, best_cost = None, None
+        for x, y in ((m, m), (w - lw - m, m), (m, h - lh - m), (w - lw - m, h - lh - m)):
+            rect = (max(0, x), max(0, y), min(w, max(0, x) + lw), min(h, max(0, y) + lh))
+            hits = int(_intersects(rects, rect).sum()) + int(_intersects(tops, rect).sum())
+            cost = (hits, int(_intersects(boxes, rect).sum()))
+            if best_cost is None or cost < best_cost:
+                best, best_cost = rect, cost
+                if cost == (0, 0):
+                    break
+        return best
+
+    def _clear_labels(self, labels: List[list], hud_rect: Tuple[int, int, int, int], h: int) -> None:
+        """Labels under the HUD move next to it: below a HUD in the top half, above one in the bottom half."""
+        x0, y0, x1, y1 = hud_rect
+        for entry in labels:
+            plate, x, y = entry
+            ph, pw = plate.shape[:2]
+            if x < x1 and x + pw > x0 and y < y1 and y + ph > y0:
+                entry[2] = min(y1, max(0, h - ph)) if y0 < h - y1 else max(0, y0 - ph)
 
     def _hud_lines(self, hud: HudInfo) -> List[str]:
-        stages = "  ".join("%s %.1f" % (k, hud.stage_ms[k]) for k in HUD_STAGES if k in hud.stage_ms)
-        lines = ["FPS %.1f   %s ms" % (hud.fps, stages) if stages else "FPS %.1f" % hud.fps]
+        """The HUD's text lines after the badge, most useful first (small frames keep only the first ones)."""
+        stages = " ".join("%s %.1f" % (k, hud.stage_ms[k]) for k in HUD_STAGES if k in hud.stage_ms)
+        lines = [stages + " ms"] if stages else []
         mem = []
         if hud.rss_mb is not None:
             mem.append("RSS %.0f MB" % hud.rss_mb)
-        if hud.ram_used_mb is not None and hud.ram_total_mb:
-            mem.append("RAM %.1f/%.1f GB" % (hud.ram_used_mb / 1024.0, hud.ram_total_mb / 1024.0))
         if hud.gpu_mb is not None:
             mem.append("GPU %.0f MB" % hud.gpu_mb)
-        if mem:
-            lines.append("  ".join(mem))
-        ident = " | ".join(p for p in (hud.model, hud.backend, hud.precision) if p)
+        if hud.ram_used_mb is not None and hud.ram_total_mb:
+            mem.append("RAM %.1f/%.1f GB" % (hud.ram_used_mb / 1024.0, hud.ram_total_mb / 1024.0))
         if hud.dropped:
-            ident = (ident + "   " if ident else "") + "dropped %d" % hud.dropped
+            mem.append("dropped %d" % hud.dropped)
+        if mem:
+            lines.append(" ".join(mem))
+        ident = " ".join(p for p in (hud.model, hud.backend, hud.precision) if p)
         if ident:
             lines.append(ident)
         return lines
 
-    def _draw_hud(self, image: np.ndarray, hud: HudInfo) -> None:
-        """The panel's background is darkened on every frame; its text, badge and warning are rendered into a
-        layer 10 times a second (or at once when the verdict, the frame size or the warning changes)."""
-        h, w = image.shape[:2]
-        key = (h, w, hud.realtime_ok, hud.random_weights, hud.model, hud.backend, hud.precision)
+    def _badge(self, hud: HudInfo) -> Tuple[str, Tuple[int, int, int]]:
+        """The first line: the rate and the real-time verdict on its colour; still images get their latency."""
+        if hud.still_images:
+            total = sum(hud.stage_ms.get(k, 0.0) for k in HUD_STAGES)
+            return "%.0f ms/image" % total, (90, 60, 20)
+        rate = rate_text(hud.fps)
+        if hud.realtime_ok is None:
+            return "%s  measuring" % rate, GREY
+        text = "%s  %s" % (rate, "REAL-TIME" if hud.realtime_ok else "NOT REAL-TIME")
+        if hud.p95_ms is not None and hud.budget_ms is not None:
+            text += "  p95 %.0f/%.0f ms" % (hud.p95_ms, hud.budget_ms)
+        return text, GREEN if hud.realtime_ok else RED
+
+    def _hud_for(self, h: int, w: int, hud: HudInfo) -> HudLayer:
+        """The HUD layer, rendered again 10 times a second (or at once when the verdict or frame size changes)."""
+        key = (h, w, hud.realtime_ok, hud.random_weights, hud.model, hud.backend, hud.precision, hud.still_images)
         now = time.monotonic()
         cached = self._hud_layer
         if cached is None or cached.key != key or now - cached.rendered_at >= HUD_REFRESH_S:
             cached = self._hud_layer = HudLayer(key, now, *self._render_hud(h, w, hud))
-        (x0, y0, x1, y1), layer, mask = cached.panel, cached.layer, cached.mask
-        roi = image[y0:y1, x0:x1]
-        # darken behind the text (cheap: only the panel's pixels) so it reads on any scene
-        cv2.convertScaleAbs(roi, dst=roi, alpha=0.35)
-        lh, lw = layer.shape[:2]
-        cv2.copyTo(layer, mask, image[:lh, :lw])
+        return cached
 
     def _render_hud(self, h: int, w: int, hud: HudInfo):
-        """(panel rect, layer, mask): the HUD drawn on a canvas the size of its top-left region."""
-        lines = self._hud_lines(hud)
-        widths = [cv2.getTextSize(t, FONT, self.scale, self.thickness)[0][0] for t in lines]
-        x0, y0 = self.pad, self.pad
-        x1, y1 = min(w, x0 + max(widths) + 2 * self.pad), min(h, y0 + self.line_h * len(lines) + self.pad)
-        sentinel = np.array((1, 2, 3), np.uint8)  # a colour the HUD never draws: what still has it is not HUD
-        canvas = np.empty((min(h, y1 + 3 * (self.line_h + 2 * self.pad)), w, 3), np.uint8)  # + badge + warning
-        canvas[:] = sentinel
-        for i, text in enumerate(lines):
-            baseline_y = y0 + (i + 1) * self.line_h - self.pad // 2
-            cv2.putText(canvas, text, (x0 + self.pad, baseline_y), FONT, self.scale, WHITE, self.thickness, LINE_TYPE)
-        y = self._draw_badge(canvas, hud, x0, y1 + self.pad)
-        self.last_warning_rect = None
+        """(layer, mask, badge rect, warning rect): the badge, the warning and as many lines as fit in 60% of
+        the frame's width and 30% of its height (the badge and the warning always)."""
+        scale, thick, pad, line_h = self.hud_scale, self.hud_thickness, self.hud_pad, self.hud_line_h
+        badge_text, badge_color = self._badge(hud)
+        size_of = lambda text: cv2.getTextSize(text, FONT, scale, thick)[0][0] + 2 * pad  # noqa: E731
+        if size_of(badge_text) > 0.6 * w and "  p95" in badge_text:
+            badge_text = badge_text[:badge_text.index("  p95")]  # small frames: the rate and the verdict only
+        rows = [(badge_text, badge_color, WHITE)]
         if hud.random_weights:
-            self._draw_random_weights(canvas, x0, y)
-        mask = (canvas != sentinel).any(axis=2)
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        lh, lw = (rows[-1] + 1, cols[-1] + 1) if len(rows) else (0, 0)
-        return (x0, y0, x1, y1), canvas[:lh, :lw].copy(), mask[:lh, :lw].astype(np.uint8)
+            rows.append(("RANDOM WEIGHTS (timing only)", BLACK, RED))
+        width = max(size_of(t) for t, _, _ in rows)
+        for text in self._hud_lines(hud):
+            if (len(rows) + 1) * line_h > 0.3 * h or max(width, size_of(text)) > 0.6 * w:
+                break
+            rows.append((text, None, WHITE))
+            width = max(width, size_of(text))
+        width, height = min(w, width), min(h, len(rows) * line_h + pad)
+        sentinel = np.array((1, 2, 3), np.uint8)  # a colour the HUD never draws: what still has it is not HUD
+        layer = np.empty((height, width, 3), np.uint8)
+        layer[:] = sentinel
+        rects = []
+        for i, (text, bg, fg) in enumerate(rows):
+            top = i * line_h + (pad // 2 if i else 0)
+            bottom = min(height, top + line_h)
+            if bg is not None:
+                cv2.rectangle(layer, (0, top), (width - 1, bottom - 1), bg, -1)
+            cv2.putText(layer, text, (pad, top + line_h - pad // 2 - 1), FONT, scale, fg, thick, LINE_TYPE)
+            rects.append((0, top, width, bottom))
+        mask = (layer != sentinel).any(axis=2).astype(np.uint8)
+        return layer, mask, rects[0], rects[1] if hud.random_weights else None
 
-    def _draw_badge(self, image: np.ndarray, hud: HudInfo, x: int, y: int) -> int:
-        if hud.realtime_ok is None:
-            text, color = "REAL-TIME: measuring", GREY
-        else:
-            text = "REAL-TIME" if hud.realtime_ok else "NOT REAL-TIME"
-            color = GREEN if hud.realtime_ok else RED
-            if hud.p95_ms is not None and hud.budget_ms is not None:
-                text += "  p95 %.1f / %.1f ms" % (hud.p95_ms, hud.budget_ms)
-        (tw, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
-        x1, y1 = x + tw + 2 * self.pad, y + th + base + self.pad
-        cv2.rectangle(image, (x, y), (x1, y1), color, -1)
-        cv2.putText(image, text, (x + self.pad, y + th + self.pad // 2), FONT, self.scale, WHITE, self.thickness,
-                    LINE_TYPE)
-        self.last_badge_rect = (x, y, x1, y1)
-        return y1 + self.pad
-
-    def _draw_random_weights(self, image: np.ndarray, x: int, y: int) -> None:
-        """Red on a black plate, so it reads on any scene (a red one included)."""
-        text = "RANDOM WEIGHTS (timing only)"
-        (tw, th), base = cv2.getTextSize(text, FONT, self.scale, self.thickness)
-        x1, y1 = x + tw + 2 * self.pad, y + th + base + self.pad
-        cv2.rectangle(image, (x, y), (x1, y1), BLACK, -1)
-        cv2.putText(image, text, (x + self.pad, y + th + self.pad // 2), FONT, self.scale, RED, self.thickness, LINE_TYPE)
-        self.last_warning_rect = (x, y, x1, y1)
+    def _paste_hud(self, image: np.ndarray, hud: HudLayer, rect: Tuple[int, int, int, int]) -> None:
+        x0, y0, x1, y1 = rect
+        roi = image[y0:y1, x0:x1]
+        # translucent: the scene shows through, darkened so the text reads on any scene
+        cv2.convertScaleAbs(roi, dst=roi, alpha=0.35)
+        cv2.copyTo(hud.layer[:y1 - y0, :x1 - x0], hud.mask[:y1 - y0, :x1 - x0], roi)
+        shift = lambda r: None if r is None else (r[0] + x0, r[1] + y0, r[2] + x0, r[3] + y0)  # noqa: E731
+        self.last_badge_rect, self.last_warning_rect = shift(hud.badge), shift(hud.warning)

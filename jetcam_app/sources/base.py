@@ -11,6 +11,7 @@ class Source:
     files are replayed losslessly unless paced. close() is idempotent."""
 
     is_live = False
+    still_images = False  # photos: each frame is its own input (per-image results, no video verdict)
 
     def __init__(self, buffers: Any = None):
         # A HostFramePool (inference/host_buffers.py) the stages offer, given at construction; sources that can
@@ -21,6 +22,7 @@ class Source:
         self.reconnects = 0
         self.stop_reason = None  # type: Optional[str]  # why a live source gave up, for the summary
         self.skipped_frames = 0  # frames the source itself dropped before a read (gaps in its counter)
+        self.frame_count = None  # type: Optional[int]  # frames the source holds, where known (files)
 
     def open(self) -> None:
         """Raise SourceError naming the device or path and one fix."""

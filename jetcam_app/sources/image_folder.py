@@ -13,6 +13,8 @@ from .spec import IMAGE_EXTENSIONS
 
 
 class ImageFolderSource(Source):
+    still_images = True
+
     def __init__(self, spec, config: SourceConfig, buffers=None):
         super().__init__(buffers)
         self.path = spec.location
@@ -31,6 +33,7 @@ class ImageFolderSource(Source):
         else:
             raise SourceError("image not found: %s; check the path" % self.path)
         self._index = 0
+        self.frame_count = len(self.files)
 
     def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
         import cv2
@@ -44,7 +47,7 @@ class ImageFolderSource(Source):
         index = self._index
         self._index += 1
         self.frame_size = (image.shape[1], image.shape[0])
-        return Frame(image, index, float(index), time.perf_counter())
+        return Frame(image, index, float(index), time.perf_counter(), os.path.basename(path))
 
     def describe(self) -> str:
         return "%s (%d images)" % (self.path, len(self.files))

@@ -60,3 +60,17 @@ def create_source(config: SourceConfig, buffers=None):
     if kind == "test" and spec.params.get("gst") == "1":
         kind = "gst"  # test://...?gst=1 runs videotestsrc through the same class as a CSI camera
     return SOURCES.get(kind)(spec, config, buffers)
+
+
+def prediction_source(config: SourceConfig) -> str:
+    """How predictions.jsonl names the source of a video or camera frame: the URI or path as given
+    ('sample': the bundled video's path, relative to the working folder when inside it)."""
+    if config.gst:
+        return "gst://" + config.gst
+    if config.uri != "sample":
+        return config.uri
+    from ..assets import MEDIA_DIR, SAMPLE_VIDEO
+
+    path = os.path.join(MEDIA_DIR, SAMPLE_VIDEO)  # named even where absent: an injected source may stand in for it
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative

@@ -79,6 +79,7 @@ class SyntheticSource(Source):
 
     def open(self) -> None:
         draw_pattern(0, self.width, self.height)  # validates the size before the pipeline starts
+        self.frame_count = self.max_frames or None
         self._start = time.perf_counter()
 
     def read(self, timeout_s: float = 1.0) -> Optional[Frame]:

@@ -50,6 +50,8 @@ class VideoFileSource(Source):
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.nominal_fps = fps if fps and fps > 0 else None
         self.frame_size = (first.shape[1], first.shape[0])
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 else None
         self._first_shape = first.shape
         self._timestamps = read_sidecar(self.path) or None
         if self._timestamps:

@@ -62,6 +62,12 @@ def test_report_has_every_section_and_plot(bench):
     assert html.count("data:image/jpeg;base64,") == len(frames)
     assert "src='plots/" not in html
     assert "real-time at 30 fps:" in md
+    # answer 2 says which accelerated backends did not run and why; the report says what it did not time
+    answer2 = next(line for line in md.splitlines() if line.startswith("- **2."))
+    assert "trt fp32: not run (unavailable: " in answer2 and "torch2trt: not run (not asked for" in answer2
+    assert "cpu fp32" not in answer2
+    assert "Left out: decoding and capture, drawing the overlay, the sinks" in md
+    assert "+ post + draw + sink). The fused CUDA graph was not timed" in md
     with open(os.path.join(out, "latency.csv")) as f:
         assert len(f.read().strip().splitlines()) == 1 + 3 * 2  # header + frames x (cpu, onnxruntime)
     progress = open(os.path.join(out, "progress.txt")).read()

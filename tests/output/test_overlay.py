@@ -80,26 +80,28 @@ def test_badge_green_when_realtime_red_when_not():
 
 
 def test_random_weights_drawn_in_red():
-    plain = np.zeros((480, 640, 3), np.uint8)
-    warned = plain.copy()
+    image = np.zeros((480, 640, 3), np.uint8)
     overlay = Overlay(OverlayConfig(enabled=False, hud=True))
-    overlay.annotate(plain, None, hud(random_weights=False))
+    overlay.annotate(image.copy(), None, hud(random_weights=False))
     assert overlay.last_warning_rect is None
-    overlay.annotate(warned, None, hud(random_weights=True))
+    overlay.annotate(image, None, hud(random_weights=True))
     x0, y0, x1, y1 = overlay.last_warning_rect
-    diff = (plain != warned).any(axis=-1)
-    assert diff[y0:y1, x0:x1].any() and not diff[:y0].any()  # only the warning changed, below the badge
-    text = warned[y0:y1, x0:x1][(warned[y0:y1, x0:x1] != 0).any(axis=-1)]
+    bx0, by0, bx1, by1 = overlay.last_badge_rect
+    assert y0 >= by1 - 1  # below the badge, inside the HUD
+    hx0, hy0, hx1, hy1 = overlay.last_hud_rect
+    assert hx0 <= x0 and y1 <= hy1
+    text = image[y0:y1, x0:x1][(image[y0:y1, x0:x1] != 0).any(axis=-1)]
     assert len(text) > 50 and (text == np.array(RED, np.uint8)).all()  # every drawn pixel is pure red
 
 
 def test_hud_lines_include_the_numbers():
     overlay = Overlay(OverlayConfig())
     lines = overlay._hud_lines(hud(gpu_mb=400.0, dropped=3))
-    assert lines[0] == "FPS 29.5   pre 1.5  infer 20.2  post 2.0  draw 0.4 ms"
-    assert lines[1] == "RSS 812 MB  RAM 2.9/7.6 GB  GPU 400 MB"
-    assert lines[2] == "ssd300_vgg16 | cpu | fp32   dropped 3"
+    assert lines[0] == "pre 1.5 infer 20.2 post 2.0 draw 0.4 ms"
+    assert lines[1] == "RSS 812 MB GPU 400 MB RAM 2.9/7.6 GB dropped 3"
+    assert lines[2] == "ssd300_vgg16 cpu fp32"
     assert "GPU" not in overlay._hud_lines(hud(gpu_mb=None))[1]
+    assert overlay._badge(hud())[0] == "29.5 fps  REAL-TIME  p95 21/33 ms"
 
 
 def test_hud_fits_a_tiny_frame():

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import urllib.request
 
 import cv2
 import numpy as np
@@ -17,7 +16,6 @@ from jetcam_app.errors import OutputError
 from jetcam_app.output.input_recorder import InputRecorder
 from jetcam_app.sources.timestamps import read_sidecar, sidecar_path
 from jetcam_app.output.sinks.base import FanOutSink, NullSink, Sink, build_sinks
-from jetcam_app.output.sinks.mjpeg_http import MjpegHttpSink
 from jetcam_app.output.sinks.video_file import VideoFileSink
 from jetcam_app.output.sinks.window import DisplaySink, display_available, display_reason
 from jetcam_app.sources.synthetic import decode_index, draw_pattern
@@ -132,34 +130,6 @@ def test_display_sink_without_display(monkeypatch):
     assert "--headless" in display_reason()
     with pytest.raises(OutputError, match="--headless"):
         DisplaySink("jetcam")
-
-
-def test_mjpeg_sink_serves_the_latest_frame():
-    sink = MjpegHttpSink(port=0)
-    try:
-        assert sink.url.startswith("http://127.0.0.1:")
-        sink.write(draw_pattern(1, *SIZE), 1)  # no client yet: nothing encoded
-        result = {}
-
-        def fetch():
-            with urllib.request.urlopen(sink.url + "snapshot.jpg", timeout=10) as response:
-                result["type"] = response.headers["Content-Type"]
-                result["body"] = response.read()
-
-        reader = threading.Thread(target=fetch)
-        reader.start()
-        for i in range(2, 200):  # keep producing until the snapshot client has its frame
-            sink.write(draw_pattern(i, *SIZE), i)
-            reader.join(0.02)
-            if not reader.is_alive():
-                break
-        reader.join(10)
-        assert result["type"] == "image/jpeg"
-        image = cv2.imdecode(np.frombuffer(result["body"], np.uint8), cv2.IMREAD_COLOR)
-        assert image.shape == (SIZE[1], SIZE[0], 3) and decode_index(image) >= 2
-    finally:
-        sink.close()
-        sink.close()
 
 
 def test_input_recorder_sidecar_matches_frames(tmp_path):

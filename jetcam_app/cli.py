@@ -42,7 +42,7 @@ def add_defaults_to_help(parser: argparse.ArgumentParser, overrides: Dict[str, s
         return
     for action in parser._actions:
         key = overrides.get(action.dest)
-        if key is None or action.help in (None, argparse.SUPPRESS) or "(default" in action.help:
+        if key is None or action.help in (None, argparse.SUPPRESS) or "default:" in action.help:
             continue
         section, _, name = key.partition(".")
         value = defaults[section][name]
@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", help="one of: %s (fp16 needs a GPU backend)" % ", ".join(PRECISIONS))
     e.add_argument("--threads", type=int, help="CPU threads (0 = one per core)")
     e.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=None,
-                   help="--backend cuda: run the whole frame (resize, network, box decoding, NMS) as one captured "
-                   "CUDA graph, a recording of the GPU work replayed per frame in one call; on where the model allows it")
+                   help="--backend cuda: run the whole frame (resize, network, box decoding, NMS) as one CUDA graph "
+                   "(recorded once, launched per frame in one call: far less CPU overhead); on where the model allows it")
     e.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="run the stages eagerly, one GPU call per operation (slower; for comparison)")
     e.add_argument("--trt-workspace-mb", type=int,

@@ -38,5 +38,5 @@ mkdir -p .whl
 rm -f .whl/tritonclient-* .whl/python_rapidjson-* .whl/protobuf-* .whl/grpcio-*
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-  "tritonclient==2.73.0" "python-rapidjson==1.25" "protobuf==6.33.2" "grpcio==1.81.1"
+  "tritonclient==2.73.0" "python-rapidjson==1.25" "protobuf==6.33.6" "grpcio==1.81.1"
 echo "client wheels: $(du -ch .whl/tritonclient-* .whl/python_rapidjson-* .whl/protobuf-* .whl/grpcio-* | tail -1 | cut -f1) in .whl/"

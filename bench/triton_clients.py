@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_clients(n: int, backend_args: List[str], args: argparse.Namespace, out_dir: str) -> Dict[str, Any]:
     """Start n app processes at once; their summaries and the aggregate."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     procs = []
     for k in range(n):
         out = os.path.join(out_dir, "client%d" % k)

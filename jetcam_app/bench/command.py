@@ -20,6 +20,7 @@ except ImportError:  # the report says why its plots are missing
 from ..config import PRECISIONS, ROOT, Config, EngineConfig, ModelConfig, SourceConfig, validate
 from ..errors import BackendUnavailable, ConfigError, JetcamError, SourceError
 from ..registry import BACKENDS, MODELS
+from ..signals import on_stop_signals, raise_keyboard_interrupt
 
 REFERENCE = ("cpu", "fp32")
 DEFAULT_TARGET_FPS = 30.0
@@ -216,8 +217,11 @@ def run_worker(row: Dict[str, Any], options: BenchOptions, inputs: Inputs, work_
                     log.write(line)
                     log.flush()
             code = proc.wait()
-        except KeyboardInterrupt:
-            # The worker got the same SIGINT; give it a moment to write its result, then make sure it is gone.
+        except KeyboardInterrupt as stop:
+            # A terminal's Ctrl-C reaches the worker too; SIGTERM / SIGHUP sent to us alone are passed on as SIGINT.
+            if stop.args and stop.args[0] != "SIGINT" and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            # Give the worker a moment to write its result, then make sure it is gone.
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -302,7 +306,7 @@ def _finish(options: BenchOptions, rows: List[Dict[str, Any]], inputs: Optional[
     for row in rows:
         if row["status"] in ("pending", "running"):
             row.update(status="interrupted" if interrupted else "failed",
-                       error="interrupted (Ctrl-C)" if interrupted else "not run: the bench stopped early")
+                       error="interrupted (%s)" % (error.args[0] if error.args else "Ctrl-C") if interrupted else "not run: the bench stopped early")
     target_fps, target_origin = resolve_target_fps(options, inputs)
     bench = {"options": dataclasses.asdict(options), "rows": rows, "out_dir": out_dir,
              "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -375,7 +379,8 @@ def bench_main(args) -> int:
         add_bench_arguments(parser)
         args = parser.parse_args(list(args))
     try:
-        out_dir = run_bench(options_from_args(args))
+        with on_stop_signals(raise_keyboard_interrupt):  # SIGTERM and SIGHUP end the bench as Ctrl-C does
+            out_dir = run_bench(options_from_args(args))
     except KeyboardInterrupt:
         print("bench interrupted; the report holds what finished", file=sys.stderr)
         return 128 + signal.SIGINT

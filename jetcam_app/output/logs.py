@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from typing import Any, Optional
@@ -9,6 +10,7 @@ from typing import Any, Optional
 from ..errors import OutputError
 from ..types import FrameTiming
 from ..verdict import TimingAccumulator, service_ms
+from .diskspace import LineFile
 
 TIMING_COLUMNS = (
     "frame_index", "source_ts_s", "latency_ms", "queue_wait_ms", "pre_ms", "infer_ms", "post_ms", "draw_ms",
@@ -16,15 +18,14 @@ TIMING_COLUMNS = (
 )
 
 
-def _open_for_writing(path: str, what: str):
+def _open_for_writing(path: str, what: str) -> LineFile:
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        return open(path, "w", newline="", encoding="utf-8")
+        return LineFile(path, what)
     except OSError as e:
         raise OutputError("cannot write the %s %s (%s); choose a writable folder with --out DIR"
                           % (what, path, e.strerror or e)) from e
-
 
 
 class TimingLog:
@@ -35,21 +36,27 @@ class TimingLog:
         self.rows = 0
         self.accumulated = TimingAccumulator()
         self._file = _open_for_writing(path, "timing log")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(TIMING_COLUMNS)
-        self._file.flush()
+        # rows are formatted into a buffer and appended whole: a full disk never leaves half a row
+        self._row = io.StringIO()
+        self._writer = csv.writer(self._row)
+        self._append(TIMING_COLUMNS)
+
+    def _append(self, row) -> None:
+        self._row.seek(0)
+        self._row.truncate()
+        self._writer.writerow(row)
+        self._file.append(self._row.getvalue().encode("utf-8"))
 
     def write(self, frame_index: int, source_ts_s: float, timing: FrameTiming, dropped_so_far: int,
               rss_mb: Optional[float], gpu_mb: Optional[float]) -> None:
         if self._file is None:
             raise OutputError("timing log %s written after close (a pipeline bug)" % self.path)
-        self._writer.writerow([
+        self._append([
             int(frame_index), "%.6f" % source_ts_s, "%.3f" % timing.latency_ms, "%.3f" % timing.queue_wait_ms,
             "%.3f" % timing.pre_ms, "%.3f" % timing.infer_ms, "%.3f" % timing.post_ms, "%.3f" % timing.draw_ms,
             "%.3f" % timing.sink_ms, "%.3f" % service_ms(timing), int(dropped_so_far),
             "" if rss_mb is None else "%.1f" % rss_mb, "" if gpu_mb is None else "%.1f" % gpu_mb,
         ])
-        self._file.flush()
         self.accumulated.add(timing)
         self.rows += 1
 
@@ -82,8 +89,7 @@ class PredictionLog:
             record = dict(result.to_json()) if result is not None else {}
             record["frame"] = int(frame_index)
             line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        self._file.write(line + "\n")
-        self._file.flush()
+        self._file.append((line + "\n").encode("utf-8"))
         self.rows += 1
 
     def close(self) -> None:

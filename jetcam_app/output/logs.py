@@ -4,13 +4,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import math
 import os
 from typing import Any, Optional
+
+import numpy as np
 
 from ..errors import OutputError
 from ..types import FrameTiming
 from ..verdict import TimingAccumulator, service_ms
 from .diskspace import LineFile
+
+log = logging.getLogger(__name__)
 
 TIMING_COLUMNS = (
     "frame_index", "source_ts_s", "latency_ms", "queue_wait_ms", "pre_ms", "infer_ms", "post_ms", "draw_ms",
@@ -26,6 +32,21 @@ def _open_for_writing(path: str, what: str) -> LineFile:
     except OSError as e:
         raise OutputError("cannot write the %s %s (%s); choose a writable folder with --out DIR"
                           % (what, path, e.strerror or e)) from e
+
+
+def _finite(result: Any) -> bool:
+    arrays = [getattr(result, name) for name in ("scores", "boxes") if getattr(result, name, None) is not None]
+    return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
+
+
+def _nulls_for_non_finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _nulls_for_non_finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulls_for_non_finite(v) for v in value]
+    return value
 
 
 class TimingLog:
@@ -79,11 +100,14 @@ class PredictionLog:
         self.path = path
         self.rows = 0
         self._file = _open_for_writing(path, "prediction log")
+        self._warned_nan = False
 
     def write(self, frame_index: int, result: Any) -> None:
         if self._file is None:
             raise OutputError("prediction log %s written after close (a pipeline bug)" % self.path)
-        if hasattr(result, "json_line"):  # detections: a faster encoder, the same values
+        if result is not None and not _finite(result):
+            line = self._finite_line(frame_index, result)
+        elif hasattr(result, "json_line"):  # detections: a faster encoder, the same values
             line = result.json_line(frame_index)
         else:
             record = dict(result.to_json()) if result is not None else {}
@@ -91,6 +115,15 @@ class PredictionLog:
             line = json.dumps(record, sort_keys=True, separators=(",", ":"))
         self._file.append((line + "\n").encode("utf-8"))
         self.rows += 1
+
+    def _finite_line(self, frame_index: int, result: Any) -> str:
+        """NaN or infinite scores or boxes (broken weights) are written as null: NaN is not JSON."""
+        if not self._warned_nan:
+            self._warned_nan = True
+            log.warning("frame %d has NaN or infinite scores or boxes (broken or random weights?); predictions.jsonl "
+                        "writes them as null", frame_index)
+        record = _nulls_for_non_finite(dict(result.to_json(), frame=int(frame_index)))
+        return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     def close(self) -> None:
         if self._file is not None:

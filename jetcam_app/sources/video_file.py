@@ -98,7 +98,7 @@ class VideoFileSource(Source):
 
     def _resynchronise(self):
         """After a failed read: the end when the container's frames are all read, else damage: read on past it
-        (counted in skipped_frames); SourceError naming the frame when nothing decodes any more."""
+        (counted in skipped_frames); None, with the frame named in stop_reason, when nothing decodes any more."""
         position = self._index
         if not self._frame_count or position >= self._frame_count:
             self.stop_reason = self.stop_reason or "end of stream"
@@ -109,10 +109,13 @@ class VideoFileSource(Source):
             ok, image = self._read_next()
             if ok and image is not None:
                 return image
+        # OpenCV drops some damaged frames without a failed read, so here the damage may as well be at the end
+        # (a recording cut short) as before it: the stream stops, the summary says where and how many were lost.
         self.skipped_frames = self._frame_count - position
-        self.stop_reason = ("decode error at frame %d of %d: nothing decodes after it (%d frames lost)"
-                            % (position, self._frame_count, self.skipped_frames))
-        raise SourceError("%s: %s; the file is damaged, re-encode or re-record it" % (self.path, self.stop_reason))
+        self.stop_reason = ("decode error: %d of %d frames lost (a damaged or cut-short file); nothing decodes "
+                            "after frame %d" % (self.skipped_frames, self._frame_count, position - 1))
+        log.warning("%s: %s; the file is damaged or cut short", self.path, self.stop_reason)
+        return None
 
     def _read_next(self):
         """cap.read(), into a buffer of the pipeline's pool where it has one (see host_buffers.py)."""
@@ -127,7 +130,7 @@ class VideoFileSource(Source):
         return ok, image
 
     def close(self) -> None:
-        if self._cap is not None and self._frame_count and self.stop_reason == "end of stream":
+        if self._cap is not None and self._frame_count and self.stop_reason in (None, "end of stream"):
             self.skipped_frames = max(0, self._frame_count - self._index)
             if self.skipped_frames:
                 self.stop_reason = "end of stream; %d of %d frames did not decode (damaged file)" % (

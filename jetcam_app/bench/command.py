@@ -303,10 +303,11 @@ def _finish(options: BenchOptions, rows: List[Dict[str, Any]], inputs: Optional[
     from .analysis import analyse
 
     interrupted = isinstance(error, KeyboardInterrupt)
+    by = error.args[0] if interrupted and error.args else "Ctrl-C"  # the signal's name (signals.py)
     for row in rows:
         if row["status"] in ("pending", "running"):
             row.update(status="interrupted" if interrupted else "failed",
-                       error="interrupted (%s)" % (error.args[0] if error.args else "Ctrl-C") if interrupted else "not run: the bench stopped early")
+                       error="interrupted (%s)" % by if interrupted else "not run: the bench stopped early")
     target_fps, target_origin = resolve_target_fps(options, inputs)
     bench = {"options": dataclasses.asdict(options), "rows": rows, "out_dir": out_dir,
              "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from typing import Any, Dict, List, Optional
 
 from .config import PRECISIONS
 from .errors import JetcamError
 from .registry import BACKENDS, MODELS
+from .signals import on_stop_signals
 
 # flag dest -> config key; only flags the user gave become overrides, so YAML values survive otherwise.
 OVERRIDES = {
@@ -155,6 +155,7 @@ def _setup_logging(debug: bool) -> None:
 
 def run_main(argv: List[str]) -> int:
     from .config import load_config
+    from .output.paths import check_output_paths
     from .pipeline import Pipeline
     from .verdict import format_summary
 
@@ -162,20 +163,15 @@ def run_main(argv: List[str]) -> int:
     _setup_logging(args.debug)
     try:
         config = load_config(args.config, overrides_from(args))
+        check_output_paths(config, args.config)
         if len(config.sources) > 1:
             from .multi_source import MultiSourcePipeline  # several sources: their own wiring, one engine
 
             pipeline = MultiSourcePipeline(config)  # type: Any
         else:
             pipeline = Pipeline(config)
-        previous = {}
-        for signum, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            previous[signum] = signal.signal(signum, lambda *_, n=name: pipeline.request_stop(n))
-        try:
+        with on_stop_signals(pipeline.request_stop):  # SIGHUP too: a closed SSH session or terminal
             summary = pipeline.run()
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         print(format_summary(summary))
         print("results: %s" % pipeline.out_dir)
         return 0
@@ -184,6 +180,14 @@ def run_main(argv: List[str]) -> int:
             logging.exception("details")
         print("error: %s" % e, file=sys.stderr)
         return e.exit_code
+    except (OSError, ValueError) as e:
+        # The last line of defence for user input (a file, a value) that no check caught: one line, exit 2;
+        # --debug shows the traceback, since a bug may hide here too.
+        if args.debug:
+            raise
+        print("error: %s: %s (--debug for the traceback)" % (type(e).__name__, str(e).splitlines()[0] if str(e)
+                                                              else ""), file=sys.stderr)
+        return 2
 
 
 def main(argv: Optional[List[str]] = None) -> int:

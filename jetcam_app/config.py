@@ -44,6 +44,8 @@ def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
         raise ConfigError("%s must be true or false, got %r" % (key, value))
+    if isinstance(value, bool):  # YAML `true` is an int to Python; a count or a rate is never a yes/no
+        raise ConfigError("%s must be %s, got %r" % (key, kind.__name__, value))
     try:
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
@@ -54,12 +56,17 @@ def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
 
 def _read_yaml(path: str) -> Mapping[str, Any]:
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f) or {}
     except FileNotFoundError as e:
         raise ConfigError("config file not found: %s" % path) from e
     except yaml.YAMLError as e:
         raise ConfigError("config file %s is not valid YAML: %s" % (path, str(e).splitlines()[0])) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError("config file %s is not UTF-8 text (%s); save it as UTF-8 YAML" % (path, e.reason)) from e
+    except OSError as e:  # a folder, no permission, a device
+        raise ConfigError("cannot read the config file %s (%s); pass a readable YAML file to --config"
+                          % (path, e.strerror or e)) from e
 
 
 def _yaml_defaults(section: str):
@@ -287,16 +294,6 @@ def _named_sources(entries: List[Dict[str, Any]], base: Dict[str, Any]) -> Tuple
     return tuple(named)
 
 
-def _read_yaml(path: str) -> Mapping[str, Any]:
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f) or {}
-    except FileNotFoundError as e:
-        raise ConfigError("config file not found: %s" % path) from e
-    except yaml.YAMLError as e:
-        raise ConfigError("config file %s is not valid YAML: %s" % (path, str(e).splitlines()[0])) from e
-
-
 def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> Config:
     """The defaults (configs/default.yaml, via the dataclasses) < `path` < overrides ({"section.key": value}); then validate."""
     data = {}  # type: Dict[str, Dict[str, Any]]
@@ -334,6 +331,7 @@ def validate(config: Config) -> None:
     check_precision(config.engine.backend, config.engine.precision, BACKENDS.get(config.engine.backend).capabilities.precisions)
     if not 0.0 <= config.model.score_threshold <= 1.0:
         raise ConfigError("model.score_threshold must be between 0 and 1, got %s" % config.model.score_threshold)
+    _validate_bounds(config)
     if config.pipeline.max_frames < 0 or config.pipeline.queue_size < 1:
         raise ConfigError("pipeline.max_frames must be >= 0 and pipeline.queue_size >= 1")
     if config.pipeline.draw_threads < -1:
@@ -359,6 +357,24 @@ def check_precision(backend: str, precision: str, precisions: Sequence[str]) -> 
     if precision == "fp16":
         raise ConfigError("fp16 runs on CUDA only; use --precision fp32 with --backend %s, or --backend cuda" % backend)
     raise ConfigError("--backend %s takes --precision %s; use one of those" % (backend, " or ".join(precisions)))
+
+
+# key -> (lowest, highest) accepted; NaN fails every comparison and so is refused too.
+BOUNDS = {
+    "model.iou_threshold": (0.0, 1.0), "model.topk": (1, 1000), "model.max_detections": (1, 10000),
+    "pipeline.queue_size": (1, 1024), "output.http_port": (0, 65535), "source.width": (1, 16384),
+    "source.height": (1, 16384), "source.fps": (0.001, 10000.0), "source.timeout_s": (0.001, 86400.0),
+    "source.reconnect_attempts": (0, 1000000), "source.flip": (0, 7), "engine.threads": (0, 4096),
+    "engine.trt_workspace_mb": (1, 1 << 20),
+}
+
+
+def _validate_bounds(config: Config) -> None:
+    for dotted, (low, high) in BOUNDS.items():
+        section, _, key = dotted.partition(".")
+        value = getattr(getattr(config, section), key)
+        if not low <= value <= high:
+            raise ConfigError("%s must be between %s and %s, got %s" % (dotted, low, high, value))
 
 
 def to_dict(config: Config) -> Dict[str, Any]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import sys
@@ -15,6 +14,7 @@ from .inference.adapters.base import build_core, create_adapter
 from .inference.engines.base import create_engine
 from .inference.fused_stages import make_stages
 from .inference.stages import Stages
+from .output.diskspace import SpaceReserve, write_json_atomic
 from .output.emitter import FrameEmitter
 from .output.input_recorder import LazyInputRecorder
 from .output.sinks.base import build_sinks
@@ -48,10 +48,12 @@ class Pipeline:
         self.summary = {}  # type: Dict[str, Any]
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
         self._stages = None  # type: Optional[Stages]
+        self._reserve = None  # type: Optional[SpaceReserve]
 
     def request_stop(self, reason: str) -> None:
         """Safe from signal handlers and other threads: the main loop ends after the current frame."""
-        if not self.stop.is_set():
+        # an error that comes after another stop (a last frame failing to record) is still the reason to report
+        if not self.stop.is_set() or (reason.startswith("error") and not self.stop_reason.startswith("error")):
             self.stop_reason = reason
         self.stop.set()
 
@@ -74,6 +76,7 @@ class Pipeline:
         capture = stats = emitter = None
         started = time.perf_counter()
         error = None  # type: Optional[BaseException]
+        self._reserve = SpaceReserve(out_dir)  # room for summary.json should the disk fill during the run
         try:
             source.open()
             closers.append(source)
@@ -132,10 +135,13 @@ class Pipeline:
                 except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
                     log.error("closing %s failed: %s", type(closer).__name__, close_error)
                     error = error or close_error
+            if capture is not None and capture.error is not None:
+                self.request_stop("error: %s" % (str(capture.error).splitlines() or [type(capture.error).__name__])[0])
             if emitter is not None:
                 self.summary = self._write_summary(out_dir, capture, emitter.processed, wall_s,
                                                    emitter.timing_log.accumulated, target_fps, source, adapter, stats,
                                                    engine.health())
+            self._reserve.release()
         if error is None and capture is not None and capture.error is not None:
             error = capture.error
         if error is not None:
@@ -234,9 +240,7 @@ class Pipeline:
         }, **engine_health))
         path = os.path.join(out_dir, "summary.json")
         try:
-            with open(path + ".tmp", "w") as f:
-                json.dump(summary, f, indent=2, sort_keys=True, default=str)
-            os.replace(path + ".tmp", path)
+            write_json_atomic(path, summary, self._reserve)
         except OSError as e:
             log.error("could not write %s: %s", path, e)
         return summary

@@ -117,7 +117,7 @@ def test_stalled_source_stops_on_request(tmp_path):
     outputs_agree(str(tmp_path / "out"), 3, str(tmp_path / "rec.mp4"))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_cleanly(tmp_path, signum):
     out = tmp_path / "out"
     cmd = [sys.executable, os.path.join(ROOT, "run.py"), "--source", "test://320x240@30?live=1", "--model",

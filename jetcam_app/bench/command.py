@@ -20,6 +20,7 @@ except ImportError:  # the report says why its plots are missing
 from ..config import PRECISIONS, ROOT, Config, EngineConfig, ModelConfig, PipelineConfig, SourceConfig, validate
 from ..errors import BackendUnavailable, ConfigError, JetcamError, SourceError
 from ..registry import BACKENDS, MODELS
+from ..signals import on_stop_signals, raise_keyboard_interrupt
 from .progress import ProgressBar
 
 REFERENCE = ("cpu", "fp32")
@@ -200,8 +201,11 @@ def run_worker(row: Dict[str, Any], options: BenchOptions, inputs: Inputs, work_
                     log.write(line)
                     log.flush()
             code = proc.wait()
-        except KeyboardInterrupt:
-            # The worker got the same SIGINT; give it a moment to write its result, then make sure it is gone.
+        except KeyboardInterrupt as stop:
+            # A terminal's Ctrl-C reaches the worker too; SIGTERM / SIGHUP sent to us alone are passed on as SIGINT.
+            if stop.args and stop.args[0] != "SIGINT" and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            # Give the worker a moment to write its result, then make sure it is gone.
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -283,10 +287,11 @@ def _finish(options: BenchOptions, rows: List[Dict[str, Any]], inputs: Optional[
     from .analysis import analyse
 
     interrupted = isinstance(error, KeyboardInterrupt)
+    by = error.args[0] if interrupted and error.args else "Ctrl-C"  # the signal's name (signals.py)
     for row in rows:
         if row["status"] in ("pending", "running"):
             row.update(status="interrupted" if interrupted else "failed",
-                       error="interrupted (Ctrl-C)" if interrupted else "not run: the bench stopped early")
+                       error="interrupted (%s)" % by if interrupted else "not run: the bench stopped early")
     target_fps, target_origin = resolve_target_fps(options, inputs)
     bench = {"options": dataclasses.asdict(options), "rows": rows, "out_dir": out_dir,
              "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -383,7 +388,8 @@ def bench_main(args) -> int:
         add_bench_arguments(parser)
         args = parser.parse_args(list(args))
     try:
-        out_dir = run_bench(options_from_args(args))
+        with on_stop_signals(raise_keyboard_interrupt):  # SIGTERM and SIGHUP end the bench as Ctrl-C does
+            out_dir = run_bench(options_from_args(args))
     except KeyboardInterrupt:
         print("bench interrupted; the report holds what finished", file=sys.stderr)
         return 128 + signal.SIGINT

@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
+import math
 import os
 from typing import Any, Optional, Sequence
+
+import numpy as np
 
 from ..errors import OutputError
 from ..types import FrameTiming
 from ..verdict import TimingAccumulator, service_ms
+from .diskspace import LineFile
+
+log = logging.getLogger(__name__)
 
 TIMING_COLUMNS = (
     "frame_index", "source_ts_s", "latency_ms", "queue_wait_ms", "pre_ms", "infer_ms", "post_ms", "draw_ms",
@@ -16,15 +24,29 @@ TIMING_COLUMNS = (
 )
 
 
-def _open_for_writing(path: str, what: str):
+def _open_for_writing(path: str, what: str) -> LineFile:
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        return open(path, "w", newline="", encoding="utf-8")
+        return LineFile(path, what)
     except OSError as e:
         raise OutputError("cannot write the %s %s (%s); choose a writable folder with --out DIR"
                           % (what, path, e.strerror or e)) from e
 
+
+def _finite(result: Any) -> bool:
+    arrays = [getattr(result, name) for name in ("scores", "boxes") if getattr(result, name, None) is not None]
+    return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
+
+
+def _nulls_for_non_finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _nulls_for_non_finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulls_for_non_finite(v) for v in value]
+    return value
 
 
 class TimingLog:
@@ -35,21 +57,27 @@ class TimingLog:
         self.rows = 0
         self.accumulated = TimingAccumulator()
         self._file = _open_for_writing(path, "timing log")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(TIMING_COLUMNS + tuple(extra_columns))  # several sources add "source"
-        self._file.flush()
+        # rows are formatted into a buffer and appended whole: a full disk never leaves half a row
+        self._row = io.StringIO()
+        self._writer = csv.writer(self._row)
+        self._append(TIMING_COLUMNS + tuple(extra_columns))  # several sources add "source"
+
+    def _append(self, row) -> None:
+        self._row.seek(0)
+        self._row.truncate()
+        self._writer.writerow(row)
+        self._file.append(self._row.getvalue().encode("utf-8"))
 
     def write(self, frame_index: int, source_ts_s: float, timing: FrameTiming, dropped_so_far: int,
               rss_mb: Optional[float], gpu_mb: Optional[float], extra: Sequence[Any] = ()) -> None:
         if self._file is None:
             raise OutputError("timing log %s written after close (a pipeline bug)" % self.path)
-        self._writer.writerow([
+        self._append([
             int(frame_index), "%.6f" % source_ts_s, "%.3f" % timing.latency_ms, "%.3f" % timing.queue_wait_ms,
             "%.3f" % timing.pre_ms, "%.3f" % timing.infer_ms, "%.3f" % timing.post_ms, "%.3f" % timing.draw_ms,
             "%.3f" % timing.sink_ms, "%.3f" % service_ms(timing), int(dropped_so_far),
             "" if rss_mb is None else "%.1f" % rss_mb, "" if gpu_mb is None else "%.1f" % gpu_mb,
         ] + list(extra))
-        self._file.flush()
         self.accumulated.add(timing)
         self.rows += 1
 
@@ -73,11 +101,14 @@ class PredictionLog:
         self.path = path
         self.rows = 0
         self._file = _open_for_writing(path, "prediction log")
+        self._warned_nan = False
 
     def write(self, frame_index: int, result: Any, source: Optional[str] = None) -> None:
         if self._file is None:
             raise OutputError("prediction log %s written after close (a pipeline bug)" % self.path)
-        if hasattr(result, "json_line"):  # detections: a faster encoder, the same values
+        if result is not None and not _finite(result):
+            line = self._finite_line(frame_index, result, source)
+        elif hasattr(result, "json_line"):  # detections: a faster encoder, the same values
             line = result.json_line(frame_index)
             if source is not None:  # "source" sorts after every key json_line writes (boxes .. scores)
                 line = line[:-1] + ',"source":' + json.dumps(source) + "}"
@@ -87,9 +118,19 @@ class PredictionLog:
             if source is not None:
                 record["source"] = source
             line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        self._file.write(line + "\n")
-        self._file.flush()
+        self._file.append((line + "\n").encode("utf-8"))
         self.rows += 1
+
+    def _finite_line(self, frame_index: int, result: Any, source: Optional[str]) -> str:
+        """NaN or infinite scores or boxes (broken weights) are written as null: NaN is not JSON."""
+        if not self._warned_nan:
+            self._warned_nan = True
+            log.warning("frame %d has NaN or infinite scores or boxes (broken or random weights?); predictions.jsonl "
+                        "writes them as null", frame_index)
+        record = _nulls_for_non_finite(dict(result.to_json(), frame=int(frame_index)))
+        if source is not None:
+            record["source"] = source
+        return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     def close(self) -> None:
         if self._file is not None:

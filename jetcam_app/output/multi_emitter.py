@@ -1,7 +1,6 @@
 """Emission for several sources: each source's HUD, logs rows with its name, its recording, and the mosaic."""
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -9,7 +8,6 @@ import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..config import Config
-from ..errors import OutputError
 from ..inference.stages import Processed
 from ..verdict import RollingStats, TimingAccumulator, service_ms
 from .logs import PredictionLog, TimingLog
@@ -22,24 +20,6 @@ def per_source_path(path: str, name: str) -> str:
     """rec.mp4 -> rec_<name>.mp4: one file per source."""
     root, ext = os.path.splitext(path)
     return "%s_%s%s" % (root, name, ext)
-
-
-class SourcePredictionLog(PredictionLog):
-    """predictions.jsonl with the source's name under "source" on every line (keys stay sorted)."""
-
-    def write_named(self, frame_index: int, result, name: str) -> None:
-        if self._file is None:
-            raise OutputError("prediction log %s written after close (a pipeline bug)" % self.path)
-        if hasattr(result, "json_line"):
-            # "source" sorts after "scores", the last key of a detection's line.
-            line = result.json_line(frame_index)[:-1] + ',"source":%s}' % json.dumps(name)
-        else:
-            record = dict(result.to_json()) if result is not None else {}
-            record["frame"], record["source"] = int(frame_index), name
-            line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        self._file.write(line + "\n")
-        self._file.flush()
-        self.rows += 1
 
 
 class SourceTrack:
@@ -80,7 +60,7 @@ class MultiEmitter:
         self._mosaic_at = 0.0
         self.mosaics = 0
         self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"), extra_columns=("source",))
-        self.prediction_log = SourcePredictionLog(os.path.join(out_dir, "predictions.jsonl"))
+        self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
         self.processed = 0
         self.error = None  # type: Optional[BaseException]
         self._reported = False
@@ -168,7 +148,7 @@ class MultiEmitter:
         track.last_draw_ms = timing.draw_ms
         self.timing_log.write(frame.index, frame.timestamp_s, timing, hud.dropped, hud.rss_mb, hud.gpu_mb,
                               extra=(track.name,))
-        self.prediction_log.write_named(frame.index, done.result, track.name)
+        self.prediction_log.write(frame.index, done.result, track.name)
         track.accumulated.add(timing)
         # As for one source: the badge follows capture-to-result latency when live, the frame's own work in replay.
         track.rolling.add(t2, timing.latency_ms if track.live else service_ms(timing))

@@ -217,11 +217,12 @@ class GObjectRunner:
             sample = sink.try_pull_sample(int(wait_s * 1e9))
             if sample is not None:
                 return self._convert(sample, pipeline)
-            if sink.is_eos():
-                raise PipelineStopped("end of stream", eos=True)
+            eos = sink.is_eos()
             problem = self._bus_problem(bus)
-            if problem is not None:
-                raise PipelineStopped(problem, eos=problem == "end of stream")
+            if problem is not None and problem != "end of stream":
+                raise PipelineStopped(problem)  # an upstream error also ends the stream: the error is what happened
+            if eos or problem is not None:
+                raise PipelineStopped("end of stream", eos=True)
             if time.perf_counter() >= deadline:
                 return None
 

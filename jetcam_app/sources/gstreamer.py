@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 CAPTURE_MODES = ("auto", "opencv", "gobject")
 
 
+# GStreamer elements whose end of stream means a camera or a stream went away (reconnect), not the end.
+LIVE_ELEMENTS = ("rtspsrc", "v4l2src", "nvarguscamerasrc", "nvv4l2camerasrc", "udpsrc", "tcpclientsrc", "souphttpsrc",
+                 "srtsrc", "rtmpsrc", "libcamerasrc", "uridecodebin uri=rtsp", "uridecodebin uri=http")
+
+
 class GStreamerSource(Source):
     """A live camera or stream. Latest frame wins inside the pipeline (appsink drop=true max-buffers=1); a disconnect,
     end of stream, bus error or a stall longer than timeout_s triggers reconnects with exponential backoff."""
@@ -193,6 +198,11 @@ class GStreamerSource(Source):
             try:
                 sample = runner.pull(max(0.0, min(deadline - now, stall_s)))
             except PipelineStopped as e:
+                if e.eos and self._finite():
+                    self._stop_runner()
+                    self._failed = True
+                    self.stop_reason = "end of stream"
+                    break
                 self._schedule_reconnect(str(e))
                 continue
             if sample is not None:
@@ -200,6 +210,14 @@ class GStreamerSource(Source):
             if time.perf_counter() - self._stall_since >= self.config.timeout_s:
                 self._schedule_reconnect("no frame for %.1f s" % self.config.timeout_s)
         return None
+
+    def _finite(self) -> bool:
+        """Whether end of stream is the end: test:// and pipelines of your own (videotestsrc num-buffers=25, a
+        file), unless they read a camera or the network, whose end of stream is a disconnect to reconnect."""
+        if self.spec.kind not in ("test", "gst"):
+            return False
+        pipeline = (self.pipeline or "").lower()
+        return not any(element in pipeline for element in LIVE_ELEMENTS)
 
     def _schedule_reconnect(self, reason: str) -> None:
         self._stop_runner()

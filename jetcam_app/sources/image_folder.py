@@ -1,6 +1,7 @@
 """One image or a folder of images (sorted by name), read as a lossless sequence of frames."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Optional
@@ -11,6 +12,8 @@ from ..types import Frame
 from .base import Source
 from .spec import IMAGE_EXTENSIONS
 
+log = logging.getLogger(__name__)
+
 
 class ImageFolderSource(Source):
     still_images = True
@@ -20,6 +23,8 @@ class ImageFolderSource(Source):
         self.path = spec.location
         self.files = []
         self._index = 0
+        self.skipped_frames = 0  # unreadable images of a folder, skipped with a warning
+        self.stop_reason = None  # type: Optional[str]
 
     def open(self) -> None:
         if os.path.isdir(self.path):
@@ -36,18 +41,27 @@ class ImageFolderSource(Source):
         self.frame_count = len(self.files)
 
     def read(self, timeout_s: float = 1.0) -> Optional[Frame]:
+        """The next readable image; in a folder an unreadable one is skipped (warned, counted), a single image
+        that cannot be read is an error."""
         import cv2
 
-        if self._index >= len(self.files):
-            return None
-        path = self.files[self._index]
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError("%s is not an image OpenCV can read; remove it from the folder or convert it" % path)
-        index = self._index
-        self._index += 1
-        self.frame_size = (image.shape[1], image.shape[0])
-        return Frame(image, index, float(index), time.perf_counter(), os.path.basename(path))
+        while self._index < len(self.files):
+            path = self.files[self._index]
+            index = self._index
+            self._index += 1
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is None:
+                if len(self.files) == 1:
+                    raise SourceError("%s is not an image OpenCV can read; convert it or pass another file" % path)
+                self.skipped_frames += 1
+                log.warning("skipping %s: not an image OpenCV can read (%d skipped so far)", path, self.skipped_frames)
+                continue
+            self.frame_size = (image.shape[1], image.shape[0])
+            return Frame(image, index, float(index), time.perf_counter(), os.path.basename(path))
+        if self.stop_reason is None:
+            self.stop_reason = "end of stream" + ("; %d unreadable image(s) skipped" % self.skipped_frames
+                                                  if self.skipped_frames else "")
+        return None
 
     def describe(self) -> str:
         return "%s (%d images)" % (self.path, len(self.files))

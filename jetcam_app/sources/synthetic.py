@@ -12,6 +12,8 @@ from ..types import Frame
 from .base import Source
 
 INDEX_BITS = 20
+MAX_TEST_SIDE = 8192  # an 8K frame; a larger one is a typo, not a test (100000x100000 is 28 GiB)
+MAX_TEST_FPS = 10000
 CELL_PX = 12  # one bit = a 12x12 square in the top-left strip; survives lossy video compression
 
 
@@ -71,8 +73,11 @@ class SyntheticSource(Source):
             self.is_live = params.get("live", "0") in ("1", "true", "yes")
         except ValueError as e:
             raise SourceError("bad test:// option (%s); numbers only, e.g. test://640x480@30?frames=100" % e) from e
-        if self.nominal_fps <= 0:
-            raise SourceError("test:// fps must be > 0")
+        if not 0 < self.nominal_fps <= MAX_TEST_FPS or self.max_frames < 0:
+            raise SourceError("test:// fps must be in (0, %d] and frames >= 0" % MAX_TEST_FPS)
+        if not (0 < self.width <= MAX_TEST_SIDE and 0 < self.height <= MAX_TEST_SIDE):
+            raise SourceError("test:// size %dx%d is out of range; use at most %dx%d, e.g. test://1920x1080"
+                              % (self.width, self.height, MAX_TEST_SIDE, MAX_TEST_SIDE))
         self.frame_size = (self.width, self.height)
         self._index = 0
         self._start = None  # type: Optional[float]

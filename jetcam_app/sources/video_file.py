@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from typing import List, Optional, Tuple
 
@@ -13,6 +14,9 @@ from ..types import Frame
 from .base import Source
 
 log = logging.getLogger(__name__)
+# Consecutive failed reads tolerated before the frame count says the file is damaged beyond repair: FFmpeg skips
+# to the next keyframe or intact packet, which takes one failed read per broken packet.
+MAX_DAMAGED_READS = 250
 
 
 class VideoFileSource(Source):
@@ -30,6 +34,9 @@ class VideoFileSource(Source):
         self._start = None  # type: Optional[float]
         self._origin_s = 0.0
         self._timestamps = None  # type: Optional[List[Tuple[int, float]]]
+        self._frame_count = 0  # the container's frame count; 0 when unknown
+        self.stop_reason = None  # type: Optional[str]
+        self.skipped_frames = 0  # frames of the container never decoded (damage)
 
     def open(self) -> None:
         import cv2
@@ -39,6 +46,10 @@ class VideoFileSource(Source):
                               "pattern)" % self.path)
         if os.path.isdir(self.path):
             raise SourceError("%s is a folder; pass it as the source to read its images" % self.path)
+        mode = os.stat(self.path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # a FIFO or socket blocks in open, deaf to Ctrl-C
+            raise SourceError("%s is not a regular file (a FIFO or socket?); record the stream to a file first, "
+                              "or use --gst for a live pipe" % self.path)
         cap = cv2.VideoCapture(self.path)
         ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok or first is None:
@@ -53,6 +64,8 @@ class VideoFileSource(Source):
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
         self._first_shape = first.shape
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self._frame_count = int(count) if count and count > 0 else 0
         self._timestamps = read_sidecar(self.path) or None
         if self._timestamps:
             log.info("replaying %s with the %d capture timestamps of its sidecar", self.path, len(self._timestamps))
@@ -75,7 +88,9 @@ class VideoFileSource(Source):
         else:
             ok, image = self._read_next()
             if not ok:
-                return None
+                image = self._resynchronise()
+                if image is None:
+                    return None
         position = self._index
         self._index += 1
         index, timestamp_s = self._frame_time(position)
@@ -86,6 +101,27 @@ class VideoFileSource(Source):
             if delay > 0:
                 time.sleep(delay)
         return Frame(image, index, timestamp_s, time.perf_counter())
+
+    def _resynchronise(self):
+        """After a failed read: the end when the container's frames are all read, else damage: read on past it
+        (counted in skipped_frames); None, with the frame named in stop_reason, when nothing decodes any more."""
+        position = self._index
+        if not self._frame_count or position >= self._frame_count:
+            self.stop_reason = self.stop_reason or "end of stream"
+            return None
+        log.warning("%s: frame %d of %d does not decode; reading on past the damage", self.path, position,
+                    self._frame_count)
+        for _ in range(MAX_DAMAGED_READS):
+            ok, image = self._read_next()
+            if ok and image is not None:
+                return image
+        # OpenCV drops some damaged frames without a failed read, so here the damage may as well be at the end
+        # (a recording cut short) as before it: the stream stops, the summary says where and how many were lost.
+        self.skipped_frames = self._frame_count - position
+        self.stop_reason = ("decode error: %d of %d frames lost (a damaged or cut-short file); nothing decodes "
+                            "after frame %d" % (self.skipped_frames, self._frame_count, position - 1))
+        log.warning("%s: %s; the file is damaged or cut short", self.path, self.stop_reason)
+        return None
 
     def _read_next(self):
         """cap.read(), into a buffer of the pipeline's pool where it has one (see host_buffers.py)."""
@@ -100,6 +136,12 @@ class VideoFileSource(Source):
         return ok, image
 
     def close(self) -> None:
+        if self._cap is not None and self._frame_count and self.stop_reason in (None, "end of stream"):
+            self.skipped_frames = max(0, self._frame_count - self._index)
+            if self.skipped_frames:
+                self.stop_reason = "end of stream; %d of %d frames did not decode (damaged file)" % (
+                    self.skipped_frames, self._frame_count)
+                log.warning("%s: %s", self.path, self.stop_reason)
         if self._cap is not None:
             self._cap.release()
             self._cap = None

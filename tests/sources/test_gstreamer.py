@@ -199,11 +199,25 @@ def test_opencv_runner_reads_with_a_timeout(mjpeg_avi):
 # -- reconnects and failures -----------------------------------------------------------------------------------
 
 @needs_gst
-def test_end_of_stream_is_a_disconnect_then_a_clean_stop(caplog):
-    caplog.set_level(logging.INFO, logger="jetcam_app.sources.gstreamer")
-    # A lossless appsink here (drop=false), so a loaded machine cannot drop frames and the count is exact.
-    pipeline = ("videotestsrc is-live=true num-buffers=4 ! video/x-raw,width=320,height=240,framerate=30/1 "
+def test_end_of_a_finite_pipeline_is_the_end_not_a_disconnect():
+    pipeline = ("videotestsrc is-live=true num-buffers=25 ! video/x-raw,width=320,height=240,framerate=30/1 "
                 "! videoconvert ! video/x-raw,format=BGR ! appsink drop=false max-buffers=8")
+    source = open_source(SourceSpec("gst", pipeline), config(reconnect_attempts=3))
+    try:
+        frames = drain(source)
+    finally:
+        source.close()
+    assert [f.index for f in frames] == list(range(25)) and source.reconnects == 0
+    assert source.stop_reason == "end of stream"
+
+
+@needs_gst
+def test_a_disconnect_reconnects_then_stops_cleanly(caplog):
+    caplog.set_level(logging.INFO, logger="jetcam_app.sources.gstreamer")
+    # A lossless appsink here (drop=false), so a loaded machine cannot drop frames and the count is exact;
+    # identity fails the stream on its 5th buffer, as a camera or a network stream that goes away.
+    pipeline = ("videotestsrc is-live=true ! identity error-after=5 ! video/x-raw,width=320,height=240,"
+                "framerate=30/1 ! videoconvert ! video/x-raw,format=BGR ! appsink drop=false max-buffers=8")
     source = open_source(SourceSpec("gst", pipeline), config(reconnect_attempts=2))
     try:
         frames = drain(source)
@@ -221,7 +235,8 @@ def test_end_of_stream_is_a_disconnect_then_a_clean_stop(caplog):
 
 @needs_gst
 def test_camera_gone_mid_run_reconnects_fail_then_stop(mjpeg_avi):
-    source = open_source(SourceSpec("gst", P.file_pipeline(mjpeg_avi)), config(reconnect_attempts=3))
+    pipeline = P.file_pipeline(mjpeg_avi).replace("decodebin !", "decodebin ! identity error-after=5 !")
+    source = open_source(SourceSpec("gst", pipeline), config(reconnect_attempts=3))
     try:
         first = source.read(READ_TIMEOUT_S)
         os.remove(mjpeg_avi)  # the "camera" is unplugged: every restart fails with a bus error

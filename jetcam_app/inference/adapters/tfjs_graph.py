@@ -72,25 +72,54 @@ class TfjsGraph:
                 self._consumers.setdefault(name.split(":")[0].lstrip("^"), []).append(node)
 
     def _read_weights(self, manifest: List[dict], folder: str) -> Dict[str, np.ndarray]:
+        try:
+            return self._read_groups(manifest, folder)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise WeightsError("the weights manifest of %s is malformed (%s: %s); fetch it again with "
+                               "`python -m jetcam_app.assets nanodet`" % (self.json_path, type(e).__name__, e)) from e
+
+    def _shard_paths(self, group: dict, folder: str, expected: int) -> List[str]:
+        """The group's shard files, each a regular file inside the model folder, together of the size the
+        manifest's weights add up to: checked before a byte is read (a shard named /dev/zero is never read)."""
+        root = os.path.realpath(folder)
+        paths = []
+        total = 0
+        for shard in group["paths"]:
+            path = os.path.realpath(os.path.join(folder, str(shard)))
+            if os.path.dirname(path) != root and not path.startswith(root + os.sep):
+                raise WeightsError("%s names the weight shard %s outside its folder %s; only files next to it are "
+                                   "read" % (self.json_path, shard, folder))
+            if not os.path.isfile(path):
+                raise WeightsError("TFJS weight shard %s is missing or not a regular file; place it next to %s"
+                                   % (path, self.json_path))
+            total += os.path.getsize(path)
+            paths.append(path)
+        if total != expected:
+            raise WeightsError("the weight shards of %s hold %d bytes, the manifest declares %d; fetch them again "
+                               "with `python -m jetcam_app.assets nanodet`" % (self.json_path, total, expected))
+        return paths
+
+    def _read_groups(self, manifest: List[dict], folder: str) -> Dict[str, np.ndarray]:
         weights = {}  # type: Dict[str, np.ndarray]
         for group in manifest:
+            sizes = []
+            for entry in group["weights"]:
+                stored = (entry.get("quantization") or {}).get("dtype", entry["dtype"])
+                count = int(np.prod([int(d) for d in entry["shape"]])) if entry["shape"] else 1
+                if count < 0:
+                    raise ValueError("negative shape for %s" % entry["name"])
+                sizes.append(count * np.dtype(_STORED_DTYPES.get(stored, np.float32)).itemsize)
             chunks = []
-            for shard in group["paths"]:
-                path = os.path.join(folder, shard)
+            for path in self._shard_paths(group, folder, sum(sizes)):
                 try:
                     with open(path, "rb") as f:
                         chunks.append(f.read())
                 except OSError as e:
-                    raise WeightsError("TFJS weight shard %s is missing or unreadable (%s); place it next to %s"
+                    raise WeightsError("TFJS weight shard %s is unreadable (%s); place it next to %s"
                                        % (path, e, self.json_path)) from e
             blob = b"".join(chunks)
             offset = 0
-            for entry in group["weights"]:
-                stored = (entry.get("quantization") or {}).get("dtype", entry["dtype"])
-                count = int(np.prod([int(d) for d in entry["shape"]])) if entry["shape"] else 1
-                size = count * np.dtype(_STORED_DTYPES.get(stored, np.float32)).itemsize
-                if offset + size > len(blob):
-                    raise WeightsError("TFJS weights in %s are truncated at %s; fetch them again" % (folder, entry["name"]))
+            for entry, size in zip(group["weights"], sizes):
                 weights[entry["name"]] = _dequantise(blob[offset:offset + size], entry)
                 offset += size
         return weights

@@ -37,10 +37,10 @@ def load_weights_file(path: str) -> StateDict:
     """A state dict from `path`, loaded with weights_only=True; a checkpoint's 'state_dict' or 'model' is unwrapped."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+    except Exception as e:  # noqa: BLE001 - garbage bytes make the unpickler raise anything (IndexError, KeyError...)
         # weights_only=True refuses pickled objects (a whole saved model, or not a torch file at all)
         reason = ("not a tensors-only file: torch.load(weights_only=True) refused it"
-                  if isinstance(e, pickle.UnpicklingError) else first_line(e))
+                  if isinstance(e, pickle.UnpicklingError) else "%s: %s" % (type(e).__name__, first_line(e)))
         raise WeightsError("cannot load weights from %s (%s); pass a state dict saved with "
                            "torch.save(model.state_dict(), PATH), or --random-weights for timing only"
                            % (path, reason)) from e

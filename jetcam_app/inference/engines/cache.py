@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence
 
+from .cache_safety import untrusted_reason
+
 log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = 1
@@ -116,6 +118,11 @@ class EngineCache:
         path = self.engine_path(stem)
         if not os.path.isfile(path):
             log.info("engine cache: no %s; building", os.path.basename(path))
+            return None
+        distrust = untrusted_reason(path) or untrusted_reason(self.cache_dir)
+        if distrust is not None:
+            log.warning("engine cache: not loading %s: it or its folder is %s; rebuilding; fix: keep the cache in "
+                        "a folder of yours (--cache-dir)", path, distrust)
             return None
         sidecar = self.read_sidecar(stem)
         if sidecar is None or sidecar.get("format") != SIDECAR_FORMAT:

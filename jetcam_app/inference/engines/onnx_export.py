@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import json
 import logging
 import os
 import tempfile
@@ -15,11 +16,14 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ...errors import EngineBuildError
+from .cache import atomic_write
+from .cache_safety import untrusted_reason, usable_cache_dir
 
 log = logging.getLogger(__name__)
 
 # JetPack 5's TensorRT 8.5 parses opsets up to 17; newer TensorRT versions parse 17 too.
 DEFAULT_OPSET = 17
+ONNX_SIDECAR_FORMAT = 1
 _CHUNK = 1 << 20
 
 
@@ -85,21 +89,6 @@ def default_names(network: torch.nn.Module, example: torch.Tensor,
     return input_names, tuple(output_names)
 
 
-def _writable_dir(out_dir: str) -> str:
-    """out_dir when it can be written, else a temporary folder (with a warning saying why)."""
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".probe-", delete=True)
-        probe.close()
-        return out_dir
-    except OSError as e:
-        fallback = os.path.join(tempfile.gettempdir(), "jetcam_onnx")
-        os.makedirs(fallback, exist_ok=True)
-        log.warning("ONNX cache %s is not writable (%s): exporting to %s instead; fix: make it writable "
-                    "or set engine.cache_dir", out_dir, e.strerror or e, fallback)
-        return fallback
-
-
 def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, model_name: str,
                 precision: str = "fp32", input_names: Optional[Sequence[str]] = None,
                 output_names: Optional[Sequence[str]] = None, opset: int = DEFAULT_OPSET,
@@ -114,22 +103,66 @@ def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, m
     example = example.detach().to("cpu", torch.float32)
     input_names, output_names = default_names(network, example, input_names, output_names)
     key = hashlib.sha256()
+    digest = network_digest(network)
     shape = shape_slug(example.shape) if not dynamic_batch else "x".join(["N"] + [str(int(d)) for d in example.shape[1:]])
-    for part in (network_digest(network), shape, precision, ",".join(input_names),
+    for part in (digest, shape, precision, ",".join(input_names),
                  ",".join(output_names), str(opset), torch.__version__):
         key.update(part.encode() + b"\0")
-    out_dir = _writable_dir(out_dir)
+    out_dir = usable_cache_dir(out_dir, "onnx")
     stem = "%s_%s_%s_opset%d_%s" % (model_name, shape, precision, opset, key.hexdigest()[:12])
     path = os.path.join(out_dir, stem + ".onnx")
-    exported = False
-    if not os.path.isfile(path):
+    sidecar = {"format": ONNX_SIDECAR_FORMAT, "key": key.hexdigest(), "network_sha256": digest,
+               "input_shape": list(example.shape), "dynamic_batch": dynamic_batch, "precision": precision, "opset": opset,
+               "input_names": list(input_names), "output_names": list(output_names), "torch": torch.__version__}
+    sha256 = verified_onnx(path, sidecar)
+    exported = sha256 is None
+    if exported:
         _export(network, example, path, precision, input_names, output_names, opset, dynamic_batch)
-        exported = True
+        sha256 = file_sha256(path)
+        try:
+            atomic_write(path + ".json", (json.dumps(dict(sidecar, onnx_sha256=sha256), indent=2, sort_keys=True)
+                                          + "\n").encode())
+        except OSError as e:
+            log.warning("onnx: could not write the sidecar of %s (%s); it will be exported again next time",
+                        path, e.strerror or e)
     else:
-        log.info("onnx: reusing %s", path)
-    return OnnxModel(path=path, sha256=file_sha256(path), input_names=input_names, output_names=output_names,
+        log.info("onnx: reusing %s (checked against its sidecar)", path)
+    return OnnxModel(path=path, sha256=sha256, input_names=input_names, output_names=output_names,
                      input_shape=tuple(int(d) for d in example.shape), precision=precision, opset=opset,
                      exported=exported)
+
+
+def verified_onnx(path: str, expected: dict) -> Optional[str]:
+    """The cached file's sha256 when it and its sidecar (path + ".json") describe exactly this export and the
+    file is ours; None, with a warning saying why, when it must be exported again."""
+    if not os.path.isfile(path):
+        return None
+    problem = untrusted_reason(path)
+    sidecar = None
+    if problem is None:
+        try:
+            with open(path + ".json", encoding="utf-8") as f:
+                sidecar = json.load(f)
+            problem = untrusted_reason(path + ".json")
+        except FileNotFoundError:
+            problem = "it has no sidecar"
+        except (OSError, ValueError) as e:
+            problem = "its sidecar is unreadable (%s)" % e
+    if problem is None and not isinstance(sidecar, dict):
+        problem = "its sidecar is not a JSON object"
+    if problem is None:
+        changed = sorted(k for k in expected if sidecar.get(k) != expected[k])
+        if changed:
+            problem = "it was exported with a different %s" % ", ".join(changed)
+    sha256 = None
+    if problem is None:
+        sha256 = file_sha256(path)
+        if sha256 != sidecar.get("onnx_sha256"):
+            problem = "its bytes do not match the sidecar's sha256 (truncated or replaced)"
+    if problem is not None:
+        log.warning("onnx: not reusing %s: %s; exporting again", path, problem)
+        return None
+    return sha256
 
 
 def _export(network, example, path, precision, input_names, output_names, opset, dynamic_batch=False) -> None:
@@ -137,7 +170,9 @@ def _export(network, example, path, precision, input_names, output_names, opset,
     if precision == "fp16":
         network = copy.deepcopy(network).half()
         example = example.half()
-    tmp_path = "%s.tmp-%d" % (path, os.getpid())
+    # a unique name in the same folder: a predictable one could be planted (a symlink) by another user
+    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
     try:
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated in torch >= 2.9 but is the one that gives TensorRT 8.5

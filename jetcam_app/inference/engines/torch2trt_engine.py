@@ -42,12 +42,38 @@ def _version_of(module, dist: str) -> str:
         return "unknown"
 
 
-def _torch_load(data: bytes):
-    # Our own cache file: the TRTModule state holds the engine as bytes plus name lists, not only tensors.
+_BYTES_KEYS = "jetcam_bytes_keys"
+
+
+def pack_state(state) -> dict:
+    """The TRTModule state (the engine as bytes, name lists) with bytes turned into uint8 tensors, so the
+    cache loads with torch.load(weights_only=True): no pickled object is ever run from the cache."""
+    out = {}
+    byte_keys = []
+    for name, value in state.items():
+        if isinstance(value, (bytes, bytearray)):
+            out[name] = (torch.frombuffer(bytearray(value), dtype=torch.uint8).clone() if value
+                         else torch.zeros(0, dtype=torch.uint8))
+            byte_keys.append(name)
+        else:
+            out[name] = value
+    out[_BYTES_KEYS] = byte_keys
+    return out
+
+
+def unpack_state(data: bytes) -> Optional[dict]:
+    """pack_state's dict back, loaded with weights_only=True; None when the file is not of that form."""
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    except TypeError:  # torch < 1.13 has no weights_only
-        return torch.load(io.BytesIO(data), map_location="cpu")
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any refusal (pickled objects, garbage) means: convert again
+        log.warning("torch2trt: the cached state does not load as plain data (%s); converting again",
+                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get(_BYTES_KEYS), list):
+        return None
+    for name in state.pop(_BYTES_KEYS):
+        state[name] = bytearray(state[name].numpy().tobytes())
+    return state
 
 
 class Torch2TRTEngine(Engine):
@@ -86,6 +112,7 @@ class Torch2TRTEngine(Engine):
             "torch2trt_version": _version_of(t2t, "torch2trt"), "tensorrt_version": str(tensorrt.__version__),
             "gpu_name": gpu.name, "compute_capability": gpu.compute_capability,
             "build_args": {"workspace_mb": int(self.config.trt_workspace_mb), "fp16_mode": fp16},
+            "state_format": "tensors-only",  # older caches were pickles: never loaded, converted again
         }
         stem = engine_stem(model_name, self.input_shape, self.config.precision,
                            "torch2trt-trt%s" % tensorrt.__version__, gpu)
@@ -95,15 +122,17 @@ class Torch2TRTEngine(Engine):
         data = cache.lookup(stem, key)
         module = None
         if data is not None:
-            module = t2t.TRTModule()
-            module.load_state_dict(_torch_load(data))
-            if getattr(module, "engine", None) is None:
+            state = unpack_state(data)
+            module = t2t.TRTModule() if state is not None else None
+            if module is not None:
+                module.load_state_dict(state)
+            if module is not None and getattr(module, "engine", None) is None:
                 log.warning("torch2trt: the cached %s did not load; converting again", cache.engine_path(stem))
                 module = None
         if module is None:
             module = self._convert(t2t, network, example, fp16, model_name)
             buffer = io.BytesIO()
-            torch.save(module.state_dict(), buffer)
+            torch.save(pack_state(module.state_dict()), buffer)
             self.engine_path = cache.store(stem, buffer.getvalue(), key, {"build_seconds": round(time.perf_counter() - start, 2)})
             self.built = True
         else:

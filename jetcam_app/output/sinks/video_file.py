@@ -12,11 +12,15 @@ import cv2
 import numpy as np
 
 from ...errors import OutputError
+from ..diskspace import disk_full_error, room_for
 from .base import Sink
 
 log = logging.getLogger(__name__)
 
 _SENTINEL = object()
+MIN_ENCODE_SIDE = 2  # FFmpeg's mpeg4 / h264 encoders refuse a 1-pixel side
+RECORD_HEADROOM_BYTES = 1 << 20  # left free on the disk: the encoder's buffers and the mp4 header
+INDEX_BYTES_PER_FRAME = 64  # the mp4 index (moov) holds a few tables of 4-8 bytes per frame
 
 
 class VideoFileSink(Sink):
@@ -51,6 +55,10 @@ class VideoFileSink(Sink):
         self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps, self.frame_size)
         if not self._writer.isOpened():
             os.remove(path)
+            if min(self.frame_size) < MIN_ENCODE_SIDE:
+                raise OutputError("cannot record %s: the frames are %dx%d, below the encoder's minimum of %dx%d; "
+                                  "record a larger source" % (path, self.frame_size[0], self.frame_size[1],
+                                                              MIN_ENCODE_SIDE, MIN_ENCODE_SIDE))
             raise OutputError("OpenCV cannot encode %s with %s at %dx%d; use a .mp4 path, or an OpenCV built with FFmpeg"
                               % (path, fourcc, self.frame_size[0], self.frame_size[1]))
         self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
@@ -71,6 +79,7 @@ class VideoFileSink(Sink):
                 if (image.shape[1], image.shape[0]) != self.frame_size:
                     image = cv2.resize(image, self.frame_size, interpolation=cv2.INTER_AREA)
                     self.frames_resized += 1
+                self._check_room(image)
                 self._writer.write(image)
                 self.frames_written += 1
         except BaseException as e:  # stored, re-raised on the caller's thread by write()/close()
@@ -86,9 +95,18 @@ class VideoFileSink(Sink):
         finally:
             self._writer.release()  # writes the mp4 index (moov atom); without it the file does not play
 
+    def _check_room(self, image: np.ndarray) -> None:
+        """cv2.VideoWriter.write reports nothing when the disk is full, and an mp4 whose index (written by
+        release()) does not fit never plays: so the recording stops while a frame and the index still fit."""
+        room = room_for(self.path)
+        if room is not None and room < RECORD_HEADROOM_BYTES + image.nbytes + INDEX_BYTES_PER_FRAME * self.frames_written:
+            raise disk_full_error(self.path, what="the recording")
+
     def _raise_error(self) -> None:
         if self.error is not None and not self._error_reported:
             self._error_reported = True
+            if isinstance(self.error, OutputError):
+                raise self.error
             raise OutputError("writing %s failed: %s" % (self.path, self.error)) from self.error
 
     def write(self, image_bgr: np.ndarray, frame_index: int = -1) -> bool:

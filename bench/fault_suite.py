@@ -1,0 +1,107 @@
+"""The fault suite of issue 18: runs the test of every failure class and prints a table of class -> tests -> outcome.
+
+    python bench/fault_suite.py [--json faults.json]
+
+GStreamer tests run in a pytest process of their own (as in CI). Exit code 0 when no test failed.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# class -> pytest node ids (a node id may name a whole file or a test and its parameters)
+CLASSES = collections.OrderedDict([
+    ("1 disk full (recording, logs, summary)", ["tests/output/test_disk_full.py"]),
+    ("2 outputs colliding with inputs", ["tests/test_fault_inputs.py::test_outputs_never_overwrite_inputs_or_each_other"]),
+    ("3 SIGINT/SIGTERM/SIGHUP stop the app cleanly", ["tests/test_pipeline.py::test_signal_stops_cleanly"]),
+    ("4 run.py bench on SIGTERM/SIGHUP", ["tests/bench/test_bench_signals.py"]),
+    ("5 damaged video", ["tests/sources/test_source_faults.py::test_damage_in_the_middle_is_skipped_and_counted_not_taken_for_the_end",
+                         "tests/sources/test_source_faults.py::test_damage_to_the_end_stops_naming_the_frame_and_the_loss",
+                         "tests/sources/test_source_faults.py::test_summary_of_a_damaged_video_run_counts_the_lost_frames"]),
+    ("6 damaged image folder", ["tests/sources/test_source_faults.py::test_unreadable_image_in_a_folder_is_skipped_counted_and_the_rest_read",
+                                "tests/sources/test_source_faults.py::test_a_single_unreadable_image_is_still_an_error"]),
+    ("7 errors name the real cause", ["tests/test_fault_inputs.py::test_tiny_image_record_error_names_the_encoder_minimum_and_the_summary_says_error"]),
+    ("8 finite --gst pipeline ends, live ones reconnect", [
+        "tests/sources/test_gstreamer.py::test_end_of_a_finite_pipeline_is_the_end_not_a_disconnect",
+        "tests/sources/test_gstreamer.py::test_a_disconnect_reconnects_then_stops_cleanly"]),
+    ("9 damaged or foreign ONNX cache", ["tests/inference/test_cache_safety.py::test_damaged_or_foreign_onnx_cache_is_exported_again_with_a_warning"]),
+    ("10 private fallback folder, planted files", [
+        "tests/inference/test_cache_safety.py::test_unwritable_cache_falls_back_to_a_private_folder",
+        "tests/inference/test_cache_safety.py::test_planted_fallback_folder_is_refused",
+        "tests/inference/test_cache_safety.py::test_engine_cache_refuses_engines_writable_by_everyone"]),
+    ("11 torch2trt cache without unpickling", ["tests/inference/test_cache_safety.py::test_torch2trt_state_round_trips_as_plain_data_and_pickles_are_refused"]),
+    ("12 weight shards outside the model folder", ["tests/inference/test_tfjs_manifest.py"]),
+    ("13 one-line errors (configs, weights, FIFO, sizes)", [
+        "tests/test_fault_inputs.py::test_bad_input_is_one_line_and_exit_2",
+        "tests/test_fault_inputs.py::test_last_line_of_defence_turns_oserror_into_one_line",
+        "tests/sources/test_source_faults.py::test_a_fifo_is_refused_instead_of_blocking"]),
+    ("14 values out of range, NaN scores", [
+        "tests/test_fault_inputs.py::test_bad_input_is_one_line_and_exit_2",
+        "tests/test_fault_inputs.py::test_nan_scores_are_written_as_valid_json_null_with_a_warning"]),
+])
+
+
+def run_pytest(node_ids, xml_path: str) -> None:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", xml_path]
+                   + sorted(set(node_ids)), cwd=ROOT, env=env)
+
+
+def outcomes(xml_path: str):
+    """'file::name[params]' -> passed / failed / skipped."""
+    result = {}
+    if not os.path.exists(xml_path):
+        return result
+    for case in ElementTree.parse(xml_path).getroot().iter("testcase"):
+        module = case.get("classname", "").replace(".", "/") + ".py"
+        status = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                status = "failed"
+            elif child.tag == "skipped":
+                status = "skipped"
+        result["%s::%s" % (module, case.get("name"))] = status
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", help="also write the table here")
+    args = p.parse_args()
+    nodes = [n for ids in CLASSES.values() for n in ids]
+    gst = [n for n in nodes if "test_gstreamer" in n]
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, group in (("main", [n for n in nodes if n not in gst]), ("gst", gst)):
+            path = os.path.join(tmp, name + ".xml")
+            run_pytest(group, path)
+            found.update(outcomes(path))
+    table = []
+    for cls, ids in CLASSES.items():
+        cases = {k: v for k, v in found.items() if any(k == i or k.startswith(i + "[") or
+                                                         (i.endswith(".py") and k.startswith(i + "::")) for i in ids)}
+        counts = collections.Counter(cases.values())
+        outcome = ("FAILED" if counts["failed"] else "not run" if not cases else
+                   "ok" if not counts["skipped"] else "ok (%d skipped)" % counts["skipped"])
+        table.append({"class": cls, "tests": len(cases), "passed": counts["passed"], "outcome": outcome})
+    width = max(len(r["class"]) for r in table)
+    print("\n%-*s  %5s  %s" % (width, "class", "tests", "outcome"))
+    for row in table:
+        print("%-*s  %5d  %s" % (width, row["class"], row["tests"], row["outcome"]))
+    print("15 HTTP request timeouts and bounded clients: covered with the HTTP server rewrite (issue 16)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=2)
+    return 1 if any(r["outcome"] in ("FAILED", "not run") for r in table) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,11 +2,11 @@
 
 The batch counterpart of fused_stages.py, for the multi-source path: the eager batch stages spend ~60 small torch
 calls a frame on the host, which caps how many cameras one process keeps up with. Batch sizes are padded up to a
-few sizes (padded_sizes()), so each frame shape needs only a handful of graphs; each frame in flight has a lane
-(its own stream, and a graph memory pool per frame shape shared by that shape's batch sizes, whose graphs never run
-in the same batch). Frames of different shapes in one batch run as one sub-batch per shape, one after the other on the lane's stream. A row
-whose device result is not provably exact (adapter.unpack() -> None) is postprocessed again by the dynamic path
-from the same network outputs, and counted in `fallbacks`.
+few sizes (padded_sizes()), so each frame shape needs only a handful of graphs. Each batch in flight has a lane:
+its own stream, and a graph memory pool per frame shape shared by that shape's batch sizes (a batch replays one
+graph per shape). Frames of different shapes in one batch run as one sub-batch per shape, one after the other on
+the lane's stream. A row whose device result is not provably exact (adapter.unpack() -> None) is postprocessed
+again by the dynamic path from the same network outputs, and counted in `fallbacks`.
 
 Stage times, as in fused_stages.py: pre = the sub-batch's upload, infer = its graph (CUDA events), post = waiting
 for and unpacking the frame's result (wall time).

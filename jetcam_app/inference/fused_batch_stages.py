@@ -3,10 +3,10 @@
 The batch counterpart of fused_stages.py, for the multi-source path: the eager batch stages spend ~60 small torch
 calls a frame on the host, which caps how many cameras one process keeps up with. Batch sizes are padded up to a
 few sizes (padded_sizes()), so each frame shape needs only a handful of graphs. Each batch in flight has a lane:
-its own stream, and a graph memory pool per frame shape shared by that shape's batch sizes (a batch replays one
-graph per shape). Frames of different shapes in one batch run as one sub-batch per shape, one after the other on
-the lane's stream. A row whose device result is not provably exact (adapter.unpack() -> None) is postprocessed
-again by the dynamic path from the same network outputs, and counted in `fallbacks`.
+its own stream, and per frame shape frame buffers and a graph memory pool shared by that shape's batch sizes (a
+batch replays one graph per shape). Frames of different shapes in one batch run as one sub-batch per shape, one
+after the other on the lane's stream. A row whose device result is not provably exact (adapter.unpack() -> None)
+is postprocessed again by the dynamic path from the same network outputs, and counted in `fallbacks`.
 
 Stage times, as in fused_stages.py: pre = the sub-batch's upload, infer = its graph (CUDA events), post = waiting
 for and unpacking the frame's result (wall time).
@@ -54,14 +54,34 @@ def group_by_shape(shapes: Sequence[Tuple[int, ...]]) -> List[Tuple[Tuple[int, .
     return list(groups.items())
 
 
-class _Lane:
-    """One batch in flight: its stream, its graph memory pools, and the event saying its last batch's results are
-    back (its buffers may then be reused)."""
+class _Inputs:
+    """A lane's frame buffers for one shape, `rows` frames (the largest batch), page-locked and on the device: the
+    graph for a batch of B reads the first B rows."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, shape: Tuple[int, ...], rows: int, device: torch.device):
+        self.host_in = torch.empty((rows,) + tuple(shape), dtype=torch.uint8).pin_memory()
+        self.host_in_np = self.host_in.numpy()
+        self.device_in = torch.zeros((rows,) + tuple(shape), dtype=torch.uint8, device=device)
+        self.uploaded = None  # type: Optional[torch.cuda.Event]  # the last upload out of host_in
+
+
+class _Lane:
+    """One batch in flight: its stream, its frame buffers and graph memory pools per shape, and the event saying its
+    last batch's results are back (its buffers may then be reused)."""
+
+    def __init__(self, device: torch.device, rows: int):
+        self.device = device
+        self.rows = rows
         self.stream = torch.cuda.Stream(device)
         self.done = None  # type: Optional[torch.cuda.Event]  # the last batch's result_ready
         self._pools = {}  # type: Dict[Tuple[int, ...], object]
+        self._inputs = {}  # type: Dict[Tuple[int, ...], _Inputs]
+
+    def inputs(self, shape: Tuple[int, ...]) -> _Inputs:
+        """The frame buffers of this shape, shared by its batch sizes (a batch has one sub-batch per shape)."""
+        if shape not in self._inputs:
+            self._inputs[shape] = _Inputs(shape, self.rows, self.device)
+        return self._inputs[shape]
 
     def pool(self, shape: Tuple[int, ...]):
         """The memory pool of this shape's graphs. Graphs sharing a pool overwrite each other's intermediates, which
@@ -77,14 +97,12 @@ class _BatchGraph:
 
     def __init__(self, adapter, engine, shape: Tuple[int, ...], batch: int, lane: _Lane):
         device = engine.device
-        rows = (batch,) + tuple(shape)
-        self.host_in = torch.empty(rows, dtype=torch.uint8).pin_memory()
-        self.host_in_np = self.host_in.numpy()
-        self.device_in = torch.zeros(rows, dtype=torch.uint8, device=device)
+        self.inputs = lane.inputs(tuple(shape))
+        device_in = self.inputs.device_in
         image_hw = (int(shape[0]), int(shape[1]))
 
         def body():
-            inputs = [adapter.prepare_tensor(self.device_in[i], engine.input_dtype) for i in range(batch)]
+            inputs = [adapter.prepare_tensor(device_in[i], engine.input_dtype) for i in range(batch)]
             outputs = engine.forward(inputs[0] if batch == 1 else torch.cat(inputs))
             packed = [adapter.static_postprocess(split_outputs(outputs, i), image_hw) for i in range(batch)]
             return outputs, torch.stack(packed)
@@ -106,7 +124,6 @@ class _BatchGraph:
         self.upload_start, self.uploaded = event(), event()  # uploaded: host_in may be overwritten
         self.graph_start, self.replayed = event(), event()
         self.result_ready = event()
-        self.used = False
 
 
 class _FusedBatch:
@@ -136,7 +153,7 @@ class FusedBatchStages:
         self.padded_batch = 0  # the eager path pads nothing; padding here is counted in padded_frames
         self.padded_frames = 0
         self.fallbacks = 0  # frames whose device result was not exact: postprocessed by the dynamic path
-        self._lanes = [_Lane(engine.device) for _ in range(self.in_flight)]
+        self._lanes = [_Lane(engine.device, self.max_batch) for _ in range(self.in_flight)]
         self._graphs = {}  # type: Dict[Tuple[Tuple[int, ...], int], List[_BatchGraph]]
         self._shapes = set()  # type: set
         self._turn = 0
@@ -202,18 +219,20 @@ class FusedBatchStages:
         parts = []
         for graphs, indices, size in plan:
             graph = graphs[self._turn]
-            if graph.used:
-                graph.uploaded.synchronize()  # this buffer's previous upload is done before it is overwritten
+            buffers = graph.inputs
+            if buffers.uploaded is not None:
+                buffers.uploaded.synchronize()  # the previous upload out of host_in is done before it is overwritten
             for row, i in enumerate(indices):
-                np.copyto(graph.host_in_np[row], frames[i].image)
+                np.copyto(buffers.host_in_np[row], frames[i].image)
             self.padded_frames += size - len(indices)
             n = len(indices)
             # Only the frames' rows go up: the padding rows hold earlier frames, whose results are never read.
             torch.cuda.set_stream(upload)
             try:
                 graph.upload_start.record(upload)
-                graph.device_in[:n].copy_(graph.host_in[:n], non_blocking=True)
+                buffers.device_in[:n].copy_(buffers.host_in[:n], non_blocking=True)
                 graph.uploaded.record(upload)
+                buffers.uploaded = graph.uploaded
             finally:
                 torch.cuda.set_stream(main)
             compute = lane.stream
@@ -227,7 +246,6 @@ class FusedBatchStages:
                 graph.result_ready.record(compute)
             finally:
                 torch.cuda.set_stream(main)
-            graph.used = True
             lane.done = graph.result_ready
             parts.append((graph, indices))
         return _FusedBatch(frames, parts, now)

@@ -54,6 +54,15 @@ def group_by_shape(shapes: Sequence[Tuple[int, ...]]) -> List[Tuple[Tuple[int, .
     return list(groups.items())
 
 
+def batch_body(adapter, forward, dtype: torch.dtype, device_in: torch.Tensor, batch: int,
+               image_hw: Tuple[int, int]) -> Tuple[Tuple[torch.Tensor, ...], torch.Tensor]:
+    """What the graph captures for the first `batch` frames of device_in [rows, H, W, 3] uint8: each frame resized
+    and normalised, the network on them as one batch, each frame's static postprocessing -> (outputs, packed)."""
+    inputs = [adapter.prepare_tensor(device_in[i], dtype) for i in range(batch)]
+    outputs = forward(inputs[0] if batch == 1 else torch.cat(inputs))
+    return outputs, torch.stack([adapter.static_postprocess(split_outputs(outputs, i), image_hw) for i in range(batch)])
+
+
 class _Inputs:
     """A lane's frame buffers for one shape, `rows` frames (the largest batch), page-locked and on the device: the
     graph for a batch of B reads the first B rows."""
@@ -101,11 +110,7 @@ class _BatchGraph:
         device_in = self.inputs.device_in
         image_hw = (int(shape[0]), int(shape[1]))
 
-        def body():
-            inputs = [adapter.prepare_tensor(device_in[i], engine.input_dtype) for i in range(batch)]
-            outputs = engine.forward(inputs[0] if batch == 1 else torch.cat(inputs))
-            packed = [adapter.static_postprocess(split_outputs(outputs, i), image_hw) for i in range(batch)]
-            return outputs, torch.stack(packed)
+        body = functools.partial(batch_body, adapter, engine.forward, engine.input_dtype, device_in, batch, image_hw)
 
         stream = lane.stream
         stream.wait_stream(torch.cuda.current_stream(device))

@@ -7,13 +7,14 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from jetcam_app.config import EngineConfig, load_config
 from jetcam_app.inference.adapters.base import build_core, create_adapter
-from jetcam_app.inference.batch_stages import BatchStages, batch_example
+from jetcam_app.inference.batch_stages import BatchStages, batch_example, split_outputs
 from jetcam_app.inference.engines.base import create_engine
-from jetcam_app.inference.fused_batch_stages import (FusedBatchStages, group_by_shape, make_batch_stages,
-                                                     padded_size, padded_sizes)
+from jetcam_app.inference.fused_batch_stages import (FusedBatchStages, batch_body, group_by_shape,
+                                                     make_batch_stages, padded_size, padded_sizes)
 from jetcam_app.multi_source import MultiSourcePipeline
 from jetcam_app.sources.synthetic import CELL_PX, INDEX_BITS
 from jetcam_app.types import Classification, Frame
@@ -50,6 +51,30 @@ def test_eager_batch_stages_where_no_fused_graph():
         stages = make_batch_stages(adapter, engine, 2, cuda_graph)
         assert type(stages) is BatchStages
         stages.prepare((240, 320, 3))  # nothing to capture; the multi-source pipeline calls it for every source
+
+
+def test_the_graph_body_gives_each_row_what_one_frame_gives(photos):
+    """The captured computation, run eagerly on the CPU: a batch of 4 rows of which 3 hold frames (the padding row
+    holds an earlier frame); each frame's unpacked row, and the dynamic postprocessing of its slice of the outputs
+    (the fallback), equal the same recipe run on that frame alone."""
+    adapter = nanodet()
+    engine = create_engine(EngineConfig(backend="cpu", threads=1))
+    engine.load(build_core(adapter), batch_example(adapter, 4), adapter.name)
+    frames = photo_frames(photos, 4, size=(640, 480))
+    device_in = torch.from_numpy(np.stack([f.image for f in frames[::-1]]))  # the last row: the padding
+    outputs, packed = batch_body(adapter, engine.infer, torch.float32, device_in, 4, (480, 640))
+    assert packed.shape[0] == 4 and all(o.shape[0] == 4 for o in outputs)
+    found = 0
+    for row in range(3):
+        alone = engine.infer(adapter.prepare_tensor(device_in[row], torch.float32))
+        expected = adapter.postprocess(alone, (480, 640))
+        for got in (adapter.unpack(packed[row].numpy()), adapter.postprocess(split_outputs(outputs, row), (480, 640))):
+            assert got is not None and len(got) == len(expected)
+            np.testing.assert_array_equal(got.labels, expected.labels)
+            np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-2)
+            np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+        found += len(expected)
+    assert found > 0 or adapter.random_weights
 
 
 def photo_frames(photos, n, size=None, start=0):

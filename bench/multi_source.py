@@ -10,6 +10,7 @@ memory). Not a test: speed is measured, never asserted.
     python bench/multi_source.py --n 1,2,4 --pace-fps 5 --model nanodet --backend onnxruntime --parts paced
     python bench/multi_source.py --n 1,2,4,8,16,32 --pace-fps 30 --backend cuda --precision fp16 \\
         --source media/bigbuckbunny.mp4 --frames 300
+    (add --no-cuda-graph for the eager batch path, to compare it with the fused batch graph)
 """
 from __future__ import annotations
 
@@ -94,8 +95,8 @@ def app_command(args: argparse.Namespace, sources: Sequence[str], out: str, extr
            "--backend", args.backend, "--precision", args.precision, "--no-hud"]
     for source in sources:
         cmd += ["--source", source]
-    if args.cuda_graph:
-        cmd.append("--cuda-graph")
+    if args.cuda_graph is not None:  # None: the app's default (pipeline.cuda_graph)
+        cmd.append("--cuda-graph" if args.cuda_graph else "--no-cuda-graph")
     if args.random_weights:
         cmd.append("--random-weights")
     return cmd + list(extra)
@@ -191,7 +192,10 @@ def main() -> None:
     p.add_argument("--model", default="nanodet")
     p.add_argument("--backend", default="cpu")
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=None,
+                   help="the fused CUDA graph (on CUDA: the batches through FusedBatchStages); default: the app's")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="the eager batch path (BatchStages), to compare with the fused one")
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--parts", default="paced,unpaced")
     p.add_argument("--json", help="write the figures here")
@@ -199,8 +203,8 @@ def main() -> None:
     args.paced_frames = args.paced_frames or int(round(10 * args.pace_fps))
     ns = [int(v) for v in args.n.split(",") if v.strip()]
     work = tempfile.mkdtemp(prefix="multi_source_")
-    print("%s; %s on %s %s%s; source %s" % (machine(), args.model, args.backend, args.precision,
-                                            " + CUDA graph" if args.cuda_graph else "", args.source))
+    graph = {True: " + CUDA graph", False: ", no CUDA graph"}.get(args.cuda_graph, "")
+    print("%s; %s on %s %s%s; source %s" % (machine(), args.model, args.backend, args.precision, graph, args.source))
     figures = {"machine": machine(), "args": vars(args)}  # type: Dict[str, Optional[Any]]
     started = time.perf_counter()
     if "paced" in args.parts.split(","):

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .config import Config, to_dict
 from .errors import JetcamError
 from .inference.adapters.base import build_core, create_adapter
-from .inference.batch_stages import BatchStages, batch_example
+from .inference.batch_stages import batch_example
+from .inference.fused_batch_stages import make_batch_stages
 from .inference.engines.base import create_engine
 from .output.input_recorder import LazyInputRecorder
 from .output.multi_emitter import MultiEmitter, SourceTrack, per_source_path
@@ -53,6 +54,7 @@ class MultiSourcePipeline:
         self.failed_to_open = {}  # type: Dict[str, str]
         self._padded = 0  # batch slots a fixed-shape engine ran without a frame
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
+        self._fallbacks = None  # type: Optional[int]  # frames the fused graph's result was not exact for
 
     def request_stop(self, reason: str) -> None:
         """Safe from signal handlers and other threads: the loop ends after the current batch."""
@@ -98,8 +100,10 @@ class MultiSourcePipeline:
             # Fixed-shape engines are built for the largest batch and smaller ones padded (batch_stages.py).
             engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
             closers.append(engine)
-            stages = BatchStages(adapter, engine, max_batch, cfg.pipeline.in_flight)
+            stages = make_batch_stages(adapter, engine, max_batch, cfg.pipeline.cuda_graph, cfg.pipeline.in_flight)
             stages.warm_up()
+            for shape in sorted({(s.frame_size[1], s.frame_size[0], 3) for _, s in opened if s.frame_size}):
+                stages.prepare(shape)  # graphs captured now, not on a camera's first frames
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
@@ -133,6 +137,7 @@ class MultiSourcePipeline:
                 self._loop(stages, Scheduler(feeds, bell, max_batch), dict(zip(feeds, tracks)), emitter)
             finally:
                 self._padded = stages.padded_frames
+                self._fallbacks = getattr(stages, "fallbacks", None)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
@@ -155,7 +160,7 @@ class MultiSourcePipeline:
             raise error
         return self.summary
 
-    def _loop(self, stages: BatchStages, scheduler: Scheduler, track_of: Dict[SourceFeed, SourceTrack],
+    def _loop(self, stages: Any, scheduler: Scheduler, track_of: Dict[SourceFeed, SourceTrack],
               emitter: MultiEmitter) -> None:
         """As pipeline.py's loop, a batch at a time: up to `stages.in_flight` batches are submitted before the
         oldest is finished; batches in flight when the run stops are finished and emitted."""
@@ -242,7 +247,8 @@ class MultiSourcePipeline:
             "stop_reason": self.stop_reason, "model": cfg.model.name, "weights": adapter.describe_weights(),
             "backend": cfg.engine.backend, "precision": cfg.engine.precision,
             "stats_provider": stats.provider_report() if stats is not None else None,
-            "sources": sections, "padded_batch_slots": self._padded, "config": to_dict(cfg),
+            "sources": sections, "padded_batch_slots": self._padded,
+            "graph_fallbacks": self._fallbacks, "config": to_dict(cfg),
         })
         bad = [name for name, s in sections.items() if not s.get("realtime", {}).get("ok", False)]
         summary["realtime"]["ok"] = bool(ok) and not bad

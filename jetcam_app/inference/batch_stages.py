@@ -63,6 +63,9 @@ class BatchStages:
             self.engine.infer(example.repeat((size,) + (1,) * (example.dim() - 1)))
         self.engine.synchronize()
 
+    def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
+        """Nothing to capture: frames of any shape are preprocessed as they come."""
+
     def submit(self, frames: Sequence[Frame]) -> BatchInFlight:
         if not 0 < len(frames) <= self.max_batch:
             raise ValueError("a batch holds 1 to %d frames, got %d" % (self.max_batch, len(frames)))

@@ -88,7 +88,7 @@ def test_capabilities_decide_what_is_sampled_and_what_counts_as_accelerated(back
     expected = {"cpu": "cpu", "cuda": "cuda"}.get(capabilities.device,
                                                    "cuda" if torch.cuda.is_available() else "cpu")
     assert sampled_device(backend) == expected
-    assert _accelerated({"backend": backend}) is capabilities.accelerated
+    assert _accelerated(backend) is capabilities.accelerated
 
 
 def test_onnxruntime_on_a_machine_without_cuda_samples_no_gpu():

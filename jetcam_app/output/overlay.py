@@ -68,12 +68,12 @@ def rate_text(fps: float) -> str:
     return "%.1f fps" % fps if fps >= 1.0 else "%.1f s/frame" % (1.0 / fps)
 
 
-def _intersects(rects: np.ndarray, rect: Tuple[int, int, int, int]) -> np.ndarray:
-    """Which of `rects` (N x 4, x0 y0 x1 y1, exclusive ends) overlap `rect`."""
+def _hits(corners: np.ndarray, rects: np.ndarray) -> np.ndarray:
+    """For each of `corners` (K x 4), how many of `rects` (N x 4; x0 y0 x1 y1, exclusive ends) it overlaps."""
     if not len(rects):
-        return np.zeros((0,), bool)
-    x0, y0, x1, y1 = rect
-    return (rects[:, 0] < x1) & (rects[:, 2] > x0) & (rects[:, 1] < y1) & (rects[:, 3] > y0)
+        return np.zeros((len(corners),), np.int64)
+    c, r = corners[:, None, :], rects[None, :, :]
+    return ((r[..., 0] < c[..., 2]) & (r[..., 2] > c[..., 0]) & (r[..., 1] < c[..., 3]) & (r[..., 3] > c[..., 1])).sum(1)
 
 
 def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:
@@ -213,22 +213,19 @@ class Overlay:
 
     def _place_hud(self, h: int, w: int, hud: HudLayer, labels: List[list], boxes: np.ndarray):
         """The first corner covering no label and no box top edge, preferring one that covers fewest boxes;
-        else the corner covering fewest labels and top edges."""
+        else the corner covering fewest labels and top edges. The four corners are tested together (a few array
+        operations): this runs on every frame, on the thread that holds the GIL the inference thread needs."""
         lh, lw = hud.layer.shape[:2]
         m = self.pad
+        corners = np.array([(max(0, x), max(0, y), min(w, max(0, x) + lw), min(h, max(0, y) + lh))
+                            for x, y in ((m, m), (w - lw - m, m), (m, h - lh - m), (w - lw - m, h - lh - m))],
+                           np.int64)
         rects = np.array([(x, y, x + p.shape[1], y + p.shape[0]) for p, x, y in labels], np.int64).reshape(-1, 4)
         tops = boxes.copy()
         tops[:, 3] = tops[:, 1] + self.box_thickness
-        best, best_cost = None, None
-        for x, y in ((m, m), (w - lw - m, m), (m, h - lh - m), (w - lw - m, h - lh - m)):
-            rect = (max(0, x), max(0, y), min(w, max(0, x) + lw), min(h, max(0, y) + lh))
-            hits = int(_intersects(rects, rect).sum()) + int(_intersects(tops, rect).sum())
-            cost = (hits, int(_intersects(boxes, rect).sum()))
-            if best_cost is None or cost < best_cost:
-                best, best_cost = rect, cost
-                if cost == (0, 0):
-                    break
-        return best
+        cost = np.stack([_hits(corners, rects) + _hits(corners, tops), _hits(corners, boxes), np.arange(4)])
+        best = int(np.lexsort(cost[::-1])[0])  # by covered labels and top edges, then boxes, then corner order
+        return tuple(int(v) for v in corners[best])
 
     def _clear_labels(self, labels: List[list], hud_rect: Tuple[int, int, int, int], h: int) -> None:
         """Labels under the HUD move next to it: below a HUD in the top half, above one in the bottom half."""

@@ -40,12 +40,12 @@ def one_by_one(adapter, engine, frames):
     return [stages.finish(stages.submit(frame)).result for frame in frames]
 
 
-def assert_same_detections(batched, single, atol_px=1e-2):
+def assert_same_detections(batched, single, atol_px=1e-2, score_atol=1e-4):
     assert len(batched) == len(single)
     for b, s in zip(batched, single):
         assert b.labels.tolist() == s.labels.tolist()
         np.testing.assert_allclose(b.boxes, s.boxes, atol=atol_px)
-        np.testing.assert_allclose(b.scores, s.scores, atol=1e-4)
+        np.testing.assert_allclose(b.scores, s.scores, atol=score_atol)
 
 
 def load(adapter, backend, batch, tmp_path, cuda_graph=False, **engine):

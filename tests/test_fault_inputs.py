@@ -137,8 +137,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_args, message):
     made = make_args(tmp_path)
     args, message = made if isinstance(made, tuple) else (made, message)
     weights = [] if "--weights" in args else ["--random-weights"]
-    argv = ["--model", "mobilenet_v2", "--headless", "--out", str(tmp_path / "out"),
-            "--source", "test://320x240@30?frames=2"] + weights + args
+    source = [] if "--source" in args else ["--source", "test://320x240@30?frames=2"]  # --source twice = 2 sources
+    argv = ["--model", "mobilenet_v2", "--headless", "--out", str(tmp_path / "out")] + source + weights + args
     line = one_line_exit_2(*run_cli(argv, capsys)[::2])
     assert message in line, line
 

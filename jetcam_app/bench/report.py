@@ -126,9 +126,9 @@ LEAVES_OUT = ("timed without drawing, sinks and logs; `run.py` on the same video
 def what_was_timed(bench: Dict[str, Any]) -> str:
     """What the bench's end-to-end time covers and leaves out, and whether the fused CUDA graph was timed."""
     graph = bench["options"].get("cuda_graph")
-    graph_text = ("CUDA rows replayed the fused CUDA graph, as `run.py --cuda-graph` does" if graph else
+    graph_text = ("CUDA rows replayed the fused CUDA graph, as `run.py --backend cuda` does by default" if graph else
                   "the fused CUDA graph was not timed: CUDA rows ran the eager stages (pre, infer, post one after the "
-                  "other), as `run.py --backend cuda` does without --cuda-graph")
+                  "other), as `run.py --backend cuda --no-cuda-graph` does")
     return ("What is timed: each frame's preprocess + infer + postprocess, one frame at a time, from frames decoded "
             "in advance. Left out: decoding and capture, drawing the overlay, the sinks (window, recording, web "
             "page) and the per-frame logs, which the app's own verdict includes (its per-frame time is pre + infer "

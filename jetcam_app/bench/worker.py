@@ -158,11 +158,11 @@ def _app_stages(adapter, engine, cuda_graph: bool):
 
 def sampled_device(backend: str) -> str:
     """Where the memory sampler looks: the backend's declared device; one that picks at load time (ONNX Runtime's
-    providers) is sampled on the GPU only where torch sees one."""
+    providers) or runs on a server is sampled on the GPU only where torch sees one."""
     from ..inference.engines.base import capabilities_of
 
     device = capabilities_of(backend).device
-    if device == "auto":
+    if device not in ("cpu", "cuda"):  # "auto" (ONNX Runtime's providers) or "remote" (a server: the app's own GPU)
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"

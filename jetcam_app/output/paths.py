@@ -54,7 +54,8 @@ def _outputs(config: Config) -> List[Tuple[str, str]]:
     from .input_recorder import sidecar_path
 
     out = config.output
-    outputs = [("--out's %s" % name, os.path.join(out.out_dir, name)) for name in OUT_DIR_FILES]
+    # without --out the run gets a new numbered folder under runs/, which nothing can already be
+    outputs = [("--out's %s" % name, os.path.join(out.out_dir, name)) for name in OUT_DIR_FILES] if out.out_dir else []
     if out.record:
         outputs.append(("--record", out.record))
     if out.save_input:

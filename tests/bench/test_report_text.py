@@ -20,9 +20,9 @@ def test_not_run_accelerated_uses_capabilities_and_says_why():
 def test_what_was_timed_names_the_fused_graph_either_way():
     assert what_was_timed({"options": {}}).endswith("+ sink). The fused CUDA graph was not timed: CUDA rows ran "
                                                     "the eager stages (pre, infer, post one after the other), as "
-                                                    "`run.py --backend cuda` does without --cuda-graph.")
+                                                    "`run.py --backend cuda --no-cuda-graph` does.")
     assert what_was_timed({"options": {"cuda_graph": True}}).endswith(
-        "+ sink). CUDA rows replayed the fused CUDA graph, as `run.py --cuda-graph` does.")
+        "+ sink). CUDA rows replayed the fused CUDA graph, as `run.py --backend cuda` does by default.")
 
 
 def test_busiest_frames_are_the_ones_with_most_detections():

@@ -131,5 +131,5 @@ def test_cuda_batch_equals_one_frame(photos, tmp_path, precision, graph):
     if precision == "fp32":
         assert_same_detections([d.result for d in done], reference)
     else:  # fp16 kernels may differ with the batch size: the same objects, boxes within a pixel
-        assert_same_detections([d.result for d in done], reference, atol_px=1.0)
+        assert_same_detections([d.result for d in done], reference, atol_px=1.0, score_atol=2e-3)
     torch.cuda.synchronize()

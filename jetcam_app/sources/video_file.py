@@ -136,7 +136,8 @@ class VideoFileSource(Source):
         return ok, image
 
     def close(self) -> None:
-        if self._cap is not None and self._frame_count and self.stop_reason in (None, "end of stream"):
+        # only a stream read to its end can tell frames were lost; a run stopped early (--max-frames, Ctrl-C) did not
+        if self._cap is not None and self._frame_count and self.stop_reason == "end of stream":
             self.skipped_frames = max(0, self._frame_count - self._index)
             if self.skipped_frames:
                 self.stop_reason = "end of stream; %d of %d frames did not decode (damaged file)" % (

@@ -101,3 +101,13 @@ def test_a_fifo_is_refused_instead_of_blocking(tmp_path):
     os.mkfifo(str(tmp_path / "pipe.mp4"))
     with pytest.raises(SourceError, match="not a regular file"):
         VideoFileSource(SourceSpec("file", str(tmp_path / "pipe.mp4")), SourceConfig()).open()
+
+
+def test_a_run_stopped_early_reports_no_lost_frames(tmp_path):
+    """--max-frames or Ctrl-C closes a sound video before its end: nothing was lost, so nothing is reported."""
+    source = VideoFileSource(SourceSpec("file", mjpg_avi(tmp_path / "sound.avi", 40)), SourceConfig())
+    source.open()
+    for _ in range(5):
+        assert source.read() is not None
+    source.close()
+    assert source.skipped_frames == 0 and source.stop_reason is None

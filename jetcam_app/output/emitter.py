@@ -33,6 +33,20 @@ def draw_threads(threaded: bool, requested: int = -1, gpu_outlines: bool = False
     return DRAW_THREADS if usable_cores() >= 4 and not gpu_outlines else 0
 
 
+def hand_over(emitter, work_queue: "queue.Queue", item) -> None:
+    """Queue `item` for the emitter's worker thread, waiting for room (nothing is dropped); the worker's error,
+    once stored, is raised here the first time (emitter.error, emitter._reported)."""
+    while True:
+        if emitter.error is not None and not emitter._reported:
+            emitter._reported = True
+            raise emitter.error
+        try:
+            work_queue.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
 class FrameEmitter:
     """Draws a processed frame, hands it to the sinks and writes its log rows: inline, or on a worker thread
     fed through a small bounded queue (the main thread waits when it is full, so nothing is dropped).
@@ -79,15 +93,7 @@ class FrameEmitter:
         if self._queue is None:
             self._emit(done)
             return
-        while True:
-            if self.error is not None and not self._reported:
-                self._reported = True
-                raise self.error
-            try:
-                self._queue.put(done, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        hand_over(self, self._queue, done)
 
     def _work(self) -> None:
         """Frames are drawn by a small pool (OpenCV drawing releases the GIL, so drawings overlap) and written

@@ -10,6 +10,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from ..config import Config
 from ..inference.stages import Processed
 from ..verdict import RollingStats, TimingAccumulator, service_ms
+from .emitter import hand_over
 from .logs import PredictionLog, TimingLog
 from .mosaic import Mosaic
 from .overlay import HudInfo, Overlay
@@ -85,15 +86,7 @@ class MultiEmitter:
         if self._queue is None:
             self._emit(batch)
             return
-        while True:
-            if self.error is not None and not self._reported:
-                self._reported = True
-                raise self.error
-            try:
-                self._queue.put(batch, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        hand_over(self, self._queue, batch)
 
     def _work(self) -> None:
         while True:

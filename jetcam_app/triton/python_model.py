@@ -11,6 +11,18 @@ import os
 import numpy as np
 
 
+def _output_tensor(pb_utils, name, array):
+    """A response tensor, handed over through DLPack where torch is importable: with NumPy 2 in the server's Python
+    the backend's own NumPy conversion gave empty outputs (seen with PyTriton 0.7.0's server on the GPU machine)."""
+    array = np.ascontiguousarray(array)
+    try:
+        import torch
+        from torch.utils.dlpack import to_dlpack
+    except ImportError:
+        return pb_utils.Tensor(name, array)
+    return pb_utils.Tensor.from_dlpack(name, to_dlpack(torch.from_numpy(array)))
+
+
 class TritonPythonModel:
     """Batches every request the server hands over into one ONNX Runtime run, then splits the outputs back."""
 
@@ -66,7 +78,7 @@ class TritonPythonModel:
         responses = []
         start = 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + size]))
+            tensors = [_output_tensor(pb_utils, name, out[start:start + size])
                        for name, out in zip(self.output_names, outputs)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size

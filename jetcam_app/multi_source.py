@@ -29,7 +29,7 @@ from .output.run_folder import prepare_outputs
 from .output.sinks.video_file import LazyVideoFileSink
 from .output.sinks.web import WebSink
 from .output.sinks.window import DisplaySink, display_available
-from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S
+from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S, close_in_reverse
 from .sources.mux import Doorbell, Scheduler, SourceFeed
 from .sources.spec import create_source
 from .stats import StatsPoller
@@ -137,7 +137,7 @@ class MultiSourcePipeline:
                 self._loop(stages, Scheduler(feeds, bell, max_batch), dict(zip(feeds, tracks)), emitter)
             finally:
                 self._padded = stages.padded_frames
-                self._fallbacks = getattr(stages, "fallbacks", None)
+                self._fallbacks = stages.fallbacks
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
@@ -148,12 +148,7 @@ class MultiSourcePipeline:
             self._join_captures(feeds)
             if stats is not None:
                 stats.stop()
-            for closer in reversed(closers):
-                try:
-                    closer.close()
-                except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
-                    log.error("closing %s failed: %s", type(closer).__name__, close_error)
-                    error = error or close_error
+            error = close_in_reverse(closers, error)
             if emitter is not None:
                 self.summary = self._write_summary(out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats)
         if error is not None:

@@ -35,6 +35,17 @@ DEFAULT_TARGET_FPS = 30.0
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
+def close_in_reverse(closers: List[Any], error: Optional[BaseException]) -> Optional[BaseException]:
+    """Close every resource, last opened first, even when one fails; the error to report (the first one)."""
+    for closer in reversed(closers):
+        try:
+            closer.close()
+        except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
+            log.error("closing %s failed: %s", type(closer).__name__, close_error)
+            error = error or close_error
+    return error
+
+
 class Pipeline:
     """Owns the run's threads and resources; components may be injected (tests, the benchmark)."""
 
@@ -129,12 +140,7 @@ class Pipeline:
                     capture.join(5.0)
             if stats is not None:
                 stats.stop()
-            for closer in reversed(closers):
-                try:
-                    closer.close()
-                except Exception as close_error:  # noqa: BLE001 - keep closing the rest; report the first error
-                    log.error("closing %s failed: %s", type(closer).__name__, close_error)
-                    error = error or close_error
+            error = close_in_reverse(closers, error)
             if capture is not None and capture.error is not None:
                 self.request_stop("error: %s" % (str(capture.error).splitlines() or [type(capture.error).__name__])[0])
             if emitter is not None:

@@ -53,6 +53,7 @@ class BatchStages:
                               "batch_example(adapter, %d)" % (type(engine).__name__, self.padded_batch, self.max_batch,
                                                               self.max_batch))
         self.padded_frames = 0  # batch slots run without a frame (fixed-shape engines), for the summary
+        self.fallbacks = None  # only the fused batch graph has results that may need the dynamic path
 
     def warm_up(self) -> None:
         """Run every batch size the engine will see once, before the clock starts: cuDNN autotuning and ONNX

@@ -229,7 +229,7 @@ class MultiSourcePipeline:
                 "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
                 "end_reason": feed.end_reason or self.stop_reason,
                 "error": None if capture.error is None else str(capture.error).splitlines()[0],
-                "source_stop_reason": getattr(source, "stop_reason", None),
+                "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
                 "unprocessed_at_stop": max(0, capture.captured - track.processed - capture.dropped),
             })
         for name, reason in self.failed_to_open.items():

@@ -2,7 +2,7 @@
 # Two source trees side by side on one machine (the GPU session's before/after check): the pipeline-vs-loop
 # benchmark for SSD300 and NanoDet (fp16, fused graph, 720p), alternating trees for ROUNDS rounds, then each tree's
 # `run.py --backend cuda` with no graph flag (what a user's first CUDA run gets). Run from the repository root:
-#   bash bench/ab_trees.sh OLD_TREE [ROUNDS] [FRAMES]
+#   bash bench/ab_trees.sh OLD_TREE [ROUNDS] [FRAMES]    (SKIP_DEFAULTS=1: the rounds only)
 # OLD_TREE holds an older checkout's jetcam_app/, bench/ and run.py; media/ and models/ are linked into it.
 set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
@@ -28,6 +28,7 @@ for round in $(seq 1 "$rounds"); do
     done
   done
 done
+[ "${SKIP_DEFAULTS:-0}" = 1 ] && exit 0  # the pipeline-vs-loop rounds only
 for model in $models; do
   extra=""; [ "$model" = ssd300_vgg16 ] && extra="--random-weights"
   for precision in fp32 fp16; do

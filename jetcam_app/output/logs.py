@@ -35,8 +35,11 @@ def _open_for_writing(path: str, what: str) -> LineFile:
 
 
 def _finite(result: Any) -> bool:
-    arrays = [getattr(result, name) for name in ("scores", "boxes") if getattr(result, name, None) is not None]
-    return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
+    for name in ("scores", "boxes"):
+        values = getattr(result, name, None)
+        if values is not None and not np.isfinite(values).all():
+            return False
+    return True
 
 
 def _nulls_for_non_finite(value: Any) -> Any:

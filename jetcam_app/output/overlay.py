@@ -68,12 +68,12 @@ def rate_text(fps: float) -> str:
     return "%.1f fps" % fps if fps >= 1.0 else "%.1f s/frame" % (1.0 / fps)
 
 
-def _hits(corners: np.ndarray, rects: np.ndarray) -> np.ndarray:
-    """For each of `corners` (K x 4), how many of `rects` (N x 4; x0 y0 x1 y1, exclusive ends) it overlaps."""
-    if not len(rects):
-        return np.zeros((len(corners),), np.int64)
+def _corner_costs(corners: np.ndarray, rects: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """For each of `corners` (K x 4), the summed `weights` of the `rects` (N x 4; x0 y0 x1 y1, exclusive ends) it
+    overlaps: one broadcast for every corner and rectangle (this runs on every frame, holding the GIL)."""
     c, r = corners[:, None, :], rects[None, :, :]
-    return ((r[..., 0] < c[..., 2]) & (r[..., 2] > c[..., 0]) & (r[..., 1] < c[..., 3]) & (r[..., 3] > c[..., 1])).sum(1)
+    overlaps = (r[..., 0] < c[..., 2]) & (r[..., 2] > c[..., 0]) & (r[..., 1] < c[..., 3]) & (r[..., 3] > c[..., 1])
+    return overlaps.astype(np.int64) @ weights
 
 
 def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:
@@ -96,8 +96,9 @@ class Overlay:
     """annotate(image, result, hud) draws in place and returns the image; text is scaled to the frame height.
 
     The HUD's place: the first corner (top-left, top-right, bottom-left, bottom-right) where it covers no label
-    and no box's top edge; when every corner covers some, the one covering fewest, and the labels it would hide
-    move out of its way (below it, or above it at the bottom). last_hud_rect and last_label_rects give what was
+    and no box's top edge; when every corner covers some, the one covering fewest. It is chosen when the HUD is
+    rendered (10 times a second), so it does not hop between corners from frame to frame and costs little at
+    hundreds of fps; labels it would hide in between move out of its way (below it, or above it at the bottom). last_hud_rect and last_label_rects give what was
     drawn (x0, y0, x1, y1, exclusive ends) so tests can check that they never meet."""
 
     def __init__(self, config: Optional[OverlayConfig] = None):
@@ -108,6 +109,8 @@ class Overlay:
         self.last_label_rects = []  # type: List[Tuple[int, int, int, int]]
         self._scale_for = None  # type: Optional[Tuple[int, int]]
         self._hud_layer = None  # type: Optional[HudLayer]
+        self._placed_for = None  # type: Optional[HudLayer]  # the rendering the HUD's corner was chosen for
+        self._hud_rect = (0, 0, 0, 0)
 
     def _metrics(self, height: int, width: int) -> None:
         if self._scale_for == (height, width):
@@ -143,12 +146,16 @@ class Overlay:
                 labels = self._classification(image_bgr, result)
         self.last_hud_rect = None
         hud_layer = self._hud_for(h, w, hud) if self.config.hud and hud is not None else None
+        hx0 = hy0 = hx1 = hy1 = -1  # the HUD's rectangle; labels under it move next to it
         if hud_layer is not None and hud_layer.layer.size:
-            self.last_hud_rect = self._place_hud(h, w, hud_layer, labels, boxes)
-            self._clear_labels(labels, self.last_hud_rect, h)
+            if self._placed_for is not hud_layer:  # placed again with each rendering, 10 times a second
+                self._placed_for, self._hud_rect = hud_layer, self._place_hud(h, w, hud_layer, labels, boxes)
+            self.last_hud_rect = hx0, hy0, hx1, hy1 = self._hud_rect
         rects = []
         for plate, x, y in labels:
             ph, pw = plate.shape[:2]
+            if x < hx1 and x + pw > hx0 and y < hy1 and y + ph > hy0:  # below a HUD in the top half, else above
+                y = min(hy1, max(0, h - ph)) if hy0 < h - hy1 else max(0, hy0 - ph)
             if ph <= h and pw <= w:  # the usual case: one slice assignment (half the time of the general one)
                 image_bgr[y:y + ph, x:x + pw] = plate
             else:
@@ -169,7 +176,7 @@ class Overlay:
         return [plate, int(min(max(0, x), max(0, w - pw))), int(min(max(0, y), max(0, h - ph)))]
 
     def _detections(self, image: np.ndarray, det: Detections, outlined: bool = False):
-        """Outlines drawn, labels placed (not yet pasted); returns (labels, the boxes clipped to the frame).
+        """Outlines drawn, labels placed (not yet pasted); returns (labels, the boxes in whole pixels).
         Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights, crowds)
         are unreadable and would cost ~10 ms of Python per frame."""
         if not len(det):
@@ -178,7 +185,6 @@ class Overlay:
         corners = np.rint(det.boxes).astype(np.int32)
         if not outlined:
             self._draw_outlines(image, corners, det.labels)
-        boxes = np.clip(corners.astype(np.int64), 0, [w, h, w, h])
         best = np.argsort(-det.scores, kind="stable")[:MAX_LABELS]
         rise = self.text_h + self.text_base + self.pad
         labels = []
@@ -187,7 +193,7 @@ class Overlay:
             above = y0 - rise
             labels.append(self._placed("%s %.2f" % (det.name_of(label), score), x0, above if above >= 0 else y0,
                                        class_color(label), h, w))
-        return labels, boxes
+        return labels, corners
 
     def _draw_outlines(self, image: np.ndarray, corners: np.ndarray, labels: np.ndarray) -> None:
         """One polylines call per palette colour and pixel of thickness; nested 1 px outlines cost half of one
@@ -213,28 +219,24 @@ class Overlay:
 
     def _place_hud(self, h: int, w: int, hud: HudLayer, labels: List[list], boxes: np.ndarray):
         """The first corner covering no label and no box top edge, preferring one that covers fewest boxes;
-        else the corner covering fewest labels and top edges. The four corners are tested together (a few array
-        operations): this runs on every frame, on the thread that holds the GIL the inference thread needs."""
+        else the corner covering fewest labels and top edges. A label or top edge weighs more than every box
+        together, so the first corner of least weight is that choice."""
         lh, lw = hud.layer.shape[:2]
         m = self.pad
-        corners = np.array([(max(0, x), max(0, y), min(w, max(0, x) + lw), min(h, max(0, y) + lh))
-                            for x, y in ((m, m), (w - lw - m, m), (m, h - lh - m), (w - lw - m, h - lh - m))],
-                           np.int64)
+        x0, y0, x1, y1 = max(0, m), max(0, m), max(0, w - lw - m), max(0, h - lh - m)
+        corners = np.array(((x0, y0), (x1, y0), (x0, y1), (x1, y1)), np.int64)
+        corners = np.concatenate([corners, np.minimum(corners + (lw, lh), (w, h))], 1)
+        n = len(boxes)
+        if not labels and not n:
+            return tuple(corners[0].tolist())
         rects = np.array([(x, y, x + p.shape[1], y + p.shape[0]) for p, x, y in labels], np.int64).reshape(-1, 4)
+        boxes = np.clip(boxes.astype(np.int64), 0, [w, h, w, h])
         tops = boxes.copy()
         tops[:, 3] = tops[:, 1] + self.box_thickness
-        cost = np.stack([_hits(corners, rects) + _hits(corners, tops), _hits(corners, boxes), np.arange(4)])
-        best = int(np.lexsort(cost[::-1])[0])  # by covered labels and top edges, then boxes, then corner order
-        return tuple(int(v) for v in corners[best])
-
-    def _clear_labels(self, labels: List[list], hud_rect: Tuple[int, int, int, int], h: int) -> None:
-        """Labels under the HUD move next to it: below a HUD in the top half, above one in the bottom half."""
-        x0, y0, x1, y1 = hud_rect
-        for entry in labels:
-            plate, x, y = entry
-            ph, pw = plate.shape[:2]
-            if x < x1 and x + pw > x0 and y < y1 and y + ph > y0:
-                entry[2] = min(y1, max(0, h - ph)) if y0 < h - y1 else max(0, y0 - ph)
+        weights = np.ones(len(rects) + 2 * n, np.int64)
+        weights[:len(rects) + n] = n + 1
+        cost = _corner_costs(corners, np.concatenate([rects, tops, boxes]), weights)
+        return tuple(corners[int(np.argmin(cost))].tolist())  # argmin: the first of equal cost, in corner order
 
     def _hud_lines(self, hud: HudInfo) -> List[str]:
         """The HUD's text lines after the badge, most useful first (small frames keep only the first ones)."""

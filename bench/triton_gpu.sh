@@ -2,7 +2,7 @@
 # Triton on the GPU machine: a server from the minimal folder bench/pack_triton_for_device.sh made (carried as
 # .triton-min.tar.xz, with the client wheels in .whl), the core of ssd300_vgg16 (random weights: no weight files)
 # on CUDA through the Python backend's torch (export-triton --variant python --torchscript), then the bench's
-# triton row against cuda, and 1 and 8 app processes against the server and against --backend cuda locally.
+# triton row against cuda, the server alone (bench/triton_raw.py), and 1 and 8 app processes against the server and against --backend cuda locally.
 # Prints JSON; the server log, the bench report and the JSON go to $OUT when it is set.
 # Usage (repository root, carry .triton-min.tar.xz and .whl): bash bench/triton_gpu.sh [FRAMES=300]
 set -euo pipefail
@@ -34,6 +34,10 @@ with LocalTritonServer("/tmp/triton-repo", log_path=os.path.join(out, "tritonser
     for name in ("report.md", "results.json"):
         if os.path.exists(os.path.join("/tmp/triton-bench", name)):
             subprocess.run(["cp", os.path.join("/tmp/triton-bench", name), os.path.join(out, "bench_" + name)])
+    for batch in ("1", "4"):  # the server alone, no app: what the wire and the server allow
+        subprocess.run([sys.executable, "bench/triton_raw.py", "--url", server.grpc_url, "--model", "ssd300_vgg16",
+                        "--concurrency", "1,4,8", "--seconds", "5", "--batch", batch,
+                        "--json", os.path.join(out, "triton_raw_b%s.json" % batch)], check=False)
     subprocess.run([sys.executable, "bench/triton_clients.py", "--url", server.grpc_url, "--model", "ssd300_vgg16",
                     "--random-weights", "--clients", "1,8", "--frames", frames, "--source", source,
                     "--local-backend", "cuda", "--json", os.path.join(out, "triton_gpu.json")], check=True)

@@ -46,6 +46,9 @@ class TritonPythonModel:
         if not torch.cuda.is_available():
             return
         self.device = torch.device("cuda", device_id)
+        if not half:  # fp32 means fp32, as the app's own CUDA engine runs it: TF32 convolutions change the outputs
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         module = torch.jit.load(path, map_location=self.device).eval()
         self.torch_module = module.half() if half else module
 

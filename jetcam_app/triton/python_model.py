@@ -92,7 +92,9 @@ class TritonPythonModel:
             return self.session.run(self.output_names, feeds)
         import torch
 
-        with torch.inference_mode():
+        # TorchScript's optimising executor fuses kernels on the GPU after its profiling runs; the plain interpreter
+        # runs the traced core op by op, as the app's own CUDA engine does (the outputs must match the export's).
+        with torch.inference_mode(), torch.jit.optimized_execution(False):
             x = torch.from_numpy(feeds[self.input_names[0]]).to(self.device, non_blocking=True)
             out = self.torch_module(x)
             out = (out,) if isinstance(out, torch.Tensor) else tuple(out)

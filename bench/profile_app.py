@@ -20,10 +20,12 @@ def main() -> int:
     p.add_argument("--source", default=SourceConfig().uri)
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--triton-url", help="--backend triton: the server")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as out:
         config = load_config(None, app_overrides(args, args.source, **{
-            "pipeline.max_frames": args.frames, "output.out_dir": out, "output.headless": True}))
+            "pipeline.max_frames": args.frames, "output.out_dir": out, "output.headless": True},
+            **({"engine.triton_url": args.triton_url} if args.triton_url else {})))
         profiler = cProfile.Profile()
         profiler.enable()
         summary = Pipeline(config).run()

@@ -5,7 +5,7 @@
 # triton row against cuda, the server alone (bench/triton_raw.py), and 1 and 8 app processes against the server and against --backend cuda locally.
 # Prints JSON; the server log, the bench report and the JSON go to $OUT when it is set.
 # Usage (repository root, carry .triton-min.tar.xz and .whl): bash bench/triton_gpu.sh [FRAMES=300]
-# Knobs: CLIENTS=1,8  CLIENT_ARGS="--threads 2 --no-local" (more triton_clients.py options)  RAW=0 (skip the server alone)
+# Knobs: CLIENTS=1,8  CLIENT_ARGS="--threads 2 --no-local" (more triton_clients.py options)  RAW=0 (skip the server alone)  PROFILE=1
 set -euo pipefail
 frames=${1:-300}
 out=${OUT:-/tmp/triton-gpu-out}
@@ -37,6 +37,10 @@ with LocalTritonServer("/tmp/triton-repo", log_path=os.path.join(out, "tritonser
     for name in ("report.md", "results.json"):
         if os.path.exists(os.path.join("/tmp/triton-bench", name)):
             subprocess.run(["cp", os.path.join("/tmp/triton-bench", name), os.path.join(out, "bench_" + name)])
+    if os.environ.get("PROFILE") == "1":  # the app's main thread against the server, by function
+        subprocess.run([sys.executable, "bench/profile_app.py", "--model", "ssd300_vgg16", "--random-weights",
+                        "--backend", "triton", "--triton-url", server.grpc_url, "--source", source, "--frames", "300",
+                        "--top", "25"], check=False)
     # the server alone, no app: what the wire and the server allow
     for batch in ("1", "4") if os.environ["RAW"] == "1" else ():
         subprocess.run([sys.executable, "bench/triton_raw.py", "--url", server.grpc_url, "--model", "ssd300_vgg16",

@@ -23,6 +23,16 @@ def _output_tensor(pb_utils, name, array):
     return pb_utils.Tensor.from_dlpack(name, to_dlpack(torch.from_numpy(array)))
 
 
+def _input_array(tensor):
+    """A request's tensor as NumPy, through DLPack where torch is importable (see _output_tensor: the backend's own
+    NumPy view is not to be trusted under NumPy 2)."""
+    try:
+        import torch
+    except ImportError:
+        return tensor.as_numpy()
+    return torch.from_dlpack(tensor.to_dlpack()).numpy()
+
+
 class TritonPythonModel:
     """Batches every request the server hands over into one ONNX Runtime run, then splits the outputs back."""
 
@@ -73,7 +83,7 @@ class TritonPythonModel:
         feeds = {}
         sizes = []
         for name in self.input_names:
-            parts = [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
+            parts = [_input_array(pb_utils.get_input_tensor_by_name(r, name)) for r in requests]
             if not sizes:
                 sizes = [p.shape[0] for p in parts]
             feeds[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -89,9 +89,10 @@ class TritonEngine(Engine):
         self.protocol, self.address = parse_url(config.triton_url)
         self.client_module, self.server_error = _import_client(self.protocol)
         self.input_dtype = torch.float16 if config.precision == "fp16" else torch.float32
-        # Frames are preprocessed on the CPU (they go out from host memory); the outputs come back to this machine's
-        # GPU where it has one, so decoding and NMS run there.
+        # Preprocessing (resize, normalise) and decoding with NMS run on this machine's GPU where it has one: on its
+        # CPU they cost more than the round trip. The preprocessed tensor goes out from host memory.
         self.output_device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        self.device = self.output_device
         self.timeout_s = float(config.triton_timeout_s)
         self.client = None  # type: Any
         self.model = ""

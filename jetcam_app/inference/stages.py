@@ -93,12 +93,13 @@ class InferenceStages:
     def __init__(self, adapter, engine, in_flight: int = 0):
         self.adapter = adapter
         self.engine = engine
-        self.clock = StageClock(engine.device)
+        self.remote = engine.capabilities.asynchronous
+        # a remote engine's round trip is timed on the host (Request.sent / received), so its stages are too
+        self.clock = StageClock(torch.device("cpu") if self.remote else engine.device)
         # On CUDA submit() returns before the GPU is done, so with two frames in flight (unless pipeline.in_flight
         # says otherwise) the next frame's upload overlaps the GPU's work and the previous frame is drawn
         # meanwhile. An asynchronous engine (a Triton server) answers later too: its network round trips overlap
         # capture and drawing with four frames in flight. Elsewhere submit() does the work: one frame at a time.
-        self.remote = engine.capabilities.asynchronous
         self.in_flight = (in_flight or (4 if self.remote else 2)) if (self.clock.cuda or self.remote) else 1
 
     def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:

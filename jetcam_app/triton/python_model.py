@@ -95,6 +95,9 @@ class TritonPythonModel:
                        for name, out in zip(self.output_names, outputs)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
+        # The responses' DLPack tensors point into these arrays, and the backend may copy them out after execute()
+        # returns: they are kept until the next call.
+        self._answered = outputs
         return responses
 
     def _run(self, feeds):

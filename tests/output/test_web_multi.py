@@ -48,7 +48,7 @@ def live_run(tmp_path_factory):
     runner.start()
     try:
         assert wait_for(lambda: _serving(port), 120), "the web server did not start"
-        assert wait_for(lambda: all(s["processed"] > 0 for s in stats(port)["sources"]), 120), stats(port)
+        assert wait_for(lambda: all(s["processed"] > 0 and s["fps"] for s in stats(port)["sources"]), 120), stats(port)
         yield port, pipeline
     finally:
         pipeline.request_stop("test stop")
@@ -65,7 +65,7 @@ def test_stats_json_has_each_source_and_the_aggregate(live_run):
     assert [s["name"] for s in sections] == ["front", "back"]
     for section, target_fps in zip(sections, (20, 10)):
         assert section["processed"] > 0 and section["captured"] >= section["processed"]
-        assert section["fps"] is not None and 0 < section["fps"] < 1000
+        assert section["fps"] is not None and 0 <= section["fps"] < 1000  # 0 when its last second saw one frame
         assert section["budget_ms"] == pytest.approx(1000.0 / target_fps)
         assert section["state"] == "running" and section["reconnects"] == 0 and section["dropped"] >= 0
         assert section["realtime"] in (True, False, None) and "infer" in section["stage_ms"]

@@ -24,7 +24,8 @@ from .inference.engines.base import create_engine
 from .output.input_recorder import LazyInputRecorder
 from .output.multi_emitter import MultiEmitter, SourceTrack, per_source_path
 from .output.sinks.base import build_sinks
-from .output.live_status import LiveStatus
+from .output.live_status import MultiLiveStatus, SourceStatus
+from .output.progress import ProgressReporter
 from .output.run_folder import prepare_outputs
 from .output.sinks.video_file import LazyVideoFileSink
 from .output.sinks.web import WebSink
@@ -109,6 +110,11 @@ class MultiSourcePipeline:
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
             bell = Doorbell()
             targets = [cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS for _, source in opened]
+            status = self._live_status(opened)
+            web = self._web_sink(status, [name for name, _ in opened])
+            if web is not None:
+                closers.append(web)  # closed again, harmlessly, with the mosaic's sinks
+            closers.append(ProgressReporter(status).start())  # closed after the emitter: the last count shows
             for (name, source), target_fps in zip(opened, targets):
                 recorder = None
                 if cfg.output.save_input:
@@ -118,14 +124,18 @@ class MultiSourcePipeline:
                 feed = SourceFeed(name, source, bell, cfg.pipeline.queue_size, cfg.pipeline.max_frames,
                                   on_frame=recorder.write if recorder is not None else None)
                 feeds.append(feed)
-                sink = None
+                own = []  # type: List[Any]  # this source's own outputs: its recording, its picture on the page
                 if cfg.output.record and not cfg.output.mosaic:
-                    sink = LazyVideoFileSink(per_source_path(cfg.output.record, name), target_fps)
+                    own.append(LazyVideoFileSink(per_source_path(cfg.output.record, name), target_fps))
+                if web is not None:
+                    own.append(web.source_sink(name))
                 tracks.append(SourceTrack(name, source.is_live, target_fps,
-                                          lambda capture=feed.capture: capture.dropped, sink))
+                                          lambda capture=feed.capture: capture.dropped,
+                                          build_sinks(own) if own else None,
+                                          captured=lambda capture=feed.capture: capture.captured))
             mosaic_fps = max(targets)
-            emitter = MultiEmitter(cfg, out_dir, adapter, stats, tracks, self._mosaic_sinks(headless, mosaic_fps),
-                                   mosaic_fps, threaded=headless, on_error=self.request_stop)
+            emitter = MultiEmitter(cfg, out_dir, adapter, stats, tracks, self._mosaic_sinks(headless, mosaic_fps, web),
+                                   mosaic_fps, threaded=headless, on_error=self.request_stop, live_status=status)
             closers.append(emitter)
             log.info("%d sources (%s) -> %s on %s (%s), batches of up to %d%s; %s", len(feeds),
                      ", ".join(f.name for f in feeds), cfg.model.name, cfg.engine.backend, cfg.engine.precision,
@@ -201,20 +211,35 @@ class MultiSourcePipeline:
                 feed.source.close()
                 feed.capture.join(5.0)
 
-    def _mosaic_sinks(self, headless: bool, fps: float):
+    def _live_status(self, opened: Sequence[Tuple[str, Any]]) -> MultiLiveStatus:
+        """Each opened source's live figures and the aggregate, for the page and the progress line."""
+        cfg = self.config
+        sources = []
+        for name, source in opened:
+            counts = [n for n in (source.frame_count, cfg.pipeline.max_frames) if n]
+            sources.append(SourceStatus(name, lambda source=source: source.reconnects, min(counts) if counts else None))
+        return MultiLiveStatus({"source": ", ".join(name for name, _ in opened), "model": cfg.model.name,
+                                "backend": cfg.engine.backend, "precision": cfg.engine.precision}, sources)
+
+    def _web_sink(self, status: MultiLiveStatus, names: Sequence[str]) -> Optional[WebSink]:
+        """The live page (the mosaic, each source's own stream, the figures), when --http asks for it."""
         cfg = self.config.output
-        sinks = []
+        if not cfg.http_port:
+            return None
+        web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status, sources=names)
+        log.info("live page (the mosaic and each source's own stream) on %s%s", web.url,
+                 "?token=..." if cfg.http_token else "")
+        return web
+
+    def _mosaic_sinks(self, headless: bool, fps: float, web: Optional[WebSink]):
+        cfg = self.config.output
+        sinks = []  # type: List[Any]
         if not headless:
             sinks.append(DisplaySink("jetcam_app"))
         if cfg.record and cfg.mosaic:
             sinks.append(LazyVideoFileSink(cfg.record, fps))
-        if cfg.http_port:  # the page shows the mosaic; its figures are the per-source summary's at the end
-            status = LiveStatus({"source": ", ".join(s.name for s in self.config.sources),
-                                 "model": self.config.model.name, "backend": self.config.engine.backend,
-                                 "precision": self.config.engine.precision})
-            web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status)
+        if web is not None:
             sinks.append(web)
-            log.info("the mosaic's live page on %s", web.url)
         return build_sinks(sinks)
 
     def _write_summary(self, out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats) -> Dict[str, Any]:

@@ -2,9 +2,28 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .overlay import HudInfo
+
+
+PROCESS_WIDE = ("rss_mb", "ram_used_mb", "ram_total_mb", "gpu_mb")
+
+
+def _empty() -> Dict[str, Any]:
+    return {"processed": 0, "captured": 0, "frame_index": None, "fps": None, "stage_ms": {}, "dropped": 0,
+            "realtime": None, "p95_ms": None, "budget_ms": None, "rss_mb": None, "ram_used_mb": None,
+            "ram_total_mb": None, "gpu_mb": None}
+
+
+def _figures(latest: tuple) -> Dict[str, Any]:
+    """The JSON-ready figures of one published (hud, processed, frame_index, captured, time)."""
+    hud, processed, frame_index, captured, _ = latest
+    return {"processed": processed, "captured": captured, "frame_index": frame_index,
+            "fps": round(hud.fps, 3), "stage_ms": {k: round(v, 3) for k, v in hud.stage_ms.items()},
+            "dropped": hud.dropped, "realtime": hud.realtime_ok, "p95_ms": hud.p95_ms,
+            "budget_ms": hud.budget_ms, "rss_mb": hud.rss_mb, "ram_used_mb": hud.ram_used_mb,
+            "ram_total_mb": hud.ram_total_mb, "gpu_mb": hud.gpu_mb, "still_images": hud.still_images}
 
 
 class LiveStatus:
@@ -23,16 +42,79 @@ class LiveStatus:
         """A JSON-ready dict: the fixed info, the HUD's figures and the counts (None before the first frame)."""
         latest = self._latest
         out = dict(self.info)  # type: Dict[str, Any]
-        out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames,
-                    "processed": 0, "captured": 0, "frame_index": None, "fps": None,
-                    "stage_ms": {}, "dropped": 0, "realtime": None, "p95_ms": None, "budget_ms": None,
-                    "rss_mb": None, "ram_used_mb": None, "ram_total_mb": None, "gpu_mb": None})
-        if latest is None:
-            return out
-        hud, processed, frame_index, captured, _ = latest
-        out.update({"processed": processed, "captured": captured, "frame_index": frame_index,
-                    "fps": round(hud.fps, 3), "stage_ms": {k: round(v, 3) for k, v in hud.stage_ms.items()},
-                    "dropped": hud.dropped, "realtime": hud.realtime_ok, "p95_ms": hud.p95_ms,
-                    "budget_ms": hud.budget_ms, "rss_mb": hud.rss_mb, "ram_used_mb": hud.ram_used_mb,
-                    "ram_total_mb": hud.ram_total_mb, "gpu_mb": hud.gpu_mb, "still_images": hud.still_images})
+        out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames})
+        out.update(_empty() if latest is None else _figures(latest))
         return out
+
+
+class SourceStatus:
+    """What the page shows of one source besides its HUD: its reconnects and state, read only when asked."""
+
+    def __init__(self, name: str, reconnects: Callable[[], int] = lambda: 0, total_frames: Optional[int] = None):
+        self.name = name
+        self.reconnects = reconnects
+        self.total_frames = total_frames
+        self.state = "running"  # set by note(): ended, failed
+
+
+class MultiLiveStatus(LiveStatus):
+    """One LiveStatus for several sources: publish_source() is one list item assignment on the frame path; the
+    snapshot holds the aggregate at the top (the keys a single source's snapshot has, so the progress line reads it
+    alike) and one section per source under "sources", built only when a reader asks."""
+
+    def __init__(self, info: Optional[Dict[str, Any]], sources: Sequence[SourceStatus]):
+        totals = [s.total_frames for s in sources]
+        super().__init__(info, sum(totals) if totals and all(totals) else None)  # type: ignore[arg-type]
+        self.sources = list(sources)
+        self._index = {s.name: i for i, s in enumerate(self.sources)}
+        self._latest_of = [None] * len(self.sources)  # type: List[Optional[tuple]]
+
+    def slot(self, name: str) -> int:
+        """The index publish_source() takes for the source called `name`."""
+        return self._index[name]
+
+    def publish_source(self, slot: int, hud: HudInfo, processed: int, frame_index: int, captured: int) -> None:
+        self._latest_of[slot] = (hud, processed, frame_index, captured, time.monotonic())  # atomic under the GIL
+
+    def note(self, name: str, state: str) -> None:
+        """A source's state: "ended", "failed"; from any thread."""
+        self.sources[self._index[name]].state = state
+
+    def snapshot(self) -> Dict[str, Any]:
+        latest_of = list(self._latest_of)
+        sections = []
+        for source, latest in zip(self.sources, latest_of):
+            section = {"name": source.name, "state": source.state, "reconnects": source.reconnects(),
+                       "total_frames": source.total_frames}  # type: Dict[str, Any]
+            section.update(_empty() if latest is None else _figures(latest))
+            for key in PROCESS_WIDE:
+                del section[key]  # the aggregate's, once
+            sections.append(section)
+        out = dict(self.info)  # type: Dict[str, Any]
+        out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames})
+        out.update(_aggregate(sections, [x for x in latest_of if x is not None]))
+        out["sources"] = sections
+        return out
+
+
+def _aggregate(sections: List[Dict[str, Any]], published: List[tuple]) -> Dict[str, Any]:
+    """Counts and rates summed; real-time only when every source is (as summary.json's rule), measuring while any
+    is; p95 and budget those of the source nearest its budget; memory and stage times from the newest frame."""
+    out = _empty()
+    out.update({"realtime_sources": 0, "worst_source": None})
+    if not published:
+        return out
+    newest = _figures(max(published, key=lambda p: p[4]))
+    for key in ("stage_ms", "rss_mb", "ram_used_mb", "ram_total_mb", "gpu_mb", "frame_index"):
+        out[key] = newest[key]
+    for key in ("processed", "captured", "dropped"):
+        out[key] = sum(s[key] for s in sections)
+    out["fps"] = round(sum(s["fps"] or 0.0 for s in sections), 3)
+    verdicts = [s["realtime"] for s in sections]
+    out["realtime"] = False if False in verdicts else (None if None in verdicts else True)
+    judged = [s for s in sections if s["p95_ms"] is not None and s["budget_ms"]]
+    if judged:
+        worst = max(judged, key=lambda s: s["p95_ms"] / s["budget_ms"])
+        out.update({"p95_ms": worst["p95_ms"], "budget_ms": worst["budget_ms"], "worst_source": worst["name"]})
+    out["realtime_sources"] = sum(1 for v in verdicts if v)
+    return out

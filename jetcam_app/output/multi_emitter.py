@@ -11,6 +11,7 @@ from ..config import Config
 from ..inference.stages import Processed
 from ..verdict import RollingStats, TimingAccumulator, service_ms
 from .emitter import hand_over
+from .live_status import MultiLiveStatus
 from .logs import PredictionLog, TimingLog
 from .mosaic import Mosaic
 from .overlay import HudInfo, Overlay
@@ -27,12 +28,13 @@ class SourceTrack:
     """What the emitter keeps per source: its HUD numbers, its timings for the summary and its recording."""
 
     def __init__(self, name: str, live: bool, target_fps: float, dropped: Callable[[], int],
-                 sink: Optional[Sink] = None):
+                 sink: Optional[Sink] = None, captured: Optional[Callable[[], int]] = None):
         self.name = name
         self.live = live
         self.target_fps = target_fps
         self.budget_ms = 1000.0 / target_fps
         self.dropped = dropped
+        self.captured = captured  # frames the source delivered so far, for the live page and progress line
         self.sink = sink
         self.rolling = RollingStats(1.0)
         self.accumulated = TimingAccumulator()
@@ -49,8 +51,10 @@ class MultiEmitter:
 
     def __init__(self, config: Config, out_dir: str, adapter, stats, tracks: Sequence[SourceTrack],
                  mosaic_sinks: Sink, mosaic_fps: float, threaded: bool = False,
-                 on_error: Optional[Callable[[str], None]] = None):
+                 on_error: Optional[Callable[[str], None]] = None, live_status: Optional[MultiLiveStatus] = None):
         self.config = config
+        self.live_status = live_status
+        self._slot_of = {t.name: live_status.slot(t.name) for t in tracks} if live_status is not None else {}
         self.adapter = adapter
         self.stats = stats
         self.tracks = list(tracks)
@@ -78,9 +82,11 @@ class MultiEmitter:
         return self.mosaic_sinks.stop_requested
 
     def note(self, track: SourceTrack, text: str) -> None:
-        """A source's state on its tile (ended, failed); from the main thread, between batches."""
+        """A source's state on its tile and the live page (ended, failed); from the main thread, between batches."""
         if self.mosaic is not None:
             self.mosaic.note(track.name, text)
+        if self.live_status is not None:
+            self.live_status.note(track.name, text)
 
     def emit(self, batch: List[Tuple[SourceTrack, Processed]]) -> None:
         if self._queue is None:
@@ -104,7 +110,11 @@ class MultiEmitter:
 
     def _emit(self, batch: List[Tuple[SourceTrack, Processed]]) -> None:
         for track, done in batch:
-            self._emit_one(track, done)
+            hud = self._emit_one(track, done)
+            if self.live_status is not None:
+                self.live_status.publish_source(self._slot_of[track.name], hud, track.processed,
+                                                done.frame.index, track.captured() if track.captured is not None
+                                                else track.processed)
         now = time.perf_counter()
         if self.mosaic is not None and now - self._mosaic_at >= self._mosaic_period_s:
             self._mosaic_at = now
@@ -122,7 +132,7 @@ class MultiEmitter:
             realtime_ok=None if p95_ms is None else p95_ms <= track.budget_ms, budget_ms=track.budget_ms,
             p95_ms=p95_ms, random_weights=self.adapter.random_weights, dropped=track.dropped())
 
-    def _emit_one(self, track: SourceTrack, done: Processed) -> None:
+    def _emit_one(self, track: SourceTrack, done: Processed) -> HudInfo:
         hud = self._hud(track, done)
         timing, frame = done.timing, done.frame
         t0 = t1 = time.perf_counter()
@@ -148,6 +158,7 @@ class MultiEmitter:
         track.processed += 1
         track.last_emitted = t2
         self.processed += 1
+        return hud
 
     def close(self) -> None:
         """Emit what is queued, stop the worker, close the recordings, the mosaic's sinks and the logs; re-raise the

@@ -19,15 +19,22 @@ def _verdict(snapshot: Dict[str, Any]) -> str:
     if snapshot.get("still_images"):
         total = sum(snapshot["stage_ms"].values())
         return "%.0f ms/image" % total
+    if "sources" in snapshot:  # several: the aggregate's verdict is every source's
+        n = len(snapshot["sources"])
+        if snapshot["realtime"] is None:
+            return "%d/%d sources real-time, measuring" % (snapshot["realtime_sources"], n)
+        return "%d/%d sources real-time so far" % (snapshot["realtime_sources"], n)
     if snapshot["realtime"] is None:
         return "real-time: measuring"
     return "real-time so far" if snapshot["realtime"] else "NOT real-time so far"
 
 
 def describe(snapshot: Dict[str, Any]) -> str:
-    """'12.3 fps, 0 dropped, real-time so far' from a LiveStatus snapshot."""
+    """'12.3 fps, 0 dropped, real-time so far' from a LiveStatus snapshot; with several sources the rate is their
+    sum ('24.6 fps in all, 0 dropped, 2/2 sources real-time so far')."""
     fps = snapshot["fps"] or 0.0
-    return "%s, %d dropped, %s" % (rate_text(fps), snapshot["dropped"], _verdict(snapshot))
+    return "%s%s, %d dropped, %s" % (rate_text(fps), " in all" if "sources" in snapshot else "",
+                                     snapshot["dropped"], _verdict(snapshot))
 
 
 class ProgressReporter:

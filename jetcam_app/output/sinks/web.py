@@ -1,4 +1,5 @@
-"""--http: the live web page at /, the MJPEG stream (/stream.mjpg), the newest frame (/snapshot.jpg) and /stats.json."""
+"""--http: the live web page at /, the MJPEG stream (/stream.mjpg), the newest frame (/snapshot.jpg) and /stats.json;
+with several sources each one's own at /sources/<name>/stream.mjpg and /sources/<name>/snapshot.jpg."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Dict, Optional, Sequence, Tuple
+from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
@@ -21,6 +22,32 @@ from .base import Sink
 log = logging.getLogger(__name__)
 PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "page.html")
 BOUNDARY = "jetcamframe"
+UNWATCHED_INTERVAL_S = 1.0  # a source's own picture is copied this often while nobody streams it (its snapshot)
+
+
+class _Picture:
+    """One picture the page serves (the main one, or a source's): its newest frame, that frame's JPEG once encoded,
+    and its stream viewers. Guarded by the sink's condition."""
+
+    def __init__(self, min_interval_s: float, unwatched_interval_s: float):
+        self.min_interval_s = min_interval_s
+        self.unwatched_interval_s = unwatched_interval_s
+        self.raw = None  # type: Optional[np.ndarray]
+        self.raw_seq = 0
+        self.copied_at = -1e9
+        self.jpeg = None  # type: Optional[Tuple[int, bytes]]  # (raw seq it shows, bytes)
+        self.streams = 0
+        self.encoded = 0  # the raw seq the encoder last handled
+
+
+class _SourceSink(Sink):
+    """A source's own picture on the page, as a Sink for that source's frames; the WebSink closes the server."""
+
+    def __init__(self, web: "WebSink", name: str):
+        self._web, self._picture = web, web._pictures[name]
+
+    def write(self, image_bgr: np.ndarray, frame_index: int) -> None:
+        self._web._keep(self._picture, image_bgr)
 
 
 class WebSink(Sink):
@@ -30,17 +57,15 @@ class WebSink(Sink):
 
     def __init__(self, port: int = 8080, host: str = "127.0.0.1", token: Optional[str] = None,
                  status: Optional[LiveStatus] = None, quality: int = 80, max_fps: float = 30.0,
-                 max_clients: int = 32, timeout_s: float = 10.0):
+                 max_clients: int = 32, timeout_s: float = 10.0, sources: Sequence[str] = ()):
         self.quality = int(quality)
         self.token = token or None
         self.status = status or LiveStatus()
         self.min_interval_s = 1.0 / max_fps if max_fps > 0 else 0.0
         self._cond = threading.Condition()
-        self._raw = None  # type: Optional[np.ndarray]
-        self._raw_seq = 0
-        self._copied_at = -1e9
-        self._jpeg = None  # type: Optional[Tuple[int, bytes]]  # (raw seq it shows, bytes)
-        self._streams = 0
+        self._main = _Picture(self.min_interval_s, self.min_interval_s)
+        self._pictures = {name: _Picture(self.min_interval_s, max(self.min_interval_s, UNWATCHED_INTERVAL_S))
+                          for name in sources}  # type: Dict[str, _Picture]
         self._closed = False
         with open(PAGE, "rb") as f:
             self._page = f.read()
@@ -73,24 +98,32 @@ class WebSink(Sink):
 
     @property
     def clients(self) -> int:
-        return self._streams
+        return self._main.streams + sum(p.streams for p in self._pictures.values())
+
+    def source_sink(self, name: str) -> Sink:
+        """The sink for the frames of the source `name` (one of `sources`): its own stream and snapshot."""
+        return _SourceSink(self, name)
 
     # -- the frame path: one time check, and a copy a few dozen times a second at most
     def write(self, image_bgr: np.ndarray, frame_index: int) -> None:
+        self._keep(self._main, image_bgr)
+
+    def _keep(self, picture: _Picture, image_bgr: np.ndarray) -> None:
         now = time.monotonic()
-        if self._closed or now - self._copied_at < self.min_interval_s:
+        interval_s = picture.min_interval_s if picture.streams else picture.unwatched_interval_s
+        if self._closed or now - picture.copied_at < interval_s:
             return
-        self._copied_at = now
+        picture.copied_at = now
         raw = image_bgr.copy()  # the pipeline reuses its frame buffers
         with self._cond:
-            self._raw, self._raw_seq = raw, self._raw_seq + 1
+            picture.raw, picture.raw_seq = raw, picture.raw_seq + 1
             self._cond.notify_all()
 
     # -- encoding, off the frame path
-    def _encode(self) -> Optional[Tuple[int, bytes]]:
-        """The newest frame as JPEG, encoded now unless it already is."""
+    def _encode(self, picture: _Picture) -> Optional[Tuple[int, bytes]]:
+        """The picture's newest frame as JPEG, encoded now unless it already is."""
         with self._cond:
-            raw, seq, jpeg = self._raw, self._raw_seq, self._jpeg
+            raw, seq, jpeg = picture.raw, picture.raw_seq, picture.jpeg
         if raw is None:
             return None
         if jpeg is not None and jpeg[0] == seq:
@@ -100,22 +133,25 @@ class WebSink(Sink):
             log.warning("JPEG encoding failed for frame %d of the web stream", seq)
             return None
         with self._cond:
-            if self._jpeg is None or self._jpeg[0] < seq:
-                self._jpeg = (seq, buf.tobytes())
+            if picture.jpeg is None or picture.jpeg[0] < seq:
+                picture.jpeg = (seq, buf.tobytes())
                 self._cond.notify_all()
-            return self._jpeg
+            return picture.jpeg
+
+    def _due(self):
+        """The watched pictures with a frame not yet encoded."""
+        return [p for p in [self._main] + list(self._pictures.values()) if p.streams and p.raw_seq > p.encoded]
 
     def _encode_loop(self) -> None:
-        encoded = 0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._closed or (self._streams and self._raw_seq > encoded), timeout=1.0)
+                self._cond.wait_for(lambda: self._closed or self._due(), timeout=1.0)
                 if self._closed:
                     return
-                if not (self._streams and self._raw_seq > encoded):
-                    continue
-            done = self._encode()
-            encoded = done[0] if done is not None else encoded
+                due = self._due()
+            for picture in due:
+                done = self._encode(picture)
+                picture.encoded = done[0] if done is not None else picture.encoded
 
     # -- HTTP
     def _route(self, handler: BaseHTTPRequestHandler) -> None:
@@ -127,14 +163,20 @@ class WebSink(Sink):
             self._send(handler, "text/html; charset=utf-8", self._page)
         elif path == "/stats.json":
             snapshot = self.status.snapshot()
-            snapshot["viewers"] = self._streams
+            snapshot["viewers"] = self.clients
             self._send(handler, "application/json", json.dumps(snapshot, default=str).encode("utf-8"))
-        elif path == "/snapshot.jpg":
-            self._serve_snapshot(handler)
-        elif path in ("/stream", "/stream.mjpg"):
-            self._serve_stream(handler)
         else:
-            handler.send_error(404, "try /, /stream.mjpg, /snapshot.jpg or /stats.json")
+            picture, what = self._main, path
+            if path.startswith("/sources/"):
+                name, _, what = unquote(path[len("/sources/"):]).partition("/")
+                picture, what = self._pictures.get(name), "/" + what
+            if picture is not None and what == "/snapshot.jpg":
+                self._serve_snapshot(handler, picture)
+            elif picture is not None and what in ("/stream", "/stream.mjpg"):
+                self._serve_stream(handler, picture)
+            else:
+                handler.send_error(404, "try /, /stream.mjpg, /snapshot.jpg, /stats.json%s"
+                                   % (" or /sources/NAME/stream.mjpg" if self._pictures else ""))
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, content_type: str, body: bytes) -> None:
@@ -145,32 +187,32 @@ class WebSink(Sink):
         handler.end_headers()
         handler.wfile.write(body)
 
-    def _serve_snapshot(self, handler: BaseHTTPRequestHandler) -> None:
+    def _serve_snapshot(self, handler: BaseHTTPRequestHandler, picture: _Picture) -> None:
         with self._cond:  # the first frame may still be on its way
-            self._cond.wait_for(lambda: self._closed or self._raw is not None, timeout=2.0)
-        jpeg = None if self._closed else self._encode()
+            self._cond.wait_for(lambda: self._closed or picture.raw is not None, timeout=2.0)
+        jpeg = None if self._closed else self._encode(picture)
         if jpeg is None:
             handler.send_error(503, "no frame yet")
             return
         self._send(handler, "image/jpeg", jpeg[1])
 
-    def _serve_stream(self, handler: BaseHTTPRequestHandler) -> None:
+    def _serve_stream(self, handler: BaseHTTPRequestHandler, picture: _Picture) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=%s" % BOUNDARY)
         handler.send_header("Cache-Control", "no-store")
         handler.end_headers()
         with self._cond:
-            self._streams += 1
+            picture.streams += 1
             self._cond.notify_all()
         sent = 0
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._closed or (self._jpeg is not None and self._jpeg[0] > sent),
+                    self._cond.wait_for(lambda: self._closed or (picture.jpeg is not None and picture.jpeg[0] > sent),
                                         timeout=1.0)
                     if self._closed:
                         return
-                    jpeg = self._jpeg
+                    jpeg = picture.jpeg
                 if jpeg is None or jpeg[0] <= sent:
                     continue
                 sent = jpeg[0]
@@ -180,7 +222,7 @@ class WebSink(Sink):
             log.debug("stream viewer gone: %s", e)
         finally:
             with self._cond:
-                self._streams -= 1
+                picture.streams -= 1
 
     def close(self) -> None:
         if self._closed:

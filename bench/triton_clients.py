@@ -27,6 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_clients(n: int, backend_args: List[str], args: argparse.Namespace, out_dir: str) -> Dict[str, Any]:
     """Start n app processes at once; their summaries and the aggregate."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    if args.clients_off_gpu and "--backend triton" in " ".join(backend_args):
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the clients' own GPU work would share the server's GPU, time-sliced
     procs = []
     for k in range(n):
         out = os.path.join(out_dir, "client%d" % k)
@@ -79,6 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--local-backend", default="onnxruntime", help="the local side's backend (cuda on a GPU machine)")
     p.add_argument("--precision", default="fp32", help="both sides' precision")
     p.add_argument("--no-local", action="store_true", help="skip the local (onnxruntime) side")
+    p.add_argument("--clients-off-gpu", action="store_true",
+                   help="triton clients see no GPU (as camera machines apart from a GPU server would not share it)")
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)

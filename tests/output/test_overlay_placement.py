@@ -97,3 +97,27 @@ def test_rates_below_one_fps_and_still_images():
     assert overlay._badge(hud(fps=0.4))[0].startswith("2.5 s/frame  NOT REAL-TIME")
     text, _ = overlay._badge(hud(still_images=True, stage_ms={"pre": 10.0, "infer": 400.0, "post": 2.0}))
     assert text == "412 ms/image" and "REAL-TIME" not in text
+
+
+def test_hud_keeps_its_corner_until_it_is_rendered_again(monkeypatch):
+    """The corner is chosen when the HUD is rendered (10 times a second), so it does not hop between corners from
+    frame to frame; a label that comes under it in between moves out of its way."""
+    import jetcam_app.output.overlay as overlay_module
+
+    clock = [100.0]
+    monkeypatch.setattr(overlay_module.time, "monotonic", lambda: clock[0])
+    h, w = 720, 1280
+    overlay = Overlay(OverlayConfig())
+    names = ["bg", "person", "bicycle", "car"]
+    three = np.array([[0, 0, w * 0.4, h * 0.4], [w * 0.6, 0, w, h * 0.4], [0, h * 0.6, w * 0.4, h]], np.float32)
+    det = Detections(three, np.array([0.9, 0.8, 0.7], np.float32), np.array([1, 2, 3], np.int64), names)
+    first = check_frame(overlay, np.full((h, w, 3), 90, np.uint8), det)
+    assert first[0] > w // 2 and first[1] > h // 2  # bottom-right, the only free corner
+    # one box, in the bottom-right corner: top-left is free now, but the HUD stays until it is rendered again
+    corner = np.array([[w * 0.7, h * 0.7, w, h]], np.float32)
+    moved = Detections(corner, np.array([0.9], np.float32), np.array([1], np.int64), names)
+    clock[0] += overlay_module.HUD_REFRESH_S / 2
+    assert check_frame(overlay, np.full((h, w, 3), 90, np.uint8), moved) == first  # its label moved instead
+    clock[0] += overlay_module.HUD_REFRESH_S
+    again = check_frame(overlay, np.full((h, w, 3), 90, np.uint8), moved)
+    assert again[:2] == (overlay.pad, overlay.pad)  # rendered again: the first free corner, top-left

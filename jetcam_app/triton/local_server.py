@@ -57,8 +57,12 @@ class LocalTritonServer:
     """tritonserver on 127.0.0.1 with free ports, serving `repository`; start() waits until it is ready."""
 
     def __init__(self, repository: str, venv: Optional[str] = None, log_path: Optional[str] = None,
-                 extra_args: Optional[List[str]] = None):
+                 extra_args: Optional[List[str]] = None, python_venv: Optional[str] = None):
+        """`python_venv`: the environment whose python3 the Python backend embeds (its numpy, onnxruntime, torch);
+        default the server's own venv."""
         self.paths = find_server(venv)
+        if python_venv:
+            self.paths["venv_bin"] = os.path.join(python_venv, "bin")
         self.repository = os.path.abspath(repository)
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.workdir = tempfile.mkdtemp(prefix="jetcam-triton-")

@@ -37,6 +37,15 @@ class TritonPythonModel:
     """Batches every request the server hands over into one ONNX Runtime run, then splits the outputs back."""
 
     def initialize(self, args):
+        if int(np.__version__.split(".")[0]) >= 2:
+            try:
+                import torch  # noqa: F401 - DLPack hands tensors over correctly
+            except ImportError:
+                import triton_python_backend_utils as pb_utils
+
+                pb_utils.Logger.log_warn("jetcam model.py: NumPy %s without torch in the server's Python; the "
+                                         "Python backend's NumPy views may give empty or wrong tensors under NumPy 2 "
+                                         "(PyTriton 0.7.0's does): install torch there, or numpy<2" % np.__version__)
         config = json.loads(args["model_config"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
@@ -95,9 +104,6 @@ class TritonPythonModel:
                        for name, out in zip(self.output_names, outputs)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
-        # The responses' DLPack tensors point into these arrays, and the backend may copy them out after execute()
-        # returns: they are kept until the next call.
-        self._answered = outputs
         return responses
 
     def _run(self, feeds):

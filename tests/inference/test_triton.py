@@ -67,8 +67,43 @@ def nanodet_core():
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_raw_outputs_match_the_cpu_reference_at_batch_1_and_2(server, protocol, photos):
+    assert_parity(server.grpc_url if protocol == "grpc" else server.http_url, photos)
+
+
+def numpy2_python(folder: str) -> str:
+    """A venv of the server's own interpreter whose packages are this process's (NumPy 2, ONNX Runtime, torch):
+    the Python backend embedding NumPy 2, as on a GPU machine whose system Python has it."""
+    import numpy
+
+    if int(numpy.__version__.split(".")[0]) < 2:
+        pytest.skip("this environment's NumPy is %s, not 2" % numpy.__version__)
+    with open(os.path.join(os.path.dirname(find_server()["venv_bin"]), "pyvenv.cfg")) as f:
+        home = dict(line.split(" = ", 1) for line in f.read().splitlines() if " = " in line)["home"]
+    base = os.path.join(home, "python3")
+    version = subprocess.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
+    if version != "%d.%d" % sys.version_info[:2]:
+        pytest.skip("the server's Python is %s, this one %d.%d: their packages do not mix" % ((version,)
+                                                                                            + sys.version_info[:2]))
+    subprocess.run([base, "-m", "venv", "--without-pip", folder], check=True)
+    site = subprocess.run([os.path.join(folder, "bin", "python3"), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.strip()
+    with open(os.path.join(site, "app_packages.pth"), "w") as f:
+        f.write(os.path.dirname(os.path.dirname(numpy.__file__)) + "\n")
+    return folder
+
+
+def test_raw_outputs_match_with_numpy_2_in_the_servers_python(repository, photos, tmp_path):
+    """The Python backend's own NumPy views are wrong under NumPy 2 (empty outputs, wrong inputs): model.py hands
+    tensors over through DLPack where torch is importable, and the outputs still match."""
+    with LocalTritonServer(repository, python_venv=numpy2_python(str(tmp_path / "numpy2"))) as own:
+        assert_parity(own.grpc_url, photos)
+
+
+def assert_parity(url, photos):
     adapter, core = nanodet_core()
-    engine = engine_for(server.grpc_url if protocol == "grpc" else server.http_url)
+    engine = engine_for(url)
     engine.load(core, adapter.example_input(), "nanodet")
     try:
         frames = [adapter.preprocess(photos[n], torch.device("cpu"), torch.float32) for n in ("astronaut", "coffee")]

@@ -143,6 +143,42 @@ def test_detections_identical_to_the_local_cpu_backend(server, tmp_path, capsys)
     assert summary["frames"]["processed"] == 4
 
 
+def server_counters(server):
+    import tritonclient.grpc as grpcclient
+
+    from jetcam_app.triton.statistics import counters
+
+    client = grpcclient.InferenceServerClient(server.grpc_url.split("://", 1)[1])
+    try:
+        return counters(client.get_inference_statistics("nanodet", as_json=True), "nanodet")
+    finally:
+        client.close()
+
+
+def rows_by_source(path):
+    with open(str(path)) as f:
+        return sorted(f.read().splitlines(), key=lambda line: (json.loads(line)["source"], json.loads(line)["frame"]))
+
+
+@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+def test_several_sources_go_to_the_server_as_batches(server, tmp_path, capsys):
+    two = ["--source", VIDEO, "--max-batch", "2"]  # with run_app's --source: the video twice, lossless
+    code, err = run_app(tmp_path / "cpu", two + ["--backend", "cpu"], capsys)
+    assert code == 0, err
+    before = server_counters(server)
+    code, err = run_app(tmp_path / "triton", two + ["--backend", "triton", "--triton-url", server.grpc_url], capsys)
+    assert code == 0, err
+    after = server_counters(server)
+    expected = rows_by_source(tmp_path / "cpu" / "predictions.jsonl")
+    assert len(expected) == 8 and rows_by_source(tmp_path / "triton" / "predictions.jsonl") == expected
+    frames = after["inference_count"] - before["inference_count"]
+    requests = after["success_count"] - before["success_count"]
+    # the warm-up runs each batch size once (1 and 2 frames: 2 requests, 3 frames); then 8 frames in fewer than 8
+    assert frames == 3 + 8 and requests - 2 < 8, (frames, requests)  # requests: some carried both sources' frames
+    summary = json.loads((tmp_path / "triton" / "summary.json").read_text())
+    assert [s["frames"]["processed"] for s in summary["sources"].values()] == [4, 4]
+
+
 def test_server_down_at_start_is_one_line_and_exit_2(tmp_path, capsys):
     url = "grpc://127.0.0.1:%d" % free_port()
     code = main(["--source", "test://320x240@30?frames=2", "--model", "mobilenet_v2", "--random-weights", "--headless",

@@ -39,6 +39,20 @@ from .verdict import build_summary
 log = logging.getLogger(__name__)
 
 
+def _hand_over(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, SourceTrack]], results: List[Any]) -> None:
+    """The batch's processed frames to the emitter; a frame a remote engine dropped (None) is counted against its
+    source (and in the engine's health()) and, as in one-source runs, not towards --max-frames."""
+    kept = []
+    for (feed, track), done in zip(batch_sources, results):
+        if done is None:
+            track.engine_dropped += 1
+            feed.lost += 1
+        else:
+            kept.append((track, done))
+    if kept:
+        emitter.emit(kept)
+
+
 class MultiSourcePipeline:
     """Owns the run's threads and resources. `sources` may be injected as (name, Source) pairs (tests, bench);
     otherwise config.sources are created. `stop` may be shared with a caller that owns the signal handlers."""
@@ -160,7 +174,8 @@ class MultiSourcePipeline:
                 stats.stop()
             error = close_in_reverse(closers, error)
             if emitter is not None:
-                self.summary = self._write_summary(out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats)
+                self.summary = self._write_summary(out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats,
+                                                   engine.health() if engine is not None else {})
         if error is not None:
             raise error
         return self.summary
@@ -179,10 +194,10 @@ class MultiSourcePipeline:
                         ended.add(feed)
                         emitter.note(track_of[feed], "failed" if feed.capture.error is not None else "ended")
                 if batch:
-                    inflight.append(([track_of[feed] for feed, _ in batch], stages.submit([f for _, f in batch])))
+                    inflight.append(([(feed, track_of[feed]) for feed, _ in batch], stages.submit([f for _, f in batch])))
                 if inflight and (not batch or len(inflight) >= stages.in_flight):
-                    batch_tracks, work = inflight.popleft()
-                    emitter.emit(list(zip(batch_tracks, stages.finish(work))))
+                    batch_sources, work = inflight.popleft()
+                    _hand_over(emitter, batch_sources, stages.finish(work))
                     if emitter.stop_requested:
                         self.request_stop("q pressed in the window")
                 elif not batch and not inflight and scheduler.finished:
@@ -190,9 +205,9 @@ class MultiSourcePipeline:
         finally:
             failing = sys.exc_info()[0] is not None
             while inflight:
-                batch_tracks, work = inflight.popleft()
+                batch_sources, work = inflight.popleft()
                 try:
-                    emitter.emit(list(zip(batch_tracks, stages.finish(work))))
+                    _hand_over(emitter, batch_sources, stages.finish(work))
                 except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
                     if not failing:
                         raise
@@ -242,34 +257,37 @@ class MultiSourcePipeline:
             sinks.append(web)
         return build_sinks(sinks)
 
-    def _write_summary(self, out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats) -> Dict[str, Any]:
+    def _write_summary(self, out_dir, feeds, tracks, emitter, wall_s, started, adapter, stats,
+                       engine_health: Dict[str, Any]) -> Dict[str, Any]:
         cfg = self.config
         sections = {}  # type: Dict[str, Any]
         for feed, track in zip(feeds, tracks):
             capture, source = feed.capture, feed.source
             # Its own wall time: a short file that ended early is judged on the time it ran.
             own_wall_s = (track.last_emitted - started) if track.last_emitted is not None else wall_s
-            sections[feed.name] = build_summary(capture.captured, track.processed, capture.dropped, own_wall_s,
+            dropped = capture.dropped + track.engine_dropped
+            sections[feed.name] = build_summary(capture.captured, track.processed, dropped, own_wall_s,
                                                 track.accumulated, track.target_fps, {
                 "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
                 "end_reason": feed.end_reason or self.stop_reason,
                 "error": None if capture.error is None else str(capture.error).splitlines()[0],
                 "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
-                "unprocessed_at_stop": max(0, capture.captured - track.processed - capture.dropped),
+                "unprocessed_at_stop": max(0, capture.captured - track.processed - dropped),
+                "engine_dropped_frames": track.engine_dropped,
             })
         for name, reason in self.failed_to_open.items():
             sections[name] = {"error": reason, "opened": False}
         ok = [s["realtime"]["ok"] for s in sections.values() if "realtime" in s]
         target_fps = cfg.pipeline.target_fps or (tracks[0].target_fps if tracks else DEFAULT_TARGET_FPS)
         summary = build_summary(sum(f.capture.captured for f in feeds), emitter.processed,
-                                sum(f.capture.dropped for f in feeds), wall_s, emitter.timing_log.accumulated,
-                                target_fps, {
+                                sum(f.capture.dropped for f in feeds) + sum(t.engine_dropped for t in tracks), wall_s,
+                                emitter.timing_log.accumulated, target_fps, dict(engine_health, **{
             "stop_reason": self.stop_reason, "model": cfg.model.name, "weights": adapter.describe_weights(),
             "backend": cfg.engine.backend, "precision": cfg.engine.precision,
             "stats_provider": stats.provider_report() if stats is not None else None,
             "sources": sections, "padded_batch_slots": self._padded,
             "graph_fallbacks": self._fallbacks, "config": to_dict(cfg),
-        })
+        }))
         bad = [name for name, s in sections.items() if not s.get("realtime", {}).get("ok", False)]
         summary["realtime"]["ok"] = bool(ok) and not bad
         summary["realtime"]["rule"] = "every source real-time by its own verdict"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -31,7 +31,7 @@ def split_outputs(outputs: Sequence[torch.Tensor], i: int) -> Tuple[torch.Tensor
 @dataclass
 class BatchInFlight:
     frames: List[Frame]
-    outputs: Tuple[torch.Tensor, ...]
+    outputs: Any  # the outputs; a remote engine's request until finish()
     pre_marks: List[Tuple[Any, Any]]  # each frame's preprocessing start and end
     infer_marks: Tuple[Any, Any]
     submitted: float  # perf_counter at submit
@@ -45,8 +45,11 @@ class BatchStages:
         self.adapter = adapter
         self.engine = engine
         self.max_batch = max(1, int(max_batch))
-        self.clock = StageClock(engine.device)
-        self.in_flight = (in_flight or 2) if self.clock.cuda else 1
+        # A remote engine (a Triton server) answers later: four batches in flight overlap its round trips, timed on
+        # the host as its requests are.
+        self.remote = engine.capabilities.asynchronous
+        self.clock = StageClock(torch.device("cpu") if self.remote else engine.device)
+        self.in_flight = (in_flight or 4) if self.remote else ((in_flight or 2) if self.clock.cuda else 1)
         self.padded_batch = engine.fixed_batch()
         if self.padded_batch and self.padded_batch < self.max_batch:
             raise ConfigError("the %s runs batches of %d, fewer than pipeline.max_batch %d; load it with "
@@ -83,12 +86,19 @@ class BatchStages:
             tensors.extend([tensors[-1]] * pad)
             self.padded_frames += pad
         batch = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
-        outputs = self.engine.infer(batch)
+        outputs = self.engine.infer_async(batch) if self.remote else tuple(self.engine.infer(batch))
         t2 = self.clock.mark()
-        return BatchInFlight(list(frames), tuple(outputs), pre_marks, (t1, t2), now)
+        return BatchInFlight(list(frames), outputs, pre_marks, (t1, t2), now)
 
-    def finish(self, work: BatchInFlight) -> List[Processed]:
-        """Postprocess each frame of the batch on its slice of the outputs and read the timings."""
+    def finish(self, work: BatchInFlight) -> List[Optional[Processed]]:
+        """Postprocess each frame of the batch on its slice of the outputs and read the timings. A remote engine's
+        batch: inference is the request's round trip; every frame None when the engine dropped the request."""
+        if self.remote:
+            request = work.outputs
+            work.outputs = self.engine.result(request)
+            if work.outputs is None:
+                return [None] * len(work.frames)
+            work.infer_marks = (request.sent, request.received)
         infer_ms = self.clock.elapsed_ms(*work.infer_marks)
         done = []
         for i, frame in enumerate(work.frames):

@@ -40,6 +40,7 @@ class SourceTrack:
         self.accumulated = TimingAccumulator()
         self.overlay = None  # type: Optional[Overlay]
         self.processed = 0
+        self.engine_dropped = 0  # frames a remote engine dropped (the server was away)
         self.last_draw_ms = 0.0
         self.last_emitted = None  # type: Optional[float]  # perf_counter of its last frame's result
 

@@ -79,6 +79,7 @@ class SourceFeed:
         self.capture.channel = _RingingSlot(bell) if source.is_live else _RingingQueue(queue_size, bell)
         self.max_frames = max_frames
         self.taken = 0
+        self.lost = 0  # frames taken that a remote engine dropped (multi_source._hand_over counts them)
         self.done = False
         self.end_reason = ""
 
@@ -93,7 +94,8 @@ class SourceFeed:
         frame = self.channel.get(0.0)
         if frame is not None:
             self.taken += 1
-            if self.max_frames and self.taken >= self.max_frames:
+            # a frame a remote engine drops later does not count (lost); one dropped after the limit is not replaced
+            if self.max_frames and self.taken - self.lost >= self.max_frames:
                 self.finish("--max-frames %d reached" % self.max_frames)
             return frame
         if self.channel.finished:

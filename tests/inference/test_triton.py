@@ -239,6 +239,40 @@ def test_server_killed_mid_run_drops_frames_and_reconnects(repository, tmp_path)
     assert indices == sorted(indices) and len(indices) == 12
 
 
+def test_server_killed_mid_run_with_several_sources(repository, tmp_path):
+    """Two live sources batched to the server: while it is away their frames are dropped and counted per source,
+    the engine reconnects and both sources go on to the end."""
+    from jetcam_app.multi_source import MultiSourcePipeline
+
+    with LocalTritonServer(repository) as own:
+        config = load_config(None, {
+            "sources": ["test://320x240@10?frames=3000&live=1", "test://256x144@10?frames=3000&live=1"],
+            "model.name": "nanodet", "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton",
+            "engine.triton_url": own.grpc_url, "engine.triton_timeout_s": 2.0, "pipeline.max_frames": 12,
+            "output.headless": True, "output.out_dir": str(tmp_path), "overlay.hud": False})
+        pipeline = MultiSourcePipeline(config)
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run()), daemon=True)
+        runner.start()
+        timing = str(tmp_path / "timing.csv")
+        deadline = time.monotonic() + 120
+        while line_count(timing) < 1 + 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert line_count(timing) >= 7, own.log_tail()
+        own.stop(kill=True)
+        time.sleep(1.5)  # frames go on arriving at 10 fps from each source while the server is away
+        own.start()
+        runner.join(120)
+        assert not runner.is_alive()
+    summary = outcome["summary"]
+    sections = list(summary["sources"].values())
+    assert summary["engine_reconnects"] >= 1 and summary["engine_dropped_frames"] >= 1
+    assert sum(s["engine_dropped_frames"] for s in sections) == summary["engine_dropped_frames"]
+    for section in sections:  # --max-frames counts processed frames, as with one source
+        assert section["frames"]["processed"] == 12, section["frames"]
+        assert section["frames"]["dropped"] >= section["engine_dropped_frames"]
+
+
 @pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
 def test_several_client_processes_at_once(server, tmp_path):
     outs = [tmp_path / ("client%d" % i) for i in range(2)]

@@ -54,7 +54,8 @@ def parse_url(url: str) -> Tuple[str, str]:
 class Request:
     """One frame's request: filled by the client's callback (gRPC) or on result() (HTTP); dropped when never sent."""
 
-    def __init__(self, dropped: bool = False):
+    def __init__(self, dropped: bool = False, frames: int = 1):
+        self.frames = frames  # the batch's frames: all of them are dropped with the request
         self.done = threading.Event()
         self.sent = time.perf_counter()
         self.received = self.sent
@@ -226,12 +227,12 @@ class TritonEngine(Engine):
     def infer_async(self, batch: torch.Tensor) -> Request:
         """Send the batch (N frames; the exported model accepts up to its max_batch_size) and return at once."""
         if self._down_since is not None and not self._reconnect():
-            return Request(dropped=True)
+            return Request(dropped=True, frames=int(batch.shape[0]))
         x = batch.detach().to("cpu", self.input_dtype).contiguous().numpy()
         tensor = self.client_module.InferInput(self.input_name, list(x.shape), WIRE_TYPES[self.input_dtype])
         tensor.set_data_from_numpy(x)
         wanted = [self.client_module.InferRequestedOutput(n) for n in self.output_names]
-        request = Request()
+        request = Request(frames=int(x.shape[0]))
         try:
             if self.protocol == "grpc":
                 self.client.async_infer(self.model, [tensor], callback=lambda result, error: request.complete(result, error),
@@ -256,7 +257,7 @@ class TritonEngine(Engine):
             self._failed(handle.error)
             handle.dropped = True
         if handle.dropped:
-            self.dropped_frames += 1
+            self.dropped_frames += handle.frames
             return None
         return tuple(torch.from_numpy(np.array(handle.outputs.as_numpy(n))).to(self.output_device)
                      for n in self.output_names)

@@ -4,6 +4,11 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 
+def first_line(error: BaseException) -> str:
+    """The error's first line for a one-line message; its type's name when it says nothing."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
 class JetcamError(Exception):
     """A user-facing failure: the CLI prints it in one line and exits with code 2."""
 

@@ -16,7 +16,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .config import Config, to_dict
-from .errors import JetcamError
+from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
 from .inference.batch_stages import batch_example
 from .inference.fused_batch_stages import make_batch_stages
@@ -164,7 +164,7 @@ class MultiSourcePipeline:
                 self._fallbacks = stages.fallbacks
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
-            self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+            self.request_stop("error: %s" % first_line(e))
         finally:
             wall_s = time.perf_counter() - started
             sys.setswitchinterval(switch_interval_s)

@@ -10,6 +10,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .config import Config, to_dict
+from .errors import first_line
 from .inference.adapters.base import build_core, create_adapter
 from .inference.engines.base import create_engine
 from .inference.fused_stages import make_stages
@@ -128,7 +129,7 @@ class Pipeline:
             self._loop(stages, capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
-            self.request_stop("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+            self.request_stop("error: %s" % first_line(e))
         finally:
             wall_s = time.perf_counter() - started
             sys.setswitchinterval(switch_interval_s)
@@ -142,7 +143,7 @@ class Pipeline:
                 stats.stop()
             error = close_in_reverse(closers, error)
             if capture is not None and capture.error is not None:
-                self.request_stop("error: %s" % (str(capture.error).splitlines() or [type(capture.error).__name__])[0])
+                self.request_stop("error: %s" % first_line(capture.error))
             if emitter is not None:
                 self.summary = self._write_summary(out_dir, capture, emitter.processed, wall_s,
                                                    emitter.timing_log.accumulated, target_fps, source, adapter, stats,

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 
 import psutil
 
+from .errors import first_line
 from .jetson import is_jetson  # noqa: F401  (re-exported: callers import it from here)
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class StatsPoller:
             except ImportError:
                 self.skipped["jtop"] = "jetson-stats is not installed (sudo pip3 install -U jetson-stats)"
             except Exception as e:  # jtop raises its own JtopException and socket errors
-                self.skipped["jtop"] = "jtop did not start: %s" % (str(e).splitlines() or [type(e).__name__])[0]
+                self.skipped["jtop"] = "jtop did not start: %s" % first_line(e)
         if self._provider is not None:
             self.skipped["nvml"] = "jtop is used instead"
             return

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: F401 - Dict is
 import numpy as np
 import torch
 
+from ..errors import first_line
 from ..types import Frame, FrameTiming
 from .batch_stages import BatchInFlight, BatchStages, split_outputs
 from .stages import Processed, StageClock
@@ -196,7 +197,7 @@ class FusedBatchStages:
         except (RuntimeError, NotImplementedError) as e:
             self._disabled = True
             log.warning("the fused CUDA graph could not be captured for batches (%s); batches run eagerly",
-                        (str(e).splitlines() or [type(e).__name__])[0])
+                        first_line(e))
             return None
         self._shapes.add(shape)
         self._graphs[key] = graphs

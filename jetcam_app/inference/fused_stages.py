@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: F401 - Dict is used in a
 import numpy as np
 import torch
 
+from ..errors import first_line
 from ..types import Frame
 from .box_outlines import OutlinePainter
 from .host_buffers import HostFramePool, is_integrated, pool_for
@@ -151,8 +152,7 @@ class GraphedStages:
             # an older torch that cannot capture an operation, or (NotImplementedError) a model without the
             # static hooks of ModelAdapter
             self._disabled = True
-            log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly",
-                        (str(e).splitlines() or [type(e).__name__])[0])
+            log.warning("the fused CUDA graph could not be captured (%s); the stages run eagerly", first_line(e))
             return None
         self._slots[shape] = slots
         log.info("cuda: preprocessing + %s + postprocessing captured in one CUDA graph for %dx%d frames (%.2f s)",

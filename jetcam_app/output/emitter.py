@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
+from ..errors import first_line
 from ..config import Config
 from ..cores import usable_cores
 from ..inference.stages import Processed
@@ -129,7 +130,7 @@ class FrameEmitter:
     def _fail(self, e: BaseException) -> None:
         self.error = e
         if self._on_error is not None:
-            self._on_error("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+            self._on_error("error: %s" % first_line(e))
 
     def _emit(self, done: Processed) -> None:
         hud = self._hud(done)

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..errors import first_line
 from ..config import Config
 from ..inference.stages import Processed
 from ..verdict import RollingStats, TimingAccumulator, service_ms
@@ -107,7 +108,7 @@ class MultiEmitter:
             except BaseException as e:  # noqa: B902 - handed to the main thread by emit() and close()
                 self.error = e
                 if self._on_error is not None:
-                    self._on_error("error: %s" % (str(e).splitlines()[0] if str(e) else type(e).__name__))
+                    self._on_error("error: %s" % first_line(e))
 
     def _emit(self, batch: List[Tuple[SourceTrack, Processed]]) -> None:
         for track, done in batch:

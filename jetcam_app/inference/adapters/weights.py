@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 
 from ...config import ROOT, ModelConfig
-from ...errors import WeightsError
+from ...errors import WeightsError, first_line
 from .base import find_weights
 
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -26,11 +26,6 @@ READ_TIMEOUT_S = 10.0  # a download that stalls this long is abandoned (torch.hu
 RANDOM_SEED = 0  # random weights are seeded, so two --random-weights runs give identical predictions
 
 StateDict = Dict[str, torch.Tensor]
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_weights_file(path: str) -> StateDict:

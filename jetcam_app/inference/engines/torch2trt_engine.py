@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ...errors import BackendUnavailable, ConfigError, EngineBuildError
+from ...errors import BackendUnavailable, ConfigError, EngineBuildError, first_line
 from .base import Capabilities, Engine
 from .cache import EngineCache, current_gpu, engine_stem
 from .crossval import cross_validate
@@ -67,7 +67,7 @@ def unpack_state(data: bytes) -> Optional[dict]:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any refusal (pickled objects, garbage) means: convert again
         log.warning("torch2trt: the cached state does not load as plain data (%s); converting again",
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    first_line(e))
         return None
     if not isinstance(state, dict) or not isinstance(state.get(_BYTES_KEYS), list):
         return None
@@ -158,7 +158,7 @@ class Torch2TRTEngine(Engine):
                                        max_workspace_size=int(self.config.trt_workspace_mb) << 20)
         except (RuntimeError, AttributeError, TypeError, ValueError, KeyError) as e:
             raise EngineBuildError("torch2trt could not convert %s: %s; fix: use --backend trt (the ONNX path)"
-                                   % (model_name, str(e).splitlines()[0] if str(e) else type(e).__name__)) from e
+                                   % (model_name, first_line(e))) from e
         if getattr(module, "engine", None) is None:
             raise EngineBuildError("torch2trt returned no engine for %s; fix: raise --trt-workspace-mb if memory "
                                    "allows, or use --backend trt" % model_name)

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ...errors import BackendUnavailable, EngineConnectionError
+from ...errors import BackendUnavailable, EngineConnectionError, first_line
 from .base import Capabilities, Engine
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class TritonEngine(Engine):
             live = self._call(self.client, "is_server_live")
         except (self.server_error, OSError) as e:
             raise EngineConnectionError("cannot reach the Triton server at %s (%s); fix: %s"
-                                        % (url, str(e).splitlines()[0] if str(e) else type(e).__name__, SERVE_HINT)) from e
+                                        % (url, first_line(e), SERVE_HINT)) from e
         if not live:
             raise EngineConnectionError("the Triton server at %s is not live; fix: %s" % (url, SERVE_HINT))
         self._check_model(example)
@@ -220,7 +220,7 @@ class TritonEngine(Engine):
             self._next_attempt = self._down_since + BACKOFF_FIRST_S
             self._backoff_s = BACKOFF_FIRST_S * 2
             log.warning("triton: lost the server at %s (%s); dropping frames and reconnecting",
-                        self.config.triton_url, str(error).splitlines()[0] if str(error) else type(error).__name__)
+                        self.config.triton_url, first_line(error))
 
     # -- inference ----------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from ...errors import BackendUnavailable, EngineBuildError
+from ...errors import BackendUnavailable, EngineBuildError, first_line
 from .cache import EngineCache, GpuInfo, atomic_write, engine_stem, slugify
 from .onnx_export import OnnxModel
 
@@ -89,7 +89,7 @@ def load_api(module_name: Optional[str] = None) -> TrtApi:
         try:
             module = importlib.import_module(name)
         except (ImportError, OSError) as e:  # OSError: the module is there but libnvinfer is not
-            failures.append("%s (%s)" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+            failures.append("%s (%s)" % (name, first_line(e)))
             continue
         _APIS[name] = TrtApi(module)
         return _APIS[name]

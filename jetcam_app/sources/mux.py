@@ -36,32 +36,30 @@ class Doorbell:
             return self._rings
 
 
-class _RingingSlot(LatestFrameSlot):
+class _Ringing:
+    """A channel that rings the scheduler's doorbell on every frame and at its close."""
+
+    _bell = None  # type: Doorbell
+
+    def put(self, frame: Frame, stop: threading.Event) -> None:
+        super().put(frame, stop)  # type: ignore[misc]
+        self._bell.ring()
+
+    def close(self) -> None:
+        super().close()  # type: ignore[misc]
+        self._bell.ring()
+
+
+class _RingingSlot(_Ringing, LatestFrameSlot):
     def __init__(self, bell: Doorbell):
-        super().__init__()
+        LatestFrameSlot.__init__(self)
         self._bell = bell
 
-    def put(self, frame: Frame, stop: threading.Event) -> None:
-        super().put(frame, stop)
-        self._bell.ring()
 
-    def close(self) -> None:
-        super().close()
-        self._bell.ring()
-
-
-class _RingingQueue(LosslessQueue):
+class _RingingQueue(_Ringing, LosslessQueue):
     def __init__(self, maxsize: int, bell: Doorbell):
-        super().__init__(maxsize)
+        LosslessQueue.__init__(self, maxsize)
         self._bell = bell
-
-    def put(self, frame: Frame, stop: threading.Event) -> None:
-        super().put(frame, stop)
-        self._bell.ring()
-
-    def close(self) -> None:
-        super().close()
-        self._bell.ring()
 
 
 class SourceFeed:

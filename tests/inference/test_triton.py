@@ -207,6 +207,24 @@ def line_count(path):
         return 0
 
 
+def run_through_an_outage(pipeline, server, timing: str, rows_first: int):
+    """Run `pipeline` on a thread; once timing.csv has `rows_first` rows, kill `server`, start it again 1.5 s later
+    (the live sources go on at 10 fps meanwhile) and return the run's summary."""
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run()), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while line_count(timing) < 1 + rows_first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert line_count(timing) >= 1 + rows_first, server.log_tail()
+    server.stop(kill=True)
+    time.sleep(1.5)
+    server.start()
+    runner.join(120)
+    assert not runner.is_alive()
+    return outcome["summary"]
+
+
 def test_server_killed_mid_run_drops_frames_and_reconnects(repository, tmp_path):
     from jetcam_app.pipeline import Pipeline
 
@@ -216,21 +234,7 @@ def test_server_killed_mid_run_drops_frames_and_reconnects(repository, tmp_path)
             "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton", "engine.triton_url": own.grpc_url,
             "engine.triton_timeout_s": 2.0, "pipeline.max_frames": 12, "output.headless": True,
             "output.out_dir": str(tmp_path), "overlay.hud": False})
-        pipeline = Pipeline(config)
-        outcome = {}
-        runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run()), daemon=True)
-        runner.start()
-        timing = str(tmp_path / "timing.csv")
-        deadline = time.monotonic() + 120
-        while line_count(timing) < 1 + 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert line_count(timing) >= 5, own.log_tail()
-        own.stop(kill=True)
-        time.sleep(1.5)  # frames go on arriving at 10 fps while the server is away
-        own.start()
-        runner.join(120)
-        assert not runner.is_alive()
-    summary = outcome["summary"]
+        summary = run_through_an_outage(Pipeline(config), own, str(tmp_path / "timing.csv"), rows_first=4)
     assert summary["frames"]["processed"] == 12
     assert summary["engine_reconnects"] >= 1
     assert summary["engine_dropped_frames"] >= 1
@@ -250,21 +254,7 @@ def test_server_killed_mid_run_with_several_sources(repository, tmp_path):
             "model.name": "nanodet", "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton",
             "engine.triton_url": own.grpc_url, "engine.triton_timeout_s": 2.0, "pipeline.max_frames": 12,
             "output.headless": True, "output.out_dir": str(tmp_path), "overlay.hud": False})
-        pipeline = MultiSourcePipeline(config)
-        outcome = {}
-        runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run()), daemon=True)
-        runner.start()
-        timing = str(tmp_path / "timing.csv")
-        deadline = time.monotonic() + 120
-        while line_count(timing) < 1 + 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert line_count(timing) >= 7, own.log_tail()
-        own.stop(kill=True)
-        time.sleep(1.5)  # frames go on arriving at 10 fps from each source while the server is away
-        own.start()
-        runner.join(120)
-        assert not runner.is_alive()
-    summary = outcome["summary"]
+        summary = run_through_an_outage(MultiSourcePipeline(config), own, str(tmp_path / "timing.csv"), rows_first=6)
     sections = list(summary["sources"].values())
     assert summary["engine_reconnects"] >= 1 and summary["engine_dropped_frames"] >= 1
     assert sum(s["engine_dropped_frames"] for s in sections) == summary["engine_dropped_frames"]

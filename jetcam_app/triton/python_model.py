@@ -10,25 +10,25 @@ import os
 
 import numpy as np
 
+try:  # tensors cross the backend's wall through DLPack where torch is here (see _output_tensor)
+    import torch
+    from torch.utils.dlpack import to_dlpack
+except ImportError:
+    torch = None
+
 
 def _output_tensor(pb_utils, name, array):
-    """A response tensor, handed over through DLPack where torch is importable: with NumPy 2 in the server's Python
-    the backend's own NumPy conversion gave empty outputs (seen with PyTriton 0.7.0's server on the GPU machine)."""
+    """A response tensor, handed over through DLPack where torch is importable: under NumPy 2 the backend's own
+    NumPy conversion gives empty outputs and wrong inputs (PyTriton 0.7.0's server, which wants numpy<2)."""
     array = np.ascontiguousarray(array)
-    try:
-        import torch
-        from torch.utils.dlpack import to_dlpack
-    except ImportError:
+    if torch is None:
         return pb_utils.Tensor(name, array)
     return pb_utils.Tensor.from_dlpack(name, to_dlpack(torch.from_numpy(array)))
 
 
 def _input_array(tensor):
-    """A request's tensor as NumPy, through DLPack where torch is importable (see _output_tensor: the backend's own
-    NumPy view is not to be trusted under NumPy 2)."""
-    try:
-        import torch
-    except ImportError:
+    """A request's tensor as NumPy, through DLPack where torch is importable (see _output_tensor)."""
+    if torch is None:
         return tensor.as_numpy()
     return torch.from_dlpack(tensor.to_dlpack()).numpy()
 
@@ -37,15 +37,12 @@ class TritonPythonModel:
     """Batches every request the server hands over into one ONNX Runtime run, then splits the outputs back."""
 
     def initialize(self, args):
-        if int(np.__version__.split(".")[0]) >= 2:
-            try:
-                import torch  # noqa: F401 - DLPack hands tensors over correctly
-            except ImportError:
-                import triton_python_backend_utils as pb_utils
+        if int(np.__version__.split(".")[0]) >= 2 and torch is None:
+            import triton_python_backend_utils as pb_utils
 
-                pb_utils.Logger.log_warn("jetcam model.py: NumPy %s without torch in the server's Python; the "
-                                         "Python backend's NumPy views may give empty or wrong tensors under NumPy 2 "
-                                         "(PyTriton 0.7.0's does): install torch there, or numpy<2" % np.__version__)
+            pb_utils.Logger.log_warn("jetcam model.py: NumPy %s without torch in the server's Python; the Python "
+                                     "backend's NumPy views may give empty or wrong tensors under NumPy 2 "
+                                     "(PyTriton 0.7.0's does): install torch there, or numpy<2" % np.__version__)
         config = json.loads(args["model_config"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
@@ -58,11 +55,7 @@ class TritonPythonModel:
             self._load_onnx(os.path.join(folder, "model.onnx"), args)
 
     def _load_torch(self, path, device_id, half):
-        try:
-            import torch
-        except ImportError:
-            return
-        if not torch.cuda.is_available():
+        if torch is None or not torch.cuda.is_available():
             return
         self.device = torch.device("cuda", device_id)
         if not half:  # fp32 means fp32, as the app's own CUDA engine runs it: TF32 convolutions change the outputs
@@ -109,11 +102,7 @@ class TritonPythonModel:
     def _run(self, feeds):
         if self.torch_module is None:
             return self.session.run(self.output_names, feeds)
-        import torch
-
-        # TorchScript's optimising executor fuses kernels on the GPU after its profiling runs; the plain interpreter
-        # runs the traced core op by op, as the app's own CUDA engine does (the outputs must match the export's).
-        with torch.inference_mode(), torch.jit.optimized_execution(False):
+        with torch.inference_mode():
             x = torch.from_numpy(feeds[self.input_names[0]]).to(self.device, non_blocking=True)
             out = self.torch_module(x)
             out = (out,) if isinstance(out, torch.Tensor) else tuple(out)

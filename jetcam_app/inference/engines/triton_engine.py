@@ -92,8 +92,7 @@ class TritonEngine(Engine):
         self.input_dtype = torch.float16 if config.precision == "fp16" else torch.float32
         # Preprocessing (resize, normalise) and decoding with NMS run on this machine's GPU where it has one: on its
         # CPU they cost more than the round trip. The preprocessed tensor goes out from host memory.
-        self.output_device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        self.device = self.output_device
+        self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         self.timeout_s = float(config.triton_timeout_s)
         self.client = None  # type: Any
         self.model = ""
@@ -259,7 +258,7 @@ class TritonEngine(Engine):
         if handle.dropped:
             self.dropped_frames += handle.frames
             return None
-        return tuple(torch.from_numpy(np.array(handle.outputs.as_numpy(n))).to(self.output_device)
+        return tuple(torch.from_numpy(np.array(handle.outputs.as_numpy(n))).to(self.device)
                      for n in self.output_names)
 
     def _failed(self, error: BaseException) -> None:

@@ -39,7 +39,8 @@ from .verdict import build_summary
 log = logging.getLogger(__name__)
 
 
-def _hand_over(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, SourceTrack]], results: List[Any]) -> None:
+def _emit_batch(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, SourceTrack]],
+                results: List[Any]) -> None:
     """The batch's processed frames to the emitter; a frame a remote engine dropped (None) is counted against its
     source (and in the engine's health()) and, as in one-source runs, not towards --max-frames."""
     kept = []
@@ -197,7 +198,7 @@ class MultiSourcePipeline:
                     inflight.append(([(feed, track_of[feed]) for feed, _ in batch], stages.submit([f for _, f in batch])))
                 if inflight and (not batch or len(inflight) >= stages.in_flight):
                     batch_sources, work = inflight.popleft()
-                    _hand_over(emitter, batch_sources, stages.finish(work))
+                    _emit_batch(emitter, batch_sources, stages.finish(work))
                     if emitter.stop_requested:
                         self.request_stop("q pressed in the window")
                 elif not batch and not inflight and scheduler.finished:
@@ -207,7 +208,7 @@ class MultiSourcePipeline:
             while inflight:
                 batch_sources, work = inflight.popleft()
                 try:
-                    _hand_over(emitter, batch_sources, stages.finish(work))
+                    _emit_batch(emitter, batch_sources, stages.finish(work))
                 except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
                     if not failing:
                         raise

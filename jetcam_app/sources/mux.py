@@ -77,7 +77,7 @@ class SourceFeed:
         self.capture.channel = _RingingSlot(bell) if source.is_live else _RingingQueue(queue_size, bell)
         self.max_frames = max_frames
         self.taken = 0
-        self.lost = 0  # frames taken that a remote engine dropped (multi_source._hand_over counts them)
+        self.lost = 0  # frames taken that a remote engine dropped (multi_source._emit_batch counts them)
         self.done = False
         self.end_reason = ""
 

@@ -48,6 +48,13 @@ def hand_over(emitter, work_queue: "queue.Queue", item) -> None:
             continue
 
 
+def fail(emitter, e: BaseException) -> None:
+    """The emitter's worker failed: keep the error for hand_over() and close() to raise, and report it at once."""
+    emitter.error = e
+    if emitter._on_error is not None:
+        emitter._on_error("error: %s" % first_line(e))
+
+
 class FrameEmitter:
     """Draws a processed frame, hands it to the sinks and writes its log rows: inline, or on a worker thread
     fed through a small bounded queue (the main thread waits when it is full, so nothing is dropped).
@@ -114,23 +121,18 @@ class FrameEmitter:
                 pending.append((done, hud, self._pool.submit(self._draw, done, hud)))
                 self._complete_drawn(pending, until=self._pool_size)
             except BaseException as e:  # noqa: B902 - handed to the main thread by emit() and close()
-                self._fail(e)
+                fail(self, e)
         try:
             if self.error is None:
                 self._complete_drawn(pending, until=0)
         except BaseException as e:  # noqa: B902
-            self._fail(e)
+            fail(self, e)
 
     def _complete_drawn(self, pending: collections.deque, until: int) -> None:
         """Write and log drawn frames in order while more than `until` are pending, or any while none is queued."""
         while pending and (len(pending) > until or self._queue.empty()):
             done, hud, drawing = pending.popleft()
             self._complete(done, hud, drawing.result())
-
-    def _fail(self, e: BaseException) -> None:
-        self.error = e
-        if self._on_error is not None:
-            self._on_error("error: %s" % first_line(e))
 
     def _emit(self, done: Processed) -> None:
         hud = self._hud(done)

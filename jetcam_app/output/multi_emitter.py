@@ -7,11 +7,10 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from ..errors import first_line
 from ..config import Config
 from ..inference.stages import Processed
 from ..verdict import RollingStats, TimingAccumulator, service_ms
-from .emitter import hand_over
+from .emitter import fail, hand_over
 from .live_status import MultiLiveStatus
 from .logs import PredictionLog, TimingLog
 from .mosaic import Mosaic
@@ -106,9 +105,7 @@ class MultiEmitter:
             try:
                 self._emit(batch)
             except BaseException as e:  # noqa: B902 - handed to the main thread by emit() and close()
-                self.error = e
-                if self._on_error is not None:
-                    self._on_error("error: %s" % first_line(e))
+                fail(self, e)
 
     def _emit(self, batch: List[Tuple[SourceTrack, Processed]]) -> None:
         for track, done in batch:

@@ -9,9 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
-from ..errors import first_line
 from ..config import Config
 from ..cores import usable_cores
+from ..errors import first_line
 from ..inference.stages import Processed
 from ..stats import StatsPoller
 from ..verdict import RollingStats

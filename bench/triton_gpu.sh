@@ -5,7 +5,7 @@
 # triton row against cuda, the server alone (bench/triton_raw.py), and 1 and 8 app processes against the server and against --backend cuda locally.
 # Prints JSON; the server log, the bench report and the JSON go to $OUT when it is set.
 # Usage (repository root, carry .triton-min.tar.xz and .whl): bash bench/triton_gpu.sh [FRAMES=300]
-# Knobs: CLIENTS=1,8  CLIENT_ARGS="--threads 2 --no-local" (more triton_clients.py options)  RAW=0 (skip the server alone)  PROFILE=1
+# Knobs: CLIENTS=1,8  CLIENT_ARGS="--threads 2 --no-local" (more triton_clients.py options)  RAW=0 (skip the server alone)  RAW_CONCURRENCY=1,4,8  RAW_BATCHES=1,4  BENCH=0 (skip run.py bench)  PROFILE=1
 set -euo pipefail
 frames=${1:-300}
 out=${OUT:-/tmp/triton-gpu-out}
@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 python3 run.py export-triton --model ssd300_vgg16 --random-weights --variant python --torchscript \
   --instance-kind gpu --max-batch-size 8 --out /tmp/triton-repo --cache-dir /tmp/triton-cache
 python3 bench/triton_core_check.py --repository /tmp/triton-repo --model ssd300_vgg16 --random-weights 2>&1 | grep -v -i warn || true
-export CLIENTS=${CLIENTS:-1,8} CLIENT_ARGS=${CLIENT_ARGS:-} RAW=${RAW:-1}
+export CLIENTS=${CLIENTS:-1,8} CLIENT_ARGS=${CLIENT_ARGS:-} RAW=${RAW:-1} BENCH=${BENCH:-1} RAW_CONCURRENCY=${RAW_CONCURRENCY:-1,4,8} RAW_BATCHES=${RAW_BATCHES:-1,4}
 python3 - "$frames" "$out" <<'PY'
 import json, os, shlex, subprocess, sys
 from jetcam_app.triton.local_server import LocalTritonServer
@@ -31,9 +31,10 @@ frames, out = sys.argv[1], sys.argv[2]
 source = "test://1280x720@30?frames=100000"
 with LocalTritonServer("/tmp/triton-repo", log_path=os.path.join(out, "tritonserver.log")) as server:
     print("server ready:", server.grpc_url, flush=True)
-    subprocess.run([sys.executable, "run.py", "bench", "--model", "ssd300_vgg16", "--random-weights", "--backends",
-                    "cuda,triton", "--source", source, "--frames", "100", "--triton-url", server.grpc_url,
-                    "--out", "/tmp/triton-bench"], check=False)
+    if os.environ["BENCH"] == "1":  # the bench's triton row against cuda, with the numeric diff
+        subprocess.run([sys.executable, "run.py", "bench", "--model", "ssd300_vgg16", "--random-weights", "--backends",
+                        "cuda,triton", "--source", source, "--frames", "100", "--triton-url", server.grpc_url,
+                        "--out", "/tmp/triton-bench"], check=False)
     for name in ("report.md", "results.json"):
         if os.path.exists(os.path.join("/tmp/triton-bench", name)):
             subprocess.run(["cp", os.path.join("/tmp/triton-bench", name), os.path.join(out, "bench_" + name)])
@@ -42,9 +43,9 @@ with LocalTritonServer("/tmp/triton-repo", log_path=os.path.join(out, "tritonser
                         "--backend", "triton", "--triton-url", server.grpc_url, "--source", source, "--frames", "300",
                         "--top", "25"], check=False)
     # the server alone, no app: what the wire and the server allow
-    for batch in ("1", "4") if os.environ["RAW"] == "1" else ():
+    for batch in os.environ["RAW_BATCHES"].split(",") if os.environ["RAW"] == "1" else ():
         subprocess.run([sys.executable, "bench/triton_raw.py", "--url", server.grpc_url, "--model", "ssd300_vgg16",
-                        "--concurrency", "1,4,8", "--seconds", "5", "--batch", batch,
+                        "--concurrency", os.environ["RAW_CONCURRENCY"], "--seconds", "5", "--batch", batch,
                         "--json", os.path.join(out, "triton_raw_b%s.json" % batch)], check=False)
     subprocess.run([sys.executable, "bench/triton_clients.py", "--url", server.grpc_url, "--model", "ssd300_vgg16",
                     "--random-weights", "--clients", os.environ["CLIENTS"], "--frames", frames, "--source", source,

@@ -79,6 +79,11 @@ def test_python_variant_ships_model_py_that_needs_no_jetcam(tmp_path, onnx_repo)
     x = torch.rand(2, 3, 224, 224)
     with torch.inference_mode():
         assert torch.allclose(torch.jit.load(str(version / "model.pt"))(x), core(x), atol=1e-4, rtol=0)
+    # the trace records cuDNN's TF32 switch in every convolution: fp32 must stay fp32 on the server's GPU
+    convolutions = [n for n in torch.jit.load(str(version / "model.pt")).inlined_graph.nodes()
+                    if n.kind() == "aten::_convolution"]
+    assert convolutions and all(list(n.inputs())[-1].toIValue() is False for n in convolutions)
+    assert torch.backends.cudnn.allow_tf32  # the switch is put back after the trace
     source = (version / "model.py").read_text()
     assert "jetcam_app" not in source.replace('"""', "").split("never jetcam_app")[-1]
     assert 'backend: "python"' in (tmp_path / "mobilenet_v2" / "config.pbtxt").read_text()

@@ -42,15 +42,23 @@ def _plan_bytes(api, onnx_path: str, precision: str, max_batch: int, label: str)
     return build_serialized(api, onnx_path, BuildSettings(precision=precision, max_batch=max_batch), label)
 
 
-def _save_torchscript(core, example, path: str) -> None:
+def _save_torchscript(core, example, path: str, strict_fp32: bool) -> None:
     import warnings
 
     import torch
 
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        # TorchScript is deprecated in torch >= 2.9 but is what a server's torch (and Triton's libtorch backend) loads.
-        warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(core.eval(), example, check_trace=False)
+    # The trace bakes cuDNN's allow_tf32 into every convolution; fp32 must stay fp32 on the server's GPU (measured on
+    # an H200: 0.005 max abs against eager CUDA when traced with the default, True).
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = not strict_fp32
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            # TorchScript is deprecated in torch >= 2.9 but is what a server's torch (and Triton's libtorch backend)
+            # loads.
+            warnings.simplefilter("ignore", FutureWarning)
+            traced = torch.jit.trace(core.eval(), example, check_trace=False)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     traced.save(path)
 
 
@@ -96,7 +104,7 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
         if variant == "python":
             shutil.copyfile(PYTHON_MODEL, os.path.join(version_dir, "model.py"))
             if torchscript:
-                _save_torchscript(core, example, os.path.join(version_dir, "model.pt"))
+                _save_torchscript(core, example, os.path.join(version_dir, "model.pt"), precision == "fp32")
         with open(os.path.join(model_dir, "config.pbtxt"), "w") as f:
             f.write(model_config(name, variant, inputs, outputs, max_batch_size=max_batch_size, instances=instances,
                                  instance_kind=instance_kind))

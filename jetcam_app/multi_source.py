@@ -71,6 +71,7 @@ class MultiSourcePipeline:
         self._padded = 0  # batch slots a fixed-shape engine ran without a frame
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
         self._fallbacks = None  # type: Optional[int]  # frames the fused graph's result was not exact for
+        self._copied = None  # type: Optional[int]  # frames the fused graph copied on the inference thread
 
     def request_stop(self, reason: str) -> None:
         """Safe from signal handlers and other threads: the loop ends after the current batch."""
@@ -118,6 +119,9 @@ class MultiSourcePipeline:
             closers.append(engine)
             stages = make_batch_stages(adapter, engine, max_batch, cfg.pipeline.cuda_graph, cfg.pipeline.in_flight)
             stages.warm_up()
+            for _, source in opened:  # before their threads start: frames decode into the stages' upload buffers
+                if source.buffers is None:
+                    source.buffers = stages.host_buffers
             for shape in sorted({(s.frame_size[1], s.frame_size[0], 3) for _, s in opened if s.frame_size}):
                 stages.prepare(shape)  # graphs captured now, not on a camera's first frames
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
@@ -163,6 +167,7 @@ class MultiSourcePipeline:
             finally:
                 self._padded = stages.padded_frames
                 self._fallbacks = stages.fallbacks
+                self._copied = stages.copied_frames
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % first_line(e))
@@ -287,7 +292,7 @@ class MultiSourcePipeline:
             "backend": cfg.engine.backend, "precision": cfg.engine.precision,
             "stats_provider": stats.provider_report() if stats is not None else None,
             "sources": sections, "padded_batch_slots": self._padded,
-            "graph_fallbacks": self._fallbacks, "config": to_dict(cfg),
+            "graph_fallbacks": self._fallbacks, "copied_frames": self._copied, "config": to_dict(cfg),
         }))
         bad = [name for name, s in sections.items() if not s.get("realtime", {}).get("ok", False)]
         summary["realtime"]["ok"] = bool(ok) and not bad

@@ -24,10 +24,12 @@ import torch
 from ..errors import first_line
 from ..types import Frame, FrameTiming
 from .batch_stages import BatchInFlight, BatchStages, split_outputs
+from .host_buffers import DEFAULT_LIMIT_BYTES, pool_for
 from .stages import Processed, StageClock
 
 log = logging.getLogger(__name__)
 MAX_SHAPES = 4  # frame shapes kept captured; a batch holding a frame of another shape runs eagerly
+BYTES_PER_SOURCE = 64 * 1024 * 1024  # page-locked frame buffers a source may hold: 23 frames of 720p
 
 
 def padded_sizes(max_batch: int) -> List[int]:
@@ -159,6 +161,7 @@ class FusedBatchStages:
         self.padded_batch = 0  # the eager path pads nothing; padding here is counted in padded_frames
         self.padded_frames = 0
         self.fallbacks = 0  # frames whose device result was not exact: postprocessed by the dynamic path
+        self.copied_frames = 0  # frames not decoded into host_buffers: copied into a page-locked row on this thread
         self._lanes = [_Lane(engine.device, self.max_batch) for _ in range(self.in_flight)]
         self._graphs = {}  # type: Dict[Tuple[Tuple[int, ...], int], List[_BatchGraph]]
         self._shapes = set()  # type: set
@@ -167,6 +170,9 @@ class FusedBatchStages:
         self._warned_shapes = False
         self._upload_stream = torch.cuda.Stream(engine.device)
         self._main_stream = torch.cuda.current_stream(engine.device)
+        # Page-locked buffers for the sources to decode into (given to them before they start): a frame is then
+        # uploaded from where it was decoded, not copied on this thread. Sized for each source's queue and batches.
+        self.host_buffers = pool_for(engine.device, max(DEFAULT_LIMIT_BYTES, self.max_batch * BYTES_PER_SOURCE))
 
     def warm_up(self) -> None:
         """The eager path's warm-up (a batch falling back to it must not autotune on a camera's frame)."""
@@ -225,22 +231,8 @@ class FusedBatchStages:
         parts = []
         for graphs, indices, size in plan:
             graph = graphs[self._turn]
-            buffers = graph.inputs
-            if buffers.uploaded is not None:
-                buffers.uploaded.synchronize()  # the previous upload out of host_in is done before it is overwritten
-            for row, i in enumerate(indices):
-                np.copyto(buffers.host_in_np[row], frames[i].image)
+            self._upload(graph, [frames[i].image for i in indices])
             self.padded_frames += size - len(indices)
-            n = len(indices)
-            # Only the frames' rows go up: the padding rows hold earlier frames, whose results are never read.
-            torch.cuda.set_stream(upload)
-            try:
-                graph.upload_start.record(upload)
-                buffers.device_in[:n].copy_(buffers.host_in[:n], non_blocking=True)
-                graph.uploaded.record(upload)
-                buffers.uploaded = graph.uploaded
-            finally:
-                torch.cuda.set_stream(main)
             compute = lane.stream
             compute.wait_event(graph.uploaded)
             torch.cuda.set_stream(compute)
@@ -255,6 +247,34 @@ class FusedBatchStages:
             lane.done = graph.result_ready
             parts.append((graph, indices))
         return _FusedBatch(frames, parts, now)
+
+    def _upload(self, graph: _BatchGraph, images: List[np.ndarray]) -> None:
+        """The images into the first rows of the graph's device buffer, on the upload stream. A frame decoded into
+        the pool's page-locked buffers goes up from where it lies; any other is copied into the lane's own
+        page-locked rows first. Only the frames' rows go up: padding rows hold earlier frames, never read."""
+        buffers = graph.inputs
+        pinned = [self.host_buffers.storage_of(image) if self.host_buffers is not None else None for image in images]
+        if any(storage is None for storage in pinned):
+            if buffers.uploaded is not None:
+                buffers.uploaded.synchronize()  # the previous upload out of host_in is done before it is overwritten
+            for row, image in enumerate(images):
+                if pinned[row] is None:
+                    np.copyto(buffers.host_in_np[row], image)
+                    self.copied_frames += 1
+        upload, main = self._upload_stream, self._main_stream
+        torch.cuda.set_stream(upload)
+        try:
+            graph.upload_start.record(upload)
+            if not any(storage is not None for storage in pinned):  # every row copied: one upload
+                buffers.device_in[:len(images)].copy_(buffers.host_in[:len(images)], non_blocking=True)
+            else:
+                for row, storage in enumerate(pinned):
+                    buffers.device_in[row].copy_(buffers.host_in[row] if storage is None else storage,
+                                                 non_blocking=True)
+            graph.uploaded.record(upload)
+            buffers.uploaded = graph.uploaded
+        finally:
+            torch.cuda.set_stream(main)
 
     def finish(self, work) -> List[Processed]:
         """Each frame's result, in the order given: its row of the packed results, or the dynamic postprocessing

@@ -72,10 +72,16 @@ class HostFramePool:
             return np.asarray(lease)
 
     def storage_of(self, array: np.ndarray) -> Any:
+        """The storage behind `array` when the array is the whole buffer as handed out; None for a view of part of
+        it (a crop, a flip), whose bytes are not the buffer's."""
         lease = getattr(array, "base", None)
         if not isinstance(lease, _Lease) or lease.entry.pool is not self or lease.entry.retired:
             return None
-        return lease.entry.storage
+        entry = lease.entry
+        if array.shape != entry.shape or array.__array_interface__["data"][0] != entry.interface["data"][0] \
+                or not array.flags.c_contiguous:
+            return None
+        return entry.storage
 
     def forget(self, array: np.ndarray) -> None:
         """The decoder wrote elsewhere (another frame size): the buffer is retired, since whatever it returned
@@ -105,14 +111,14 @@ def is_integrated(props: Any) -> bool:
     return bool(getattr(props, "is_integrated", False))
 
 
-def pool_for(device) -> Optional[HostFramePool]:
+def pool_for(device, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> Optional[HostFramePool]:
     """A page-locked pool for frames bound for `device`, or None where the CPU would not cache it."""
     import torch
 
     props = torch.cuda.get_device_properties(device)
     if not pinned_memory_is_cached(is_integrated(props), (props.major, props.minor)):
         return None
-    return pinned_pool()
+    return pinned_pool(limit_bytes)
 
 
 def pinned_pool(limit_bytes: int = DEFAULT_LIMIT_BYTES) -> HostFramePool:

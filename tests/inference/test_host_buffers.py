@@ -30,6 +30,15 @@ def test_a_buffer_is_reused_only_after_its_frame_and_every_view_of_it_are_gone()
     assert pool.storage_of(third) is not None and pool.storage_of(np.zeros((4, 5, 3), np.uint8)) is None
 
 
+def test_a_view_of_part_of_a_buffer_has_no_storage_to_upload_from():
+    pool = numpy_pool()
+    whole = pool.take((4, 5, 3))
+    assert pool.storage_of(whole) is not None
+    # a flip or a crop made from the frame has the buffer as its base but not its bytes in order
+    for view in (whole[::-1], whole[1:], whole[:, :, ::-1], whole[:2]):
+        assert pool.storage_of(view) is None
+
+
 def test_other_shapes_get_their_own_buffers_and_the_limit_holds():
     pool = numpy_pool(limit_bytes=2 * 60)
     a, b = pool.take((4, 5, 3)), pool.take((2, 10, 3))

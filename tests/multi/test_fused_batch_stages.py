@@ -21,6 +21,7 @@ from jetcam_app.types import Classification, Frame
 
 from index_model import IndexAdapter
 from test_batch_stages import nanodet
+from conftest import write_index_video
 from test_multi_source import config_for, make_source
 
 
@@ -158,6 +159,31 @@ def test_fused_batches_equal_eager_batches(photos, name, precision):
     engine.close()
 
 
+def pooled(stages, frame):
+    """The frame as a source that decodes into the stages' page-locked buffers hands it out."""
+    image = stages.host_buffers.take(frame.image.shape)
+    image[...] = frame.image
+    return Frame(image, frame.index, frame.timestamp, frame.capture_time)
+
+
+@pytest.mark.needs_cuda
+def test_frames_decoded_into_the_pool_go_up_from_where_they_lie(photos):
+    """Frames in the pool's page-locked buffers are uploaded without a copy on the inference thread, alone or in a
+    batch with ordinary frames, and give what the eager stages give; a flipped view of a pooled frame is copied."""
+    adapter, engine, fused, eager = cuda_pair("nanodet", "fp16", max_batch=4)
+    assert fused.host_buffers is not None
+    frames = photo_frames(photos, 8, size=(640, 480))
+    flipped = pooled(fused, frames[7])
+    flipped = Frame(flipped.image[:, ::-1], 7, 0.0, flipped.capture_time)  # a view: not the buffer's bytes in order
+    batches = [[pooled(fused, f) for f in frames[:3]], [frames[3], pooled(fused, frames[4]), frames[5]],
+               [pooled(fused, frames[6]), flipped]]
+    got = run_batches(fused, batches)
+    for g, b in zip(got, batches):
+        assert_same_results(g, eager_padded(eager, b, fused.sizes), "fp16")
+    assert fused.copied_frames == 3  # frames 3 and 5, and the flipped view
+    engine.close()
+
+
 @pytest.mark.needs_cuda
 def test_mixed_shapes_in_one_batch(photos):
     adapter, engine, fused, eager = cuda_pair("nanodet", "fp16", max_batch=8)
@@ -247,3 +273,26 @@ def test_the_multi_source_run_uses_the_fused_graph(tmp_path):
         assert lines[name] == [(i, i) for i in range(n)], name
     assert summary["graph_fallbacks"] == 0
     assert GraphedIndexAdapter.unpacked == sum(expected.values())  # every result came from the fused graph
+
+
+@pytest.mark.needs_cuda
+def test_video_sources_decode_into_the_fused_graphs_buffers(tmp_path):
+    """Video files decode into the stages' page-locked buffers (no copy on the inference thread), each frame once,
+    in order, with its own result; held frames are never overwritten."""
+    expected = {"a": 25, "b": 17}
+    sources = [(name, make_source(write_index_video(tmp_path / (name + ".mp4"), n_frames=n)))
+               for name, n in expected.items()]
+    config = config_for(tmp_path, **{"engine.backend": "cuda", "engine.precision": "fp32", "pipeline.max_batch": 2,
+                                     "pipeline.cuda_graph": True})
+    pipeline = MultiSourcePipeline(config, sources=sources, adapter=GraphedIndexAdapter())
+    summary = pipeline.run()
+    lines = {}
+    with open(os.path.join(config.output.out_dir, "predictions.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            lines.setdefault(record["source"], []).append((record["frame"], record["topk"][0]["id"]))
+    for name, n in expected.items():
+        assert lines[name] == [(i, i) for i in range(n)], name
+    assert all(source.buffers is not None for _, source in sources)
+    # only each video's first frame, read by open() before the pool was given, was copied
+    assert summary["copied_frames"] == len(expected)

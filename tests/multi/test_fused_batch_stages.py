@@ -163,7 +163,7 @@ def pooled(stages, frame):
     """The frame as a source that decodes into the stages' page-locked buffers hands it out."""
     image = stages.host_buffers.take(frame.image.shape)
     image[...] = frame.image
-    return Frame(image, frame.index, frame.timestamp, frame.capture_time)
+    return Frame(image, frame.index, frame.timestamp_s, frame.capture_time)
 
 
 @pytest.mark.needs_cuda

@@ -30,7 +30,7 @@ from .output.run_folder import prepare_outputs
 from .output.sinks.video_file import LazyVideoFileSink
 from .output.sinks.web import WebSink
 from .output.sinks.window import DisplaySink, display_available
-from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S, close_in_reverse
+from .pipeline import DEFAULT_TARGET_FPS, GIL_SWITCH_INTERVAL_S, close_in_reverse, frozen_heap
 from .sources.mux import Doorbell, Scheduler, SourceFeed
 from .sources.spec import create_source
 from .stats import StatsPoller
@@ -159,11 +159,12 @@ class MultiSourcePipeline:
             log.info("%d sources (%s) -> %s on %s (%s), batches of up to %d%s; %s", len(feeds),
                      ", ".join(f.name for f in feeds), cfg.model.name, cfg.engine.backend, cfg.engine.precision,
                      max_batch, " padded" if stages.padded_batch else "", stats.provider_report())
-            started = time.perf_counter()
-            for feed in feeds:
-                feed.capture.start()
             try:
-                self._loop(stages, Scheduler(feeds, bell, max_batch), dict(zip(feeds, tracks)), emitter)
+                with frozen_heap():
+                    started = time.perf_counter()
+                    for feed in feeds:
+                        feed.capture.start()
+                    self._loop(stages, Scheduler(feeds, bell, max_batch), dict(zip(feeds, tracks)), emitter)
             finally:
                 self._padded = stages.padded_frames
                 self._fallbacks = stages.fallbacks

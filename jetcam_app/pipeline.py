@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import logging
 import os
 import sys
@@ -34,6 +36,19 @@ from .verdict import build_summary
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
 GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """Everything alive before the run (torch, the model, the modules) is kept out of the garbage collector's
+    full collections during it: one would walk all of it while holding the GIL, and every thread would stop for
+    tens of milliseconds (frames dropped; docs/performance.md). What the run allocates is still collected."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def close_in_reverse(closers: List[Any], error: Optional[BaseException]) -> Optional[BaseException]:
@@ -124,9 +139,10 @@ class Pipeline:
             closers.append(emitter)
             log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
-            started = time.perf_counter()
-            capture.start()
-            self._loop(stages, capture, emitter)
+            with frozen_heap():
+                started = time.perf_counter()
+                capture.start()
+                self._loop(stages, capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % first_line(e))

@@ -1,6 +1,7 @@
 """Several sources in one run: order and loss per source, isolation of a failing source, reconnects, the
 scheduler's fairness, and the per-source outputs (logs, summary, recordings, mosaic)."""
 import csv
+import gc
 import json
 import os
 import time
@@ -146,6 +147,28 @@ def test_max_frames_counts_per_source(tmp_path):
     summary, lines, _ = run_sources(tmp_path, sources, **{"pipeline.max_frames": 9})
     assert lines["a"] == [(i, i) for i in range(9)] and lines["b"] == [(i, i) for i in range(4)]
     assert summary["sources"]["a"]["end_reason"] == "--max-frames 9 reached"
+
+
+class HeapWatchingAdapter(IndexAdapter):
+    """The index model, noting how many objects the garbage collector holds frozen as each frame is decoded."""
+
+    def __init__(self):
+        super().__init__()
+        self.frozen = []
+
+    def postprocess(self, outputs, image_hw):
+        self.frozen.append(gc.get_freeze_count())
+        return super().postprocess(outputs, image_hw)
+
+
+def test_the_heap_alive_before_the_run_is_frozen_during_it_and_thawed_after(tmp_path):
+    sources = [("a", make_source("test://320x240@30?frames=5")), ("b", make_source("test://320x240@30?frames=3"))]
+    adapter = HeapWatchingAdapter()
+    config = config_for(tmp_path, **{"pipeline.max_batch": 2})
+    MultiSourcePipeline(config, sources=sources, adapter=adapter).run()
+    per_frame = adapter.frozen[-8:]  # the calls before them are the warm-up, before the run
+    assert len(per_frame) == 8 and min(per_frame) > 10000  # torch alone is tens of thousands of objects
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_source_that_does_not_open_is_left_out(tmp_path):

@@ -1,7 +1,5 @@
 """The fused batch graph gives each frame what the eager batch stages give it (CUDA), and its pure logic: which
 padded batch sizes are captured, and how a batch of mixed frame shapes is split (anywhere)."""
-import json
-import os
 import time
 
 import cv2
@@ -15,14 +13,15 @@ from jetcam_app.inference.batch_stages import BatchStages, batch_example, split_
 from jetcam_app.inference.engines.base import create_engine
 from jetcam_app.inference.fused_batch_stages import (FusedBatchStages, batch_body, group_by_shape,
                                                      make_batch_stages, padded_size, padded_sizes)
-from jetcam_app.multi_source import MultiSourcePipeline
 from jetcam_app.sources.synthetic import CELL_PX, INDEX_BITS
 from jetcam_app.types import Classification, Frame
 
 from index_model import IndexAdapter
 from test_batch_stages import nanodet
 from conftest import write_index_video
-from test_multi_source import config_for, make_source
+from test_multi_source import make_source, run_sources
+
+CUDA_GRAPH = {"engine.backend": "cuda", "engine.precision": "fp32", "pipeline.cuda_graph": True}
 
 
 def test_padded_sizes_are_powers_of_two_and_the_largest_batch():
@@ -259,15 +258,8 @@ def test_the_multi_source_run_uses_the_fused_graph(tmp_path):
     """Every frame once, in order, paired with its own result, through the fused batch graph end to end."""
     expected = {"a": 9, "b": 5, "c": 12}
     sources = [(name, make_source("test://320x240@30?frames=%d" % n)) for name, n in expected.items()]
-    config = config_for(tmp_path, **{"engine.backend": "cuda", "engine.precision": "fp32", "pipeline.max_batch": 3,
-                                     "pipeline.cuda_graph": True})
     GraphedIndexAdapter.unpacked = 0
-    summary = MultiSourcePipeline(config, sources=sources, adapter=GraphedIndexAdapter()).run()
-    lines = {}
-    with open(os.path.join(config.output.out_dir, "predictions.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            lines.setdefault(record["source"], []).append((record["frame"], record["topk"][0]["id"]))
+    summary, lines, _ = run_sources(tmp_path, sources, GraphedIndexAdapter(), **CUDA_GRAPH, **{"pipeline.max_batch": 3})
     for name, n in expected.items():
         assert lines[name] == [(i, i) for i in range(n)], name
     assert summary["graph_fallbacks"] == 0
@@ -281,15 +273,7 @@ def test_video_sources_decode_into_the_fused_graphs_buffers(tmp_path):
     expected = {"a": 25, "b": 17}
     sources = [(name, make_source(write_index_video(tmp_path / (name + ".mp4"), n_frames=n)))
                for name, n in expected.items()]
-    config = config_for(tmp_path, **{"engine.backend": "cuda", "engine.precision": "fp32", "pipeline.max_batch": 2,
-                                     "pipeline.cuda_graph": True})
-    pipeline = MultiSourcePipeline(config, sources=sources, adapter=GraphedIndexAdapter())
-    summary = pipeline.run()
-    lines = {}
-    with open(os.path.join(config.output.out_dir, "predictions.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            lines.setdefault(record["source"], []).append((record["frame"], record["topk"][0]["id"]))
+    summary, lines, _ = run_sources(tmp_path, sources, GraphedIndexAdapter(), **CUDA_GRAPH, **{"pipeline.max_batch": 2})
     for name, n in expected.items():
         assert lines[name] == [(i, i) for i in range(n)], name
     assert all(source.buffers is not None for _, source in sources)

@@ -28,10 +28,10 @@ def config_for(tmp_path, **overrides):
     return load_config(overrides=base)
 
 
-def run_sources(tmp_path, sources, **overrides):
+def run_sources(tmp_path, sources, adapter=None, **overrides):
     """(summary, {name: [(frame, decoded index), ...]} from predictions.jsonl, timing.csv rows)."""
     config = config_for(tmp_path, **overrides)
-    pipeline = MultiSourcePipeline(config, sources=sources, adapter=IndexAdapter())
+    pipeline = MultiSourcePipeline(config, sources=sources, adapter=adapter or IndexAdapter())
     summary = pipeline.run()
     lines = {}
     with open(os.path.join(config.output.out_dir, "predictions.jsonl")) as f:

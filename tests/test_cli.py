@@ -66,6 +66,7 @@ def unwritable_out(tmp_path):
     (bad_key, "unknown key 'engine.backnd'"),
     (lambda p: ["--record", str(p / "out.jpg")], "so the name must end in .mp4; use --record"),
     (lambda p: ["--save-input", str(p / "raw.avi")], "use --save-input"),
+    (lambda p: ["--decode-threads", "-1"], "source.decode_threads must be between 0 and 64"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, make_args, message):
     extra = make_args(tmp_path)

@@ -27,6 +27,7 @@ class VideoFileSource(Source):
         super().__init__(buffers)
         self.path = spec.location
         self.is_live = bool(config.pace)
+        self.decode_threads = int(config.decode_threads)
         self._cap = None
         self._first = None
         self._first_shape = None  # type: Optional[Tuple[int, ...]]  # the size of the buffers to decode into
@@ -50,7 +51,7 @@ class VideoFileSource(Source):
         if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # a FIFO or socket blocks in open, deaf to Ctrl-C
             raise SourceError("%s is not a regular file (a FIFO or socket?); record the stream to a file first, "
                               "or use --gst for a live pipe" % self.path)
-        cap = cv2.VideoCapture(self.path)
+        cap = self._open_capture(cv2)
         ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok or first is None:
             cap.release()
@@ -74,6 +75,24 @@ class VideoFileSource(Source):
         # Paced replay's clock starts at the first read: a model loading between open() and the capture thread's
         # start would otherwise come out as a burst of frames overwritten (dropped) to catch up.
         self._start = None
+
+    def _open_capture(self, cv2):
+        """OpenCV's capture of the file; with decode_threads, FFmpeg's decoder limited to that many threads (it
+        takes one per core otherwise: with many sources, far more threads than cores)."""
+        if self.decode_threads < 0:
+            raise SourceError("%s: decode_threads must be >= 0 (0 = OpenCV's choice), got %d"
+                              % (self.path, self.decode_threads))
+        if self.decode_threads == 0:
+            return cv2.VideoCapture(self.path)
+        if not hasattr(cv2, "CAP_PROP_N_THREADS"):  # OpenCV < 4.6 (JetPack 5's 4.5): no such setting
+            log.warning("%s: this OpenCV (%s) cannot limit decoder threads; decode_threads ignored", self.path,
+                        cv2.__version__)
+            return cv2.VideoCapture(self.path)
+        cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, self.decode_threads])
+        if cap.isOpened():
+            return cap
+        log.warning("%s: FFmpeg did not open it with decode_threads; opened with OpenCV's choice", self.path)
+        return cv2.VideoCapture(self.path)
 
     def _frame_time(self, position: int) -> Tuple[int, float]:
         if self._timestamps is not None and position < len(self._timestamps):

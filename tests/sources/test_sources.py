@@ -133,3 +133,20 @@ def test_directory_source_kind(tmp_path):
 
 def test_decode_index_of_blank_frame_is_zero():
     assert decode_index(np.zeros((240, 320, 3), np.uint8)) == 0
+
+
+def test_decode_threads_limit_the_decoder_and_change_no_frame(tmp_path):
+    """decode_threads: 1 gives FFmpeg's decoder one thread (OpenCV's choice is one per core) and the same frames;
+    in a `sources:` entry a negative count is a one-line error naming the setting."""
+    video = write_index_video(tmp_path / "clip.mp4", n_frames=12)
+    plain, limited = create_source(SourceConfig(uri=video)), create_source(SourceConfig(uri=video, decode_threads=1))
+    plain.open()
+    limited.open()
+    assert limited._cap.get(cv2.CAP_PROP_N_THREADS) == 1
+    for _ in range(12):
+        np.testing.assert_array_equal(limited.read().image, plain.read().image)
+    assert limited.read() is None and plain.read() is None
+    plain.close()
+    limited.close()
+    with pytest.raises(SourceError, match="decode_threads must be >= 0"):
+        create_source(SourceConfig(uri=video, decode_threads=-1)).open()

@@ -99,6 +99,8 @@ def app_command(args: argparse.Namespace, sources: Sequence[str], out: str, extr
         cmd.append("--cuda-graph" if args.cuda_graph else "--no-cuda-graph")
     if args.random_weights:
         cmd.append("--random-weights")
+    if args.decode_threads is not None:
+        cmd += ["--decode-threads", str(args.decode_threads)]
     return cmd + list(extra)
 
 
@@ -210,6 +212,7 @@ def main() -> None:
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="the eager batch path (BatchStages), to compare with the fused one")
     p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--decode-threads", type=int, help="the app's --decode-threads (default: the app's)")
     p.add_argument("--parts", default="paced,unpaced")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()

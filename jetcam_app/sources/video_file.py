@@ -84,7 +84,7 @@ class VideoFileSource(Source):
                               % (self.path, self.decode_threads))
         if self.decode_threads == 0:
             return cv2.VideoCapture(self.path)
-        if not hasattr(cv2, "CAP_PROP_N_THREADS"):  # OpenCV < 4.6 (JetPack 5's 4.5): no such setting
+        if not hasattr(cv2, "CAP_PROP_N_THREADS"):  # OpenCV < 4.7 (JetPack 5 ships 4.5): no such setting
             log.warning("%s: this OpenCV (%s) cannot limit decoder threads; decode_threads ignored", self.path,
                         cv2.__version__)
             return cv2.VideoCapture(self.path)

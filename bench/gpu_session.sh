@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU machine's session (run through the device tool from the repo root): CUDA tests, the pipeline-vs-loop
-# benchmark, the memory soak and the bench reports; everything it prints goes to $OUT/log.txt.
+# benchmark, the memory soak and the bench reports; everything it prints goes to $OUT/log-STEP.txt.
+# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi]   (multi, about 5 minutes, is not part of all)
 set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
 OUT=${OUT:-/tmp/jetcam-out}
@@ -38,4 +39,22 @@ if [ "$step" = all ] || [ "$step" = report ]; then
       --frames 60 --target-fps 30 --out /tmp/bench-$m
     tar -C /tmp -czf "$OUT/bench-$m.tar.gz" bench-$m
   done
+fi
+if [ "$step" = multi ]; then
+  # Several sources (carry media, models/nanodet and .whl with py-spy's wheel). Where one process's time goes, then
+  # the bench's targets: N = 32 paced with OpenCV's decoder threads and with 1 and 2; N = 8 unpaced, side by side.
+  [ -x /tmp/site/bin/py-spy ] || $py -m pip install -q --no-index --no-deps --target /tmp/site .whl/py_spy-*.whl
+  m="--backend cuda --precision fp16"
+  v8=""; for i in 1 2 3 4 5 6 7 8; do v8="$v8 --source /tmp/bbb720.mp4"; done
+  echo "== whose Python holds the GIL: 8 sources unpaced, one process"
+  rm -rf /tmp/gil8; $py bench/gil_profile.py --top 10 -- run.py --headless --no-hud $m $v8 --max-frames 1500 --out /tmp/gil8
+  echo "== the host side with an engine that costs nothing (720p)"
+  $py bench/host_ceiling.py --sources 8 --size 1280x720 --frames 600
+  for d in 0 1 2; do
+    echo "== N = 32 paced at 30 fps, decode threads $d (0 = OpenCV's choice)"
+    $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced --decode-threads $d \
+      --json "$OUT/multi_paced_n32_dt$d.json"
+  done
+  echo "== N = 8 unpaced: one process against 8 processes"
+  $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 --json "$OUT/multi_unpaced_n8.json"
 fi

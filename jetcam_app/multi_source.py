@@ -89,7 +89,7 @@ class MultiSourcePipeline:
                 opened.append((name, source))
             except JetcamError as e:
                 first_error = first_error or e
-                self.failed_to_open[name] = str(e).splitlines()[0]
+                self.failed_to_open[name] = first_line(e)
                 log.error("source %s did not open: %s; the other sources go on", name, self.failed_to_open[name])
                 source.close()
         if not opened and first_error is not None:
@@ -277,7 +277,7 @@ class MultiSourcePipeline:
                                                 track.accumulated, track.target_fps, {
                 "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
                 "end_reason": feed.end_reason or self.stop_reason,
-                "error": None if capture.error is None else str(capture.error).splitlines()[0],
+                "error": None if capture.error is None else first_line(capture.error),
                 "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
                 "unprocessed_at_stop": max(0, capture.captured - track.processed - dropped),
                 "engine_dropped_frames": track.engine_dropped,

@@ -5,6 +5,7 @@ import logging
 import threading
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..errors import first_line
 from ..types import Frame
 from .capture import CaptureThread, LatestFrameSlot, LosslessQueue
 
@@ -99,8 +100,7 @@ class SourceFeed:
         if self.channel.finished:
             capture = self.capture
             if capture.error is not None:
-                reason = "failed: %s" % (str(capture.error).splitlines()[0] if str(capture.error)
-                                         else type(capture.error).__name__)
+                reason = "failed: %s" % first_line(capture.error)
                 log.error("source %s %s; the other sources go on", self.name, reason)
             else:
                 reason = "end of stream" if capture.end_of_stream else "capture stopped"

@@ -162,7 +162,7 @@ class TritonEngine(Engine):
                 pass
             raise EngineConnectionError("the Triton server at %s has no model '%s' ready (%s; it serves: %s); fix: run.py "
                                         "export-triton --model M --out REPO and serve REPO, or pass --triton-model"
-                                        % (self.config.triton_url, self.model, str(e).splitlines()[0],
+                                        % (self.config.triton_url, self.model, first_line(e),
                                            ", ".join(served) or "nothing")) from e
 
     def _check_model(self, example: torch.Tensor) -> None:
@@ -270,7 +270,7 @@ class TritonEngine(Engine):
             self._lost(error)
         else:
             raise EngineConnectionError("Triton model '%s' at %s refused a request: %s"
-                                        % (self.model, self.config.triton_url, str(error).splitlines()[0])) from error
+                                        % (self.model, self.config.triton_url, first_line(error))) from error
 
     def infer(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         outputs = self.result(self.infer_async(batch))

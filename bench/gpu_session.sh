@@ -47,7 +47,8 @@ if [ "$step" = multi ]; then
   m="--backend cuda --precision fp16"
   v8=""; for i in 1 2 3 4 5 6 7 8; do v8="$v8 --source /tmp/bbb720.mp4"; done
   echo "== whose Python holds the GIL: 8 sources unpaced, one process"
-  rm -rf /tmp/gil8; $py bench/gil_profile.py --top 10 -- run.py --headless --no-hud $m $v8 --max-frames 1500 --out /tmp/gil8
+  rm -rf /tmp/gil8
+  $py bench/gil_profile.py --top 10 -- run.py --headless --no-hud $m $v8 --max-frames 1500 --out /tmp/gil8
   echo "== the host side with an engine that costs nothing (720p)"
   $py bench/host_ceiling.py --sources 8 --size 1280x720 --frames 600
   for d in 0 1 2; do
@@ -56,5 +57,6 @@ if [ "$step" = multi ]; then
       --json "$OUT/multi_paced_n32_dt$d.json"
   done
   echo "== N = 8 unpaced: one process against 8 processes"
-  $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 --json "$OUT/multi_unpaced_n8.json"
+  $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 \
+    --json "$OUT/multi_unpaced_n8.json"
 fi

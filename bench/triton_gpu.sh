@@ -5,7 +5,8 @@
 # triton row against cuda, the server alone (bench/triton_raw.py), and 1 and 8 app processes against the server and against --backend cuda locally.
 # Prints JSON; the server log, the bench report and the JSON go to $OUT when it is set.
 # Usage (repository root, carry .triton-min.tar.xz and .whl): bash bench/triton_gpu.sh [FRAMES=300]
-# Knobs: CLIENTS=1,8  CLIENT_ARGS="--threads 2 --no-local" (more triton_clients.py options)  RAW=0 (skip the server alone)  RAW_CONCURRENCY=1,4,8  RAW_BATCHES=1,4  BENCH=0 (skip run.py bench)  PROFILE=1
+# Knobs: CLIENTS=1,8  CLIENT_ARGS="--threads 2 --no-local" (more triton_clients.py options)  RAW=0 (skip the server
+# alone)  RAW_CONCURRENCY=1,4,8  RAW_BATCHES=1,4  BENCH=0 (skip run.py bench)  PROFILE=1
 set -euo pipefail
 frames=${1:-300}
 out=${OUT:-/tmp/triton-gpu-out}
@@ -22,7 +23,8 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 python3 run.py export-triton --model ssd300_vgg16 --random-weights --variant python --torchscript \
   --instance-kind gpu --max-batch-size 8 --out /tmp/triton-repo --cache-dir /tmp/triton-cache
 python3 bench/triton_core_check.py --repository /tmp/triton-repo --model ssd300_vgg16 --random-weights 2>&1 | grep -v -i warn || true
-export CLIENTS=${CLIENTS:-1,8} CLIENT_ARGS=${CLIENT_ARGS:-} RAW=${RAW:-1} BENCH=${BENCH:-1} RAW_CONCURRENCY=${RAW_CONCURRENCY:-1,4,8} RAW_BATCHES=${RAW_BATCHES:-1,4}
+export CLIENTS=${CLIENTS:-1,8} CLIENT_ARGS=${CLIENT_ARGS:-} RAW=${RAW:-1} BENCH=${BENCH:-1}
+export RAW_CONCURRENCY=${RAW_CONCURRENCY:-1,4,8} RAW_BATCHES=${RAW_BATCHES:-1,4}
 python3 - "$frames" "$out" <<'PY'
 import json, os, shlex, subprocess, sys
 from jetcam_app.triton.local_server import LocalTritonServer

@@ -201,7 +201,8 @@ class MultiSourcePipeline:
                         ended.add(feed)
                         emitter.note(track_of[feed], "failed" if feed.capture.error is not None else "ended")
                 if batch:
-                    inflight.append(([(feed, track_of[feed]) for feed, _ in batch], stages.submit([f for _, f in batch])))
+                    batch_sources = [(feed, track_of[feed]) for feed, _ in batch]
+                    inflight.append((batch_sources, stages.submit([frame for _, frame in batch])))
                 if inflight and (not batch or len(inflight) >= stages.in_flight):
                     batch_sources, work = inflight.popleft()
                     _emit_batch(emitter, batch_sources, stages.finish(work))

@@ -58,7 +58,7 @@ class BatchStages:
         self.padded_frames = 0  # batch slots run without a frame (fixed-shape engines), for the summary
         self.fallbacks = None  # only the fused batch graph has results that may need the dynamic path
         self.host_buffers = None  # frames are copied from wherever they were decoded (fused_batch_stages.py has a pool)
-        self.copied_frames = None  # so nothing counts them
+        self.copied_frames = None  # frames copied on the inference thread: only the fused batch graph counts them
 
     def warm_up(self) -> None:
         """Run every batch size the engine will see once, before the clock starts: cuDNN autotuning and ONNX

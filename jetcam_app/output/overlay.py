@@ -98,8 +98,9 @@ class Overlay:
     The HUD's place: the first corner (top-left, top-right, bottom-left, bottom-right) where it covers no label
     and no box's top edge; when every corner covers some, the one covering fewest. It is chosen when the HUD is
     rendered (10 times a second), so it does not hop between corners from frame to frame and costs little at
-    hundreds of fps; labels it would hide in between move out of its way (below it, or above it at the bottom). last_hud_rect and last_label_rects give what was
-    drawn (x0, y0, x1, y1, exclusive ends) so tests can check that they never meet."""
+    hundreds of fps; labels it would hide in between move out of its way (below it, or above it at the bottom).
+    last_hud_rect and last_label_rects give what was drawn (x0, y0, x1, y1, exclusive ends) so tests can check that
+    they never meet."""
 
     def __init__(self, config: Optional[OverlayConfig] = None):
         self.config = config or OverlayConfig()

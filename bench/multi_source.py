@@ -151,6 +151,14 @@ def paced_row(n: int, summary: Dict[str, Any], pace_fps: float) -> Dict[str, Any
             "all_realtime": all(ok) and len(sections) == n, "budget_ms": budget_ms}
 
 
+def keep(args: argparse.Namespace, out: str, name: str) -> None:
+    """The run's timing.csv and summary.json copied to --keep/name (where each frame's latency went)."""
+    if args.keep:
+        os.makedirs(os.path.join(args.keep, name), exist_ok=True)
+        for f in ("timing.csv", "summary.json"):
+            shutil.copy(os.path.join(out, f), os.path.join(args.keep, name, f))
+
+
 def paced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict[str, Any]]:
     video = retimed_copy(args.source, args.pace_fps, args.paced_frames, os.path.join(work, "paced.mp4"))
     rows = []
@@ -162,6 +170,7 @@ def paced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict[s
         result = run_processes([app_command(args, [video] * n, out, ["--pace", "--target-fps", str(args.pace_fps)])],
                                [out])
         row = dict(paced_row(n, result["summaries"][0], args.pace_fps), gpu_peak_mb=result["gpu_peak_mb"])
+        keep(args, out, "paced_%d" % n)
         rows.append(row)
         print("%4d | %9.2f (%6.2f) | %20.1f | %6d (%.4f) | %13.1f | %s" % (
             n, row["min_fps"], row["mean_fps"], row["p99_latency_ms_worst"], row["dropped"], row["drop_share"],
@@ -181,6 +190,7 @@ def unpaced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict
     for n in ns:
         out = os.path.join(work, "one_%d" % n)
         one = run_processes([app_command(args, [video] * n, out, ["--max-frames", str(args.frames)])], [out])
+        keep(args, out, "unpaced_%d" % n)
         outs = [os.path.join(work, "sep_%d_%d" % (n, i)) for i in range(n)]
         sep = run_processes([app_command(args, [video], o) for o in outs], outs)
         summary = one["summaries"][0]
@@ -215,6 +225,7 @@ def main() -> None:
     p.add_argument("--decode-threads", type=int, help="the app's --decode-threads (default: the app's)")
     p.add_argument("--parts", default="paced,unpaced")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--keep", help="copy each one-process run's timing.csv and summary.json into this folder")
     args = p.parse_args()
     args.paced_frames = args.paced_frames or int(round(10 * args.pace_fps))
     ns = [int(v) for v in args.n.split(",") if v.strip()]

@@ -22,7 +22,7 @@ from .inference.batch_stages import batch_example
 from .inference.fused_batch_stages import make_batch_stages
 from .inference.engines.base import create_engine
 from .output.input_recorder import LazyInputRecorder
-from .output.multi_emitter import MultiEmitter, SourceTrack, per_source_path
+from .output.multi_emitter import QUEUED_BATCHES, MultiEmitter, SourceTrack, per_source_path
 from .output.sinks.base import build_sinks
 from .output.live_status import MultiLiveStatus, SourceStatus
 from .output.progress import ProgressReporter
@@ -52,6 +52,24 @@ def _emit_batch(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, Sou
             kept.append((track, done))
     if kept:
         emitter.emit(kept)
+
+
+def _reserve_buffers(stages: Any, sources: Sequence[Any], queue_size: int) -> None:
+    """Page-locked buffers for every frame the sources can hold at once, allocated before the clock starts: its
+    channel's (a lossless queue, or a live source's one slot), the one being decoded, one in each batch in flight,
+    in the emitter's queue and being emitted."""
+    pool = getattr(stages, "host_buffers", None)
+    if pool is None:
+        return
+    counts = collections.Counter()  # type: collections.Counter
+    for source in sources:
+        if source.frame_size and source.buffers is pool:
+            held = (1 if source.is_live else queue_size) + 1 + stages.in_flight + QUEUED_BATCHES + 1
+            counts[(source.frame_size[1], source.frame_size[0], 3)] += held
+    for shape, count in counts.items():
+        if pool.reserve(shape, count) < count:
+            log.info("page-locked frame buffers for %dx%d: the pool's %d MB hold fewer than the %d the sources may "
+                     "use at once; the others are copied", shape[1], shape[0], pool.limit_bytes >> 20, count)
 
 
 class MultiSourcePipeline:
@@ -124,6 +142,7 @@ class MultiSourcePipeline:
                     source.buffers = stages.host_buffers
             for shape in sorted({(s.frame_size[1], s.frame_size[0], 3) for _, s in opened if s.frame_size}):
                 stages.prepare(shape)  # graphs captured now, not on a camera's first frames
+            _reserve_buffers(stages, [source for _, source in opened], cfg.pipeline.queue_size)
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()

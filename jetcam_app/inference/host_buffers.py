@@ -8,9 +8,10 @@ queued, drawn or written is never overwritten.
 """
 from __future__ import annotations
 
+import collections
 import threading
 import weakref
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,6 +41,9 @@ class _Entry:
         self.lease = None  # type: Optional[weakref.ReferenceType]
         self.retired = False  # forget() took it out of the pool
 
+    def released(self, _lease_ref: Any) -> None:
+        self.pool._release(self)
+
 
 class HostFramePool:
     """take(shape) -> a uint8 array to decode into (None once `limit_bytes` are in use); storage_of(array) -> the
@@ -52,24 +56,53 @@ class HostFramePool:
         self.limit_bytes = int(limit_bytes)
         self.allocated_bytes = 0
         self._entries = []  # type: List[_Entry]
+        # Buffers no frame holds, by shape: a lease's death puts its entry back (weakref callback, any thread), so
+        # take() costs the same however many buffers are out, where a scan of them all held the GIL per frame.
+        self._free = collections.defaultdict(collections.deque)  # type: Dict[Tuple[int, ...], Deque[_Entry]]
         self._lock = threading.Lock()
 
     def take(self, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
         shape = tuple(int(v) for v in shape)
         with self._lock:
-            entry = next((e for e in self._entries if e.shape == shape and (e.lease is None or e.lease() is None)),
-                         None)
+            free = self._free[shape]
+            entry = free.popleft() if free else None
             if entry is None:
-                size = int(np.prod(shape))
-                if self.allocated_bytes + size > self.limit_bytes:
+                entry = self._new_entry(shape)
+                if entry is None:
                     return None
-                storage = self._allocate(shape)
-                entry = _Entry(self, storage, self._as_array(storage))
-                self._entries.append(entry)
-                self.allocated_bytes += size
             lease = _Lease(entry)
-            entry.lease = weakref.ref(lease)
+            entry.lease = weakref.ref(lease, entry.released)
             return np.asarray(lease)
+
+    def reserve(self, shape: Tuple[int, ...], count: int) -> int:
+        """Allocate free buffers of `shape` until `count` exist (within the limit), before the clock starts: page-
+        locking memory is slow, and during a run it would hold the lock the capture threads take buffers under.
+        Returns how many of that shape there are."""
+        shape = tuple(int(v) for v in shape)
+        with self._lock:
+            have = sum(1 for e in self._entries if e.shape == shape)
+            while have < count:
+                entry = self._new_entry(shape)
+                if entry is None:
+                    break
+                self._free[shape].append(entry)
+                have += 1
+        return have
+
+    def _new_entry(self, shape: Tuple[int, ...]) -> Optional[_Entry]:
+        """A new buffer (the lock held), or None when it would pass the limit."""
+        size = int(np.prod(shape))
+        if self.allocated_bytes + size > self.limit_bytes:
+            return None
+        storage = self._allocate(shape)
+        entry = _Entry(self, storage, self._as_array(storage))
+        self._entries.append(entry)
+        self.allocated_bytes += size
+        return entry
+
+    def _release(self, entry: "_Entry") -> None:
+        if not entry.retired:
+            self._free[entry.shape].append(entry)  # deque.append is atomic: no lock, safe in any thread's callback
 
     def storage_of(self, array: np.ndarray) -> Any:
         """The storage behind `array` when the array is the whole buffer as handed out; None for a view of part of

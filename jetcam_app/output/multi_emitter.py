@@ -17,6 +17,8 @@ from .mosaic import Mosaic
 from .overlay import HudInfo, Overlay
 from .sinks.base import NullSink, Sink
 
+QUEUED_BATCHES = 4  # batches waiting for the emitter thread (headless); the inference thread waits beyond that
+
 
 def per_source_path(path: str, name: str) -> str:
     """rec.mp4 -> rec_<name>.mp4: one file per source."""
@@ -74,7 +76,7 @@ class MultiEmitter:
         self._queue = None  # type: Optional[queue.Queue]
         self._thread = None  # type: Optional[threading.Thread]
         if threaded:
-            self._queue = queue.Queue(maxsize=4)
+            self._queue = queue.Queue(maxsize=QUEUED_BATCHES)
             self._thread = threading.Thread(target=self._work, name="emitter", daemon=True)
             self._thread.start()
 

@@ -52,6 +52,27 @@ def test_forget_retires_a_buffer():
     a = pool.take((4, 5, 3))
     pool.forget(a)
     assert pool.buffers == 0 and pool.storage_of(a) is None and pool.allocated_bytes == 0
+    del a
+    gc.collect()
+    b = pool.take((4, 5, 3))  # a new buffer: the retired one never comes back, even once its frame is gone
+    assert pool.buffers == 1 and pool.allocated_bytes == 60 and pool.storage_of(b) is not None
+
+
+def test_freed_buffers_come_back_in_the_order_they_were_freed_from_any_thread():
+    import threading
+
+    pool = numpy_pool()
+    frames = [pool.take((2, 2, 3)) for _ in range(4)]
+    addresses = [f.__array_interface__["data"][0] for f in frames]
+    for i in (2, 0):  # the last reference dies in another thread, as when a sink lets a frame go
+        handed = [frames[i]]
+        frames[i] = None
+        worker = threading.Thread(target=handed.clear)
+        worker.start()
+        worker.join()
+    again = [pool.take((2, 2, 3)) for _ in range(3)]
+    assert [a.__array_interface__["data"][0] for a in again[:2]] == [addresses[2], addresses[0]]
+    assert pool.buffers == 5  # the third take found nothing free and allocated
 
 
 def test_video_frames_decode_into_the_pool_and_held_frames_stay_intact(index_video):
@@ -123,3 +144,12 @@ def test_a_pipeline_on_pooled_frames_writes_what_it_writes_without_the_pool(tmp_
             np.testing.assert_array_equal(image_a, image_b)
             frames += 1
         assert frames == 30
+
+
+def test_reserved_buffers_are_handed_out_before_any_new_one():
+    pool = numpy_pool(limit_bytes=5 * 60)
+    assert pool.reserve((4, 5, 3), 3) == 3 and pool.buffers == 3
+    taken = [pool.take((4, 5, 3)) for _ in range(3)]
+    assert pool.buffers == 3 and all(pool.storage_of(t) is not None for t in taken)
+    assert pool.reserve((4, 5, 3), 9) == 5  # the limit holds: 5 buffers of 60 bytes
+    assert pool.reserve((4, 5, 3), 2) == 5  # never fewer than there are

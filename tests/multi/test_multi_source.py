@@ -222,3 +222,30 @@ def test_record_writes_one_file_per_source_or_a_mosaic(tmp_path):
     video.release()
     assert ok and image.shape == (360, 1280, 3)  # two 640x360 tiles side by side
     assert not (tmp_path / "mosaic_left.mp4").exists()
+
+
+def test_page_locked_buffers_for_every_frame_the_sources_can_hold_are_reserved_before_the_clock(tmp_path):
+    """A lossless file holds its queue's frames, a live source its one slot; both one being decoded, one per batch
+    in flight, the emitter queue's and one being emitted. Another frame size gets buffers of its own."""
+    import numpy as np
+
+    from jetcam_app.inference.host_buffers import HostFramePool
+    from jetcam_app.multi_source import _reserve_buffers
+    from jetcam_app.output.multi_emitter import QUEUED_BATCHES
+
+    class Stages:
+        in_flight = 2
+        host_buffers = HostFramePool(lambda shape: np.zeros(shape, np.uint8), lambda a: a.view(), 10 ** 9)
+
+    video = write_index_video(str(tmp_path / "a.mp4"), n_frames=5, size=(320, 240))
+    sources = [make_source(video), make_source("test://256x144@30?live=1"), make_source(video)]
+    for source in sources:
+        source.open()
+        source.buffers = Stages.host_buffers
+    _reserve_buffers(Stages, sources, queue_size=8)
+    lossless, live = 8 + 1 + 2 + QUEUED_BATCHES + 1, 1 + 1 + 2 + QUEUED_BATCHES + 1
+    assert Stages.host_buffers.reserve((240, 320, 3), 0) == 2 * lossless
+    assert Stages.host_buffers.reserve((144, 256, 3), 0) == live
+    assert Stages.host_buffers.buffers == 2 * lossless + live
+    for source in sources:
+        source.close()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's session (run through the device tool from the repo root): CUDA tests, the pipeline-vs-loop
 # benchmark, the memory soak and the bench reports; everything it prints goes to $OUT/log-STEP.txt.
-# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi]   (multi, about 5 minutes, is not part of all)
+# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi|multi-ab]   (multi and multi-ab: several sources,
+# about 5 and 8 minutes, not part of all; multi-ab compares with the tree in $OLD, default .prev)
 set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
 OUT=${OUT:-/tmp/jetcam-out}
@@ -59,4 +60,31 @@ if [ "$step" = multi ]; then
   echo "== N = 8 unpaced: one process against 8 processes"
   $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 \
     --json "$OUT/multi_unpaced_n8.json"
+fi
+if [ "$step" = multi-ab ]; then
+  # Whether N decoders scale in one process as in N processes; where each thread's time goes; N = 32 paced, this tree
+  # against $OLD alternating (the run folders' timing.csv kept); N = 8 unpaced. Carry .whl, media, models/nanodet, $OLD.
+  OLD=${OLD:-.prev}
+  [ -x /tmp/site/bin/py-spy ] || $py -m pip install -q --no-index --no-deps --target /tmp/site .whl/py_spy-*.whl
+  mkdir -p "$OLD/models" && ln -sfn "$PWD/models/nanodet" "$OLD/models/nanodet" && ln -sfn "$PWD/media" "$OLD/media"
+  m="--backend cuda --precision fp16"
+  echo "== decoders: threads of one process against processes"
+  $py bench/decode_ceiling.py /tmp/bbb720.mp4 --n 8 --frames 600 --decode-threads 0,1,2 --json "$OUT/decode_n8.json"
+  $py bench/decode_ceiling.py /tmp/bbb720.mp4 --n 32 --frames 300 --decode-threads 1,2 --modes threads \
+    --json "$OUT/decode_n32.json"
+  v8=""; for i in 1 2 3 4 5 6 7 8; do v8="$v8 --source /tmp/bbb720.mp4"; done
+  echo "== every thread's time: 8 sources unpaced, one process, decode threads 2"
+  $py bench/gil_profile.py --wall --top 8 -- run.py --headless --no-hud $m $v8 --decode-threads 2 --max-frames 1500 \
+    --out /tmp/wall8
+  for round in 1 2; do
+    for tree in new old; do
+      dir=.; [ $tree = old ] && dir=$OLD && cp bench/multi_source.py "$OLD/bench/"  # the same bench drives both
+      echo "== N = 32 paced at 30 fps, decode threads 2, $tree tree ($dir), round $round"
+      (cd "$dir" && $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced --decode-threads 2 \
+        --keep "$OUT/keep_${tree}_$round" --json "$OUT/paced_n32_${tree}_$round.json")
+    done
+  done
+  echo "== N = 8 unpaced: one process against 8 processes, decode threads 2"
+  $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 --decode-threads 2 \
+    --keep "$OUT/keep_unpaced" --json "$OUT/unpaced_n8_dt2.json"
 fi

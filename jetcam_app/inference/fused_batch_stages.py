@@ -32,6 +32,18 @@ MAX_SHAPES = 4  # frame shapes kept captured; a batch holding a frame of another
 BYTES_PER_SOURCE = 64 * 1024 * 1024  # page-locked frame buffers a source may hold: 23 frames of 720p
 
 
+def copy_rows(targets: List[torch.Tensor], sources: List[torch.Tensor]) -> None:
+    """targets[i].copy_(sources[i], non_blocking=True) for every i, in one call where torch has _foreach_copy_
+    (2.1+): each torch call gives up the GIL and must win it back, and with many capture threads wanting it, winning
+    it back once a frame was much of the inference thread's time."""
+    foreach = getattr(torch, "_foreach_copy_", None)
+    if foreach is not None:
+        foreach(targets, sources, non_blocking=True)
+        return
+    for target, source in zip(targets, sources):
+        target.copy_(source, non_blocking=True)
+
+
 def padded_sizes(max_batch: int) -> List[int]:
     """The batch sizes graphs are captured for: powers of two below max_batch, and max_batch itself."""
     sizes, size = [], 1
@@ -60,7 +72,12 @@ def group_by_shape(shapes: Sequence[Tuple[int, ...]]) -> List[Tuple[Tuple[int, .
 def batch_body(adapter, forward, dtype: torch.dtype, device_in: torch.Tensor, batch: int,
                image_hw: Tuple[int, int]) -> Tuple[Tuple[torch.Tensor, ...], torch.Tensor]:
     """What the graph captures for the first `batch` frames of device_in [rows, H, W, 3] uint8: each frame resized
-    and normalised, the network on them as one batch, each frame's static postprocessing -> (outputs, packed)."""
+    and normalised, the network on them as one batch, each frame's static postprocessing -> (outputs, packed).
+    A model with batched static steps (adapter.batched_static) runs each once for the batch; any other, per frame
+    (several times the kernels, each a few microseconds of the GPU's time however small)."""
+    if getattr(adapter, "batched_static", False):
+        outputs = forward(adapter.prepare_tensor(device_in[:batch], dtype))
+        return outputs, adapter.static_postprocess_batch(outputs, image_hw)
     inputs = [adapter.prepare_tensor(device_in[i], dtype) for i in range(batch)]
     outputs = forward(inputs[0] if batch == 1 else torch.cat(inputs))
     return outputs, torch.stack([adapter.static_postprocess(split_outputs(outputs, i), image_hw) for i in range(batch)])
@@ -74,6 +91,8 @@ class _Inputs:
         self.host_in = torch.empty((rows,) + tuple(shape), dtype=torch.uint8).pin_memory()
         self.host_in_np = self.host_in.numpy()
         self.device_in = torch.zeros((rows,) + tuple(shape), dtype=torch.uint8, device=device)
+        self.host_rows = list(self.host_in.unbind(0))  # views made once, not per frame
+        self.device_rows = list(self.device_in.unbind(0))
         self.uploaded = None  # type: Optional[torch.cuda.Event]  # the last upload out of host_in
 
 
@@ -268,9 +287,8 @@ class FusedBatchStages:
             if not any(storage is not None for storage in pinned):  # every row copied: one upload
                 buffers.device_in[:len(images)].copy_(buffers.host_in[:len(images)], non_blocking=True)
             else:
-                for row, storage in enumerate(pinned):
-                    buffers.device_in[row].copy_(buffers.host_in[row] if storage is None else storage,
-                                                 non_blocking=True)
+                rows = [buffers.host_rows[row] if storage is None else storage for row, storage in enumerate(pinned)]
+                copy_rows(buffers.device_rows[:len(images)], rows)
             graph.uploaded.record(upload)
             buffers.uploaded = graph.uploaded
         finally:

@@ -56,6 +56,36 @@ def test_static_nms_reports_when_rounds_are_too_few():
     assert torch.equal(torch.nonzero(keep).squeeze(1), expected)
 
 
+def test_static_nms_over_a_batch_decides_each_frame_as_alone():
+    """Leading batch dimensions: every frame's NMS, settled flags and packed rows as if run alone (chains too long
+    to settle in the rounds given included)."""
+    from jetcam_app.inference.adapters.static_nms import nms_and_pack
+
+    generator = torch.Generator().manual_seed(1)
+    k, frames = 64, []
+    for f in range(5):
+        boxes = clustered_boxes(generator, k)
+        scores = torch.rand(k, generator=generator).sort(descending=True).values
+        labels = torch.randint(0, 3, (k,), generator=generator)
+        if f == 2:  # a chain of one class: each box overlaps the next, not settled in 3 rounds
+            boxes = torch.tensor([[float(i * 10), 0.0, float(i * 10 + 30), 10.0] for i in range(k)])
+            scores, labels = torch.linspace(1.0, 0.5, k), torch.zeros(k, dtype=torch.int64)
+        frames.append((boxes, scores, labels, scores > 0.2))
+    batch = [torch.stack(parts) for parts in zip(*frames)]
+    keep, stable = static_batched_nms(*batch, 0.3, rounds=3)
+    above = torch.stack([valid.sum() for *_, valid in frames])
+    packed = nms_and_pack(batch[0], batch[0] * 2, batch[1], batch[2], batch[3], above, 0.3, 20)
+    exact = []
+    for f, (boxes, scores, labels, valid) in enumerate(frames):
+        alone_keep, alone_stable = static_batched_nms(boxes, scores, labels, valid, 0.3, rounds=3)
+        assert torch.equal(keep[f], alone_keep) and torch.equal(stable[f], alone_stable)
+        alone = nms_and_pack(boxes, boxes * 2, scores, labels, valid, valid.sum(), 0.3, 20)
+        assert torch.equal(packed[f], alone), f
+        assert torch.equal(settled(keep, stable, 20)[f], settled(alone_keep, alone_stable, 20))
+        exact.append(bool(alone[0, 1]))
+    assert not exact[2] and any(exact)  # both kinds were in the batch
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_static_postprocess_equals_postprocess(name, photos):
     adapter = create_adapter(load_config(None, {"model.name": name, "model.random_weights": name != "nanodet"}).model)

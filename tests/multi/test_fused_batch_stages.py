@@ -77,6 +77,23 @@ def test_the_graph_body_gives_each_row_what_one_frame_gives(photos):
     assert found > 0 or adapter.random_weights
 
 
+def test_batched_static_steps_give_each_frame_the_bits_one_frame_gives(photos):
+    """NanoDet's batched preprocessing and static postprocessing (one set of kernels for the batch): each row
+    equals, bit for bit, the same step run on that frame alone."""
+    adapter = nanodet()
+    assert adapter.batched_static
+    engine = create_engine(EngineConfig(backend="cpu", threads=1))
+    engine.load(build_core(adapter), batch_example(adapter, 3), adapter.name)
+    frames = photo_frames(photos, 3, size=(640, 480))
+    device_in = torch.from_numpy(np.stack([f.image for f in frames]))
+    batch_in = adapter.prepare_tensor(device_in, torch.float32)
+    outputs = engine.infer(batch_in)
+    packed = adapter.static_postprocess_batch(outputs, (480, 640))
+    for row in range(3):
+        assert torch.equal(batch_in[row:row + 1], adapter.prepare_tensor(device_in[row], torch.float32))
+        assert torch.equal(packed[row], adapter.static_postprocess(split_outputs(outputs, row), (480, 640)))
+
+
 def photo_frames(photos, n, size=None, start=0):
     """n frames: the photos (flipped and shifted for variety), each resized to `size` (w, h) when given."""
     names = ["astronaut", "coffee", "motorcycle_left"]

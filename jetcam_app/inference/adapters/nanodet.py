@@ -184,6 +184,8 @@ class NanoDetAdapter(ModelAdapter):
         return prepare(image_bgr, self.input_size, device, dtype, MEAN_BGR, STD_BGR, rgb=False,
                        letterbox=self.letterbox, pad_value=0.0)
 
+    batched_static = True  # prepare_tensor() takes a batch; static_postprocess_batch() below
+
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return prepare_tensor(image_bgr, self.input_size, dtype, MEAN_BGR, STD_BGR, rgb=False,
                               letterbox=self.letterbox, pad_value=0.0)
@@ -200,6 +202,17 @@ class NanoDetAdapter(ModelAdapter):
                             top_scores > self.config.score_threshold, (flat > self.config.score_threshold).sum(),
                             self.config.iou_threshold, self.config.max_detections)
 
+    def static_postprocess_batch(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """static_postprocess() of every frame of a batch of frames of one size at once: (B, ...) packed rows."""
+        boxes, scores = self.decode_batch(outputs)
+        flat = scores.flatten(-2)
+        top_scores, top = flat.topk(min(STATIC_TOPK, flat.shape[-1]), dim=-1)
+        cand_boxes = torch.gather(boxes, 1, (top // NUM_CLASSES).unsqueeze(-1).expand(top.shape + (4,)))
+        frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
+        return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
+                            top_scores > self.config.score_threshold, (flat > self.config.score_threshold).sum(-1),
+                            self.config.iou_threshold, self.config.max_detections)
+
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)
 
@@ -214,16 +227,23 @@ class NanoDetAdapter(ModelAdapter):
         return self._grids[key]
 
     def decode(self, outputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """All candidate boxes (M, 4) xyxy in input pixels and their class scores (M, 80), on the outputs' device."""
+        """All candidate boxes (M, 4) xyxy in input pixels and their class scores (M, 80) of the first frame of the
+        outputs, on the outputs' device."""
+        boxes, scores = self.decode_batch([o[:1] for o in outputs])
+        return boxes[0], scores[0]
+
+    def decode_batch(self, outputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """decode() for every frame of the outputs: boxes (B, M, 4) and scores (B, M, 80)."""
         bins = torch.arange(REG_MAX + 1, device=outputs[0].device, dtype=torch.float32)
         boxes, scores = [], []
         for level, stride in enumerate(STRIDES):
-            cls, reg = outputs[2 * level][0].float(), outputs[2 * level + 1][0].float()
-            distances = (reg.reshape(-1, 4, REG_MAX + 1).softmax(-1) @ bins) * stride  # (N, 4): left, top, right, bottom
+            cls, reg = outputs[2 * level].float(), outputs[2 * level + 1].float()
+            # (B, N, 4): left, top, right, bottom
+            distances = (reg.reshape(reg.shape[0], -1, 4, REG_MAX + 1).softmax(-1) @ bins) * stride
             centres = self._grid(cls.device, stride)
-            boxes.append(torch.cat((centres - distances[:, :2], centres + distances[:, 2:]), 1))
+            boxes.append(torch.cat((centres - distances[..., :2], centres + distances[..., 2:]), -1))
             scores.append(cls)
-        return torch.cat(boxes), torch.cat(scores)
+        return torch.cat(boxes, 1), torch.cat(scores, 1)
 
     def postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> Detections:
         boxes, scores = self.decode(outputs)

@@ -98,11 +98,12 @@ def prepare_tensor(
     letterbox: bool = False,
     pad_value: float = 0.0,
 ) -> torch.Tensor:
-    """prepare() for an HxWx3 uint8 frame already on the device: tensor operations with static shapes only
-    (no host sync), so a CUDA graph can capture it."""
-    h, w = int(image_bgr.shape[0]), int(image_bgr.shape[1])
+    """prepare() for an HxWx3 uint8 frame already on the device (or a BxHxWx3 batch of frames of one size: a Bx3xhxw
+    batch out): tensor operations with static shapes only (no host sync), so a CUDA graph can capture it."""
+    h, w = int(image_bgr.shape[-3]), int(image_bgr.shape[-2])
     inner_hw, pad_x, pad_y = _inner_hw((h, w), size_hw, letterbox)
-    x = image_bgr.permute(2, 0, 1).unsqueeze(0).float()
+    x = image_bgr.permute(2, 0, 1).unsqueeze(0) if image_bgr.dim() == 3 else image_bgr.permute(0, 3, 1, 2)
+    x = x.float()
     if (h, w) != inner_hw:
         x = F.interpolate(x, size=inner_hw, mode="bilinear", align_corners=False)
     return _normalise(x, size_hw, image_bgr.device, dtype, mean, std, rgb, letterbox, pad_x, pad_y, pad_value)
@@ -116,7 +117,7 @@ def _normalise(x, size_hw, device, dtype, mean, std, rgb, letterbox, pad_x, pad_
     x = (x - mean_t) / std_t
     if letterbox:
         fill = (pad_value - mean_t) / std_t
-        canvas = fill.expand(1, 3, out_h, out_w).clone()
+        canvas = fill.expand(x.shape[0], 3, out_h, out_w).clone()
         canvas[:, :, pad_y:pad_y + x.shape[2], pad_x:pad_x + x.shape[3]] = x
         x = canvas
     return x.to(dtype).contiguous()
@@ -124,22 +125,22 @@ def _normalise(x, size_hw, device, dtype, mean, std, rgb, letterbox, pad_x, pad_
 
 def scale_boxes_back(boxes: torch.Tensor, image_hw: Tuple[int, int], size_hw: Tuple[int, int],
                      letterbox: bool = False, normalized: bool = False) -> torch.Tensor:
-    """Boxes (N, 4) xyxy in network-input pixels (or 0-1 when normalized) -> pixels of the original frame."""
+    """Boxes (N, 4) (or (B, N, 4)) xyxy in network-input pixels (or 0-1 when normalized) -> pixels of the original frame."""
     h, w = image_hw
     out_h, out_w = size_hw
     boxes = boxes.float().clone()
     if normalized:
-        boxes[:, 0::2] *= out_w
-        boxes[:, 1::2] *= out_h
+        boxes[..., 0::2] *= out_w
+        boxes[..., 1::2] *= out_h
     if letterbox:
         scale, pad_x, pad_y = letterbox_params(image_hw, size_hw)
-        boxes[:, 0::2] = (boxes[:, 0::2] - pad_x) / scale
-        boxes[:, 1::2] = (boxes[:, 1::2] - pad_y) / scale
+        boxes[..., 0::2] = (boxes[..., 0::2] - pad_x) / scale
+        boxes[..., 1::2] = (boxes[..., 1::2] - pad_y) / scale
     else:
-        boxes[:, 0::2] *= w / out_w
-        boxes[:, 1::2] *= h / out_h
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        boxes[..., 0::2] *= w / out_w
+        boxes[..., 1::2] *= h / out_h
+    boxes[..., 0::2] = boxes[..., 0::2].clamp(0, w)
+    boxes[..., 1::2] = boxes[..., 1::2].clamp(0, h)
     return boxes
 
 

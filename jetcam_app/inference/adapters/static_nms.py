@@ -60,7 +60,8 @@ def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.
     for round_ in range(rounds):
         if round_ == rounds - 1:
             previous = keep.clone()
-        torch.heaviside((state.unsqueeze(-2) @ negated).squeeze(-2), one, out=keep)
+        hits = state @ negated if state.dim() == 1 else (state.unsqueeze(-2) @ negated).squeeze(-2)
+        torch.heaviside(hits, one, out=keep)
     return keep > 0, keep == previous
 
 
@@ -71,7 +72,7 @@ def settled(keep: torch.Tensor, stable: torch.Tensor, max_detections: int) -> to
     positions = torch.arange(keep.shape[-1], device=keep.device)
     kept_before = torch.cumsum(keep.to(torch.int64), -1)
     last_needed = torch.where(kept_before >= max_detections, positions, torch.full_like(positions, keep.shape[-1]))
-    cutoff = last_needed.min(-1, keepdim=True).values
+    cutoff = last_needed.min() if keep.dim() == 1 else last_needed.min(-1, keepdim=True).values
     return (stable | (positions > cutoff)).all(-1)
 
 
@@ -85,7 +86,10 @@ def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Ten
     slot = torch.where(chosen, order + 1, torch.full_like(order, trash))
     rows = torch.cat((boxes.float(), scores.float()[..., None], labels.float()[..., None]), -1)
     body = torch.zeros(keep.shape[:-1] + (max_detections + 2, 6), dtype=torch.float32, device=boxes.device)
-    body.scatter_(-2, slot[..., None].expand(rows.shape), rows)
+    if keep.dim() == 1:  # one frame: the kernels the single-source graph was measured with
+        body.index_copy_(0, slot, rows)
+    else:
+        body.scatter_(-2, slot[..., None].expand(rows.shape), rows)
     zero = torch.zeros(keep.shape[:-1], dtype=torch.float32, device=boxes.device)
     header = torch.stack((chosen.sum(-1).float(), exact.float(), candidates.float(), zero, zero, zero), -1)
     body[..., 0, :] = header

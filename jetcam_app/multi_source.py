@@ -7,6 +7,7 @@ sources reconnect inside their own read()). The run ends when every source has e
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .config import Config, to_dict
+from .config import Config, SourceConfig, to_dict
 from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
 from .inference.batch_stages import batch_example
@@ -37,6 +38,7 @@ from .stats import StatsPoller
 from .verdict import build_summary
 
 log = logging.getLogger(__name__)
+SEVERAL_DECODE_THREADS = 2  # decoder threads per video file when several sources share the process
 
 
 def _emit_batch(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, SourceTrack]],
@@ -52,6 +54,14 @@ def _emit_batch(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, Sou
             kept.append((track, done))
     if kept:
         emitter.emit(kept)
+
+
+def several_decoders(configs: Sequence[SourceConfig]) -> List[SourceConfig]:
+    """With several sources, a video file left at decode_threads 0 gets SEVERAL_DECODE_THREADS: OpenCV's choice
+    (one thread per core, up to 16, for each file) puts hundreds of decoder threads on the cores at 32 sources."""
+    if len(configs) < 2:
+        return list(configs)
+    return [dataclasses.replace(c, decode_threads=c.decode_threads or SEVERAL_DECODE_THREADS) for c in configs]
 
 
 def _reserve_buffers(stages: Any, sources: Sequence[Any], queue_size: int) -> None:
@@ -99,7 +109,8 @@ class MultiSourcePipeline:
 
     def _open_sources(self) -> List[Tuple[str, Any]]:
         """Every source that opens; one that does not is logged and left out, unless none opens."""
-        pairs = self._sources if self._sources is not None else [(c.name, create_source(c)) for c in self.config.sources]
+        pairs = self._sources if self._sources is not None else [(c.name, create_source(c))
+                                                                 for c in several_decoders(self.config.sources)]
         opened, first_error = [], None
         for name, source in pairs:
             try:

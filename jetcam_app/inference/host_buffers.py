@@ -65,7 +65,7 @@ class HostFramePool:
         shape = tuple(int(v) for v in shape)
         with self._lock:
             free = self._free[shape]
-            entry = free.popleft() if free else None
+            entry = free.pop() if free else None  # the last freed: its memory is the likeliest to be in cache
             if entry is None:
                 entry = self._new_entry(shape)
                 if entry is None:

@@ -249,3 +249,13 @@ def test_page_locked_buffers_for_every_frame_the_sources_can_hold_are_reserved_b
     assert Stages.host_buffers.buffers == 2 * lossless + live
     for source in sources:
         source.close()
+
+
+def test_several_video_files_get_two_decoder_threads_each_unless_set():
+    from jetcam_app.multi_source import SEVERAL_DECODE_THREADS, several_decoders
+
+    one = [SourceConfig(uri="a.mp4")]
+    assert several_decoders(one)[0].decode_threads == 0  # one source: OpenCV's choice, as before
+    chosen = several_decoders([SourceConfig(uri="a.mp4"), SourceConfig(uri="b.mp4", decode_threads=5)])
+    assert [c.decode_threads for c in chosen] == [SEVERAL_DECODE_THREADS, 5]
+    assert [c.uri for c in chosen] == ["a.mp4", "b.mp4"]

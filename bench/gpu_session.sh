@@ -81,10 +81,11 @@ if [ "$step" = multi-ab ]; then
       dir=.; [ $tree = old ] && dir=$OLD && cp bench/multi_source.py "$OLD/bench/"  # the same bench drives both
       echo "== N = 32 paced at 30 fps, decode threads 2, $tree tree ($dir), round $round"
       (cd "$dir" && $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced --decode-threads 2 \
-        --keep "$OUT/keep_${tree}_$round" --json "$OUT/paced_n32_${tree}_$round.json")
+        --keep "/tmp/keep/${tree}_$round" --json "$OUT/paced_n32_${tree}_$round.json")
     done
   done
   echo "== N = 8 unpaced: one process against 8 processes, decode threads 2"
   $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 --decode-threads 2 \
-    --keep "$OUT/keep_unpaced" --json "$OUT/unpaced_n8_dt2.json"
+    --keep /tmp/keep/unpaced --json "$OUT/unpaced_n8_dt2.json"
+  tar -C /tmp -czf "$OUT/run_folders.tgz" keep  # one file: the device tool brings back only so many
 fi

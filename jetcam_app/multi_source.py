@@ -98,6 +98,7 @@ class MultiSourcePipeline:
         self.failed_to_open = {}  # type: Dict[str, str]
         self._padded = 0  # batch slots a fixed-shape engine ran without a frame
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
+        self.started_unix = None  # type: Optional[float]  # time.time() when the clock started
         self._fallbacks = None  # type: Optional[int]  # frames the fused graph's result was not exact for
         self._copied = None  # type: Optional[int]  # frames the fused graph copied on the inference thread
 
@@ -191,7 +192,8 @@ class MultiSourcePipeline:
                      max_batch, " padded" if stages.padded_batch else "", stats.provider_report())
             try:
                 with frozen_heap():
-                    started = time.perf_counter()
+                    started = emitter.timing_log.clock_start = time.perf_counter()
+                    self.started_unix = time.time()
                     for feed in feeds:
                         feed.capture.start()
                     self._loop(stages, Scheduler(feeds, bell, max_batch), dict(zip(feeds, tracks)), emitter)
@@ -325,6 +327,7 @@ class MultiSourcePipeline:
             "stats_provider": stats.provider_report() if stats is not None else None,
             "sources": sections, "padded_batch_slots": self._padded,
             "graph_fallbacks": self._fallbacks, "copied_frames": self._copied, "config": to_dict(cfg),
+            "started_unix": self.started_unix,
         }))
         bad = [name for name, s in sections.items() if not s.get("realtime", {}).get("ok", False)]
         summary["realtime"]["ok"] = bool(ok) and not bad

@@ -74,6 +74,7 @@ class Pipeline:
         self._adapter = adapter
         self.summary = {}  # type: Dict[str, Any]
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
+        self.started_unix = None  # type: Optional[float]  # time.time() when the clock started
         self._stages = None  # type: Optional[Stages]
         self._reserve = None  # type: Optional[SpaceReserve]
 
@@ -140,7 +141,8 @@ class Pipeline:
             log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
                      cfg.engine.precision, stats.provider_report())
             with frozen_heap():
-                started = time.perf_counter()
+                started = emitter.timing_log.clock_start = time.perf_counter()
+                self.started_unix = time.time()
                 capture.start()
                 self._loop(stages, capture, emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
@@ -252,7 +254,7 @@ class Pipeline:
         summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, dict({
             "unprocessed_at_stop": max(0, captured - processed - dropped),
             "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
-            "out_dir": out_dir,
+            "out_dir": out_dir, "started_unix": self.started_unix,
             "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
             "model": self.config.model.name, "weights": adapter.describe_weights(),
             "backend": self.config.engine.backend, "precision": self.config.engine.precision,

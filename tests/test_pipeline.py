@@ -195,3 +195,14 @@ def test_http_stream_serves_annotated_frames(tmp_path):
         runner.join(60)
     assert not runner.is_alive()
     assert image is not None and image.shape == (240, 320, 3)
+
+
+def test_each_timing_row_says_when_it_was_written_and_the_summary_when_the_clock_started(tmp_path):
+    """t_s counts from the clock's start, in order, within the run's wall time; started_unix lines runs up."""
+    before = time.time()
+    summary = Pipeline(config_for(tmp_path, **{"source.uri": "test://320x240@30?frames=12",
+                                               "output.record": None})).run()
+    times = [float(r["t_s"]) for r in rows(str(tmp_path / "out" / "timing.csv"))]
+    assert len(times) == 12 and times == sorted(times)
+    assert 0.0 < times[0] < times[-1] < summary["wall_s"] + 5.0  # the last rows may follow the clock's stop
+    assert before <= summary["started_unix"] <= before + summary["wall_s"] + 60.0

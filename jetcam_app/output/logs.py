@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 TIMING_COLUMNS = (
     "frame_index", "source_ts_s", "latency_ms", "queue_wait_ms", "pre_ms", "infer_ms", "post_ms", "draw_ms",
-    "sink_ms", "service_ms", "dropped_so_far", "rss_mb", "gpu_mb",
+    "sink_ms", "service_ms", "dropped_so_far", "rss_mb", "gpu_mb", "t_s",
 )
 
 
@@ -59,6 +60,9 @@ class TimingLog:
         self.path = path
         self.rows = 0
         self.accumulated = TimingAccumulator()
+        # perf_counter() when the run's clock started (the pipeline sets it): t_s, the row's time since then, lines
+        # rows up with the summary's wall time and, through its started_unix, with other runs at the same time
+        self.clock_start = None  # type: Optional[float]
         self._file = _open_for_writing(path, "timing log")
         # rows are formatted into a buffer and appended whole: a full disk never leaves half a row
         self._row = io.StringIO()
@@ -80,6 +84,7 @@ class TimingLog:
             "%.3f" % timing.pre_ms, "%.3f" % timing.infer_ms, "%.3f" % timing.post_ms, "%.3f" % timing.draw_ms,
             "%.3f" % timing.sink_ms, "%.3f" % service_ms(timing), int(dropped_so_far),
             "" if rss_mb is None else "%.1f" % rss_mb, "" if gpu_mb is None else "%.1f" % gpu_mb,
+            "" if self.clock_start is None else "%.6f" % (time.perf_counter() - self.clock_start),
         ] + list(extra))
         self.accumulated.add(timing)
         self.rows += 1

@@ -259,3 +259,13 @@ def test_several_video_files_get_two_decoder_threads_each_unless_set():
     chosen = several_decoders([SourceConfig(uri="a.mp4"), SourceConfig(uri="b.mp4", decode_threads=5)])
     assert [c.decode_threads for c in chosen] == [SEVERAL_DECODE_THREADS, 5]
     assert [c.uri for c in chosen] == ["a.mp4", "b.mp4"]
+
+
+def test_timing_rows_of_several_sources_carry_their_time_since_the_clock_started(tmp_path):
+    sources = [("a", make_source("test://320x240@30?frames=9")), ("b", make_source("test://320x240@30?frames=7"))]
+    summary, _, rows = run_sources(tmp_path, sources)
+    assert [r["source"] for r in rows].count("a") == 9 and all(r["t_s"] for r in rows)
+    times = [float(r["t_s"]) for r in rows]
+    # the emitter thread may write its last rows after the clock stopped (wall_s, rounded): seconds, not more
+    assert times == sorted(times) and 0.0 < times[0] < times[-1] < summary["wall_s"] + 5.0
+    assert summary["started_unix"] > 0

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's session (run through the device tool from the repo root): CUDA tests, the pipeline-vs-loop
 # benchmark, the memory soak and the bench reports; everything it prints goes to $OUT/log-STEP.txt.
-# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi|multi-ab]   (multi and multi-ab: several sources,
-# about 5 and 8 minutes, not part of all; multi-ab compares with the tree in $OLD, default .prev)
+# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi|multi-ab|multi-check]   (the multi steps: several
+# sources, about 5, 8 and 6 minutes, not part of all; multi-ab and multi-check compare with the tree in $OLD, .prev)
 set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
 OUT=${OUT:-/tmp/jetcam-out}
@@ -88,4 +88,25 @@ if [ "$step" = multi-ab ]; then
   $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 600 --decode-threads 2 \
     --keep /tmp/keep/unpaced --json "$OUT/unpaced_n8_dt2.json"
   tar -C /tmp -czf "$OUT/run_folders.tgz" keep  # one file: the device tool brings back only so many
+fi
+if [ "$step" = multi-check ]; then
+  # The targets of several sources: one source against $OLD (4 rounds, the order swapped every round), N = 8 unpaced
+  # (one process against 8 processes running together), N = 32 paced. Carry media, models/nanodet and $OLD.
+  OLD=${OLD:-.prev}
+  mkdir -p "$OLD/models" && ln -sfn "$PWD/models/nanodet" "$OLD/models/nanodet" && ln -sfn "$PWD/media" "$OLD/media"
+  m="--backend cuda --precision fp16"
+  for round in 1 2 3 4; do
+    order="new old"; [ $((round % 2)) = 0 ] && order="old new"
+    for tree in $order; do
+      dir=.; [ $tree = old ] && dir=$OLD
+      echo "== one source, $tree tree, round $round"
+      (cd "$dir" && $py run.py --headless $m --source /tmp/bbb720.mp4 --max-frames 2000 --out "/tmp/one_${tree}_$round" \
+        2>&1 | grep "^frames:")
+    done
+  done
+  echo "== N = 8 unpaced: one process against 8 processes"
+  $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 8 --parts unpaced --frames 2000 \
+    --json "$OUT/unpaced_n8.json"
+  echo "== N = 32 paced at 30 fps"
+  $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced --json "$OUT/paced_n32.json"
 fi

@@ -77,10 +77,14 @@ def test_the_graph_body_gives_each_row_what_one_frame_gives(photos):
     assert found > 0 or adapter.random_weights
 
 
-def test_batched_static_steps_give_each_frame_the_bits_one_frame_gives(photos):
-    """NanoDet's batched preprocessing and static postprocessing (one set of kernels for the batch): each row
+@pytest.mark.parametrize("name", ["nanodet", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large"])
+def test_batched_static_steps_give_each_frame_the_bits_one_frame_gives(photos, name):
+    """A detector's batched preprocessing and static postprocessing (one set of kernels for the batch): each row
     equals, bit for bit, the same step run on that frame alone."""
-    adapter = nanodet()
+    if name == "nanodet":
+        adapter = nanodet()
+    else:
+        adapter = create_adapter(load_config(None, {"model.name": name, "model.random_weights": True}).model)
     assert adapter.batched_static
     engine = create_engine(EngineConfig(backend="cpu", threads=1))
     engine.load(build_core(adapter), batch_example(adapter, 3), adapter.name)

@@ -46,22 +46,23 @@ STATIC_TOPK = 512  # candidates the device path considers; the frame falls back 
 
 def decode_boxes(box_coder: det_utils.BoxCoder, rel_codes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """BoxCoder.decode_single without its per-call host-to-device constants (a CUDA graph cannot capture those);
-    the same operations in the same order, so the boxes are bit-identical."""
+    the same operations in the same order, so the boxes are bit-identical. rel_codes (A, 4), or (B, A, 4) for a
+    batch."""
     widths = anchors[:, 2] - anchors[:, 0]
     heights = anchors[:, 3] - anchors[:, 1]
     ctr_x = anchors[:, 0] + 0.5 * widths
     ctr_y = anchors[:, 1] + 0.5 * heights
     wx, wy, ww, wh = box_coder.weights
-    dx = rel_codes[:, 0::4] / wx
-    dy = rel_codes[:, 1::4] / wy
-    dw = torch.clamp(rel_codes[:, 2::4] / ww, max=box_coder.bbox_xform_clip)
-    dh = torch.clamp(rel_codes[:, 3::4] / wh, max=box_coder.bbox_xform_clip)
+    dx = rel_codes[..., 0::4] / wx
+    dy = rel_codes[..., 1::4] / wy
+    dw = torch.clamp(rel_codes[..., 2::4] / ww, max=box_coder.bbox_xform_clip)
+    dh = torch.clamp(rel_codes[..., 3::4] / wh, max=box_coder.bbox_xform_clip)
     pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
     pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
     half_w = 0.5 * (torch.exp(dw) * widths[:, None])
     half_h = 0.5 * (torch.exp(dh) * heights[:, None])
     return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h),
-                       dim=2).flatten(1)
+                       dim=-1).flatten(-2)
 
 
 class _TorchvisionSsdAdapter(ModelAdapter):
@@ -195,6 +196,8 @@ class _TorchvisionSsdAdapter(ModelAdapter):
             class_names=self.class_names,
         )
 
+    batched_static = True  # prepare_tensor() takes a batch; static_postprocess_batch() below
+
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return prepare_tensor(image_bgr, self.input_size, dtype, self._mean_255, self._std_255, rgb=True)
 
@@ -216,6 +219,24 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
         return nms_and_pack(cand_boxes, out_boxes, top_scores, labels, valid, (flat > self.config.score_threshold).sum(),
                             self.config.iou_threshold, self.config.max_detections)
+
+    def static_postprocess_batch(self, outputs: Sequence[torch.Tensor], image_hw: Tuple[int, int]) -> torch.Tensor:
+        """static_postprocess() of every frame of a batch of frames of one size at once: (B, ...) packed rows."""
+        regression = outputs[0].float()
+        scores = torch.softmax(outputs[1].float(), dim=-1)[..., 1:]
+        boxes = decode_boxes(self.box_coder, regression, self._anchors_on(regression.device))
+        boxes = box_ops.clip_boxes_to_image(boxes, tuple(self.input_size))
+        classes = scores.shape[-1]
+        flat = scores.flatten(-2)
+        top_scores, top = flat.topk(min(STATIC_TOPK, flat.shape[-1]), dim=-1)
+        labels = top % classes + 1
+        cand_boxes = torch.gather(boxes, 1, (top // classes).unsqueeze(-1).expand(top.shape + (4,)))
+        class_rank = (labels[..., :, None] == labels[..., None, :]).tril(-1).sum(-1)
+        valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
+        out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
+        return nms_and_pack(cand_boxes, out_boxes, top_scores, labels, valid,
+                            (flat > self.config.score_threshold).sum(-1), self.config.iou_threshold,
+                            self.config.max_detections)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)

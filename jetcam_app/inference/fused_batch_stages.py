@@ -34,8 +34,8 @@ BYTES_PER_SOURCE = 64 * 1024 * 1024  # page-locked frame buffers a source may ho
 
 def copy_rows(targets: List[torch.Tensor], sources: List[torch.Tensor]) -> None:
     """targets[i].copy_(sources[i], non_blocking=True) for every i, in one call where torch has _foreach_copy_
-    (2.1+): each torch call gives up the GIL and must win it back, and with many capture threads wanting it, winning
-    it back once a frame was much of the inference thread's time."""
+    (2.1+): each torch call gives up the GIL and must win it back from the capture threads, and one call a frame was
+    much of the inference thread's time (docs/performance.md, several sources on one H200)."""
     foreach = getattr(torch, "_foreach_copy_", None)
     if foreach is not None:
         foreach(targets, sources, non_blocking=True)

@@ -125,7 +125,8 @@ def _normalise(x, size_hw, device, dtype, mean, std, rgb, letterbox, pad_x, pad_
 
 def scale_boxes_back(boxes: torch.Tensor, image_hw: Tuple[int, int], size_hw: Tuple[int, int],
                      letterbox: bool = False, normalized: bool = False) -> torch.Tensor:
-    """Boxes (N, 4) (or (B, N, 4)) xyxy in network-input pixels (or 0-1 when normalized) -> pixels of the original frame."""
+    """Boxes (N, 4), or (B, N, 4), xyxy in network-input pixels (or 0-1 when normalized) -> pixels of the original
+    frame."""
     h, w = image_hw
     out_h, out_w = size_hw
     boxes = boxes.float().clone()

@@ -49,7 +49,8 @@ def main() -> None:
     if args.model == "nanodet":
         adapter = nanodet()
     else:
-        adapter = create_adapter(load_config(None, {"model.name": args.model, "model.random_weights": True}).model)
+        config = load_config(None, {"model.name": args.model, "model.random_weights": True})
+        adapter = create_adapter(config.model)
     engine = create_engine(EngineConfig(backend="cpu", threads=1))
     engine.load(build_core(adapter), batch_example(adapter, args.batch), adapter.name)
     frames = torch.randint(0, 255, (args.batch, height, width, 3), dtype=torch.uint8)

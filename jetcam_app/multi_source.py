@@ -88,7 +88,8 @@ class MultiSourcePipeline:
 
     def __init__(self, config: Config, sources: Optional[Sequence[Tuple[str, Any]]] = None, engine=None,
                  adapter=None, stop: Optional[threading.Event] = None):
-        self.config = config
+        # the decoder threads each source gets, so the summary's config says what ran
+        self.config = dataclasses.replace(config, sources=tuple(several_decoders(config.sources)))
         self.stop = stop or threading.Event()
         self.stop_reason = ""
         self._sources = list(sources) if sources is not None else None
@@ -110,8 +111,9 @@ class MultiSourcePipeline:
 
     def _open_sources(self) -> List[Tuple[str, Any]]:
         """Every source that opens; one that does not is logged and left out, unless none opens."""
-        pairs = self._sources if self._sources is not None else [(c.name, create_source(c))
-                                                                 for c in several_decoders(self.config.sources)]
+        pairs = self._sources
+        if pairs is None:
+            pairs = [(c.name, create_source(c)) for c in self.config.sources]
         opened, first_error = [], None
         for name, source in pairs:
             try:

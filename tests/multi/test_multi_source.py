@@ -259,6 +259,8 @@ def test_several_video_files_get_two_decoder_threads_each_unless_set():
     chosen = several_decoders([SourceConfig(uri="a.mp4"), SourceConfig(uri="b.mp4", decode_threads=5)])
     assert [c.decode_threads for c in chosen] == [SEVERAL_DECODE_THREADS, 5]
     assert [c.uri for c in chosen] == ["a.mp4", "b.mp4"]
+    config = load_config(overrides={"sources": ["a.mp4", {"uri": "b.mp4", "decode_threads": 5}]})
+    assert [c.decode_threads for c in MultiSourcePipeline(config).config.sources] == [SEVERAL_DECODE_THREADS, 5]
 
 
 def test_timing_rows_of_several_sources_carry_their_time_since_the_clock_started(tmp_path):

@@ -32,14 +32,21 @@ MAX_SHAPES = 4  # frame shapes kept captured; a batch holding a frame of another
 BYTES_PER_SOURCE = 64 * 1024 * 1024  # page-locked frame buffers a source may hold: 23 frames of 720p
 
 
+_FOREACH_COPY = getattr(torch, "_foreach_copy_", None)
+
+
 def copy_rows(targets: List[torch.Tensor], sources: List[torch.Tensor]) -> None:
     """targets[i].copy_(sources[i], non_blocking=True) for every i, in one call where torch has _foreach_copy_
     (2.1+): each torch call gives up the GIL and must win it back from the capture threads, and one call a frame was
     much of the inference thread's time (docs/performance.md, several sources on one H200)."""
-    foreach = getattr(torch, "_foreach_copy_", None)
-    if foreach is not None:
-        foreach(targets, sources, non_blocking=True)
-        return
+    global _FOREACH_COPY
+    if _FOREACH_COPY is not None:
+        try:
+            _FOREACH_COPY(targets, sources, non_blocking=True)
+            return
+        except (RuntimeError, TypeError) as e:  # a torch whose foreach copy refuses host-to-device: one call a row
+            log.debug("torch._foreach_copy_ refused the upload (%s); copying row by row", first_line(e))
+            _FOREACH_COPY = None
     for target, source in zip(targets, sources):
         target.copy_(source, non_blocking=True)
 

@@ -300,3 +300,20 @@ def test_video_sources_decode_into_the_fused_graphs_buffers(tmp_path):
     assert all(source.buffers is not None for _, source in sources)
     # only each video's first frame, read by open() before the pool was given, was copied
     assert summary["copied_frames"] == len(expected)
+
+
+def test_a_batch_uploads_in_one_call_or_row_by_row_where_torch_refuses(monkeypatch):
+    import jetcam_app.inference.fused_batch_stages as fbs
+
+    sources = [torch.full((2, 3), float(i)) for i in range(3)]
+    targets = [torch.zeros(2, 3) for _ in range(3)]
+    fbs.copy_rows(targets, sources)
+    assert all(torch.equal(t, s) for t, s in zip(targets, sources))
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("foreach copy across devices is not supported\nmore")
+
+    monkeypatch.setattr(fbs, "_FOREACH_COPY", refuses)
+    targets = [torch.zeros(2, 3) for _ in range(3)]
+    fbs.copy_rows(targets, sources)
+    assert all(torch.equal(t, s) for t, s in zip(targets, sources)) and fbs._FOREACH_COPY is None

@@ -68,7 +68,7 @@ def _reserve_buffers(stages: Any, sources: Sequence[Any], queue_size: int) -> No
     """Page-locked buffers for every frame the sources can hold at once, allocated before the clock starts: its
     channel's (a lossless queue, or a live source's one slot), the one being decoded, one in each batch in flight,
     in the emitter's queue and being emitted."""
-    pool = getattr(stages, "host_buffers", None)
+    pool = stages.host_buffers
     if pool is None:
         return
     counts = collections.Counter()  # type: collections.Counter

@@ -82,7 +82,7 @@ def batch_body(adapter, forward, dtype: torch.dtype, device_in: torch.Tensor, ba
     and normalised, the network on them as one batch, each frame's static postprocessing -> (outputs, packed).
     A model with batched static steps (adapter.batched_static) runs each once for the batch; any other, per frame
     (several times the kernels, each a few microseconds of the GPU's time however small)."""
-    if batch > 1 and getattr(adapter, "batched_static", False):  # one frame: its own steps are a few fewer
+    if batch > 1 and adapter.batched_static:  # one frame: its own steps are a few fewer
         outputs = forward(adapter.prepare_tensor(device_in[:batch], dtype))
         return outputs, adapter.static_postprocess_batch(outputs, image_hw)
     inputs = [adapter.prepare_tensor(device_in[i], dtype) for i in range(batch)]

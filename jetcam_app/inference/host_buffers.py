@@ -38,6 +38,7 @@ class _Entry:
         self.storage = storage  # kept here: the memory stays allocated while the pool lives
         self.interface = dict(array.__array_interface__)
         self.shape = array.shape
+        # the frame's lease, weakly; held so its callback (released) runs when the lease dies
         self.lease = None  # type: Optional[weakref.ReferenceType]
         self.retired = False  # forget() took it out of the pool
 

@@ -109,4 +109,5 @@ if [ "$step" = multi-check ]; then
     --json "$OUT/unpaced_n8.json"
   echo "== N = 32 paced at 30 fps"
   $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced --json "$OUT/paced_n32.json"
+  (cd /tmp && tar -czf "$OUT/one_source.tgz" one_*/summary.json)  # one file: the device tool brings back only so many
 fi

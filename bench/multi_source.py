@@ -213,6 +213,8 @@ def unpaced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict
         keep(args, out, "unpaced_%d" % n)
         outs = [os.path.join(work, "sep_%d_%d" % (n, i)) for i in range(n)]
         sep = run_processes([app_command(args, [video], o) for o in outs], outs)
+        for i, o in enumerate(outs):
+            keep(args, o, "separate_%d_%d" % (n, i))
         summary = one["summaries"][0]
         one_fps = summary["frames"]["processed"] / summary["wall_s"]
         # Each process's own fps, summed: the processes start at slightly different times, so this is an upper bound;

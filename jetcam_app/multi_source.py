@@ -38,7 +38,7 @@ from .stats import StatsPoller
 from .verdict import build_summary
 
 log = logging.getLogger(__name__)
-SEVERAL_DECODE_THREADS = 2  # decoder threads per video file when several sources share the process
+SEVERAL_DECODE_THREADS = 2  # the fewest decoder threads a video file gets when several sources share the process
 
 
 def _emit_batch(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, SourceTrack]],
@@ -56,12 +56,16 @@ def _emit_batch(emitter: MultiEmitter, batch_sources: List[Tuple[SourceFeed, Sou
         emitter.emit(kept)
 
 
-def several_decoders(configs: Sequence[SourceConfig]) -> List[SourceConfig]:
-    """With several sources, a video file left at decode_threads 0 gets SEVERAL_DECODE_THREADS: OpenCV's choice
-    (one thread per core, up to 16, for each file) puts hundreds of decoder threads on the cores at 32 sources."""
+def several_decoders(configs: Sequence[SourceConfig], cores: Optional[int] = None) -> List[SourceConfig]:
+    """With several sources, a video file left at decode_threads 0 gets its share of the cores, at least
+    SEVERAL_DECODE_THREADS: OpenCV's choice (one thread per core, up to 16, for each file) puts hundreds of decoder
+    threads on the cores at 32 sources, and a fixed 2 starves 2 sources on a 16-core machine."""
     if len(configs) < 2:
         return list(configs)
-    return [dataclasses.replace(c, decode_threads=c.decode_threads or SEVERAL_DECODE_THREADS) for c in configs]
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(SEVERAL_DECODE_THREADS, min(16, cores // len(configs)))
+    return [dataclasses.replace(c, decode_threads=c.decode_threads or share) for c in configs]
 
 
 def _reserve_buffers(stages: Any, sources: Sequence[Any], queue_size: int) -> None:

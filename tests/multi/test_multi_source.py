@@ -251,16 +251,21 @@ def test_page_locked_buffers_for_every_frame_the_sources_can_hold_are_reserved_b
         source.close()
 
 
-def test_several_video_files_get_two_decoder_threads_each_unless_set():
+def test_several_video_files_share_the_cores_between_their_decoders_unless_set():
     from jetcam_app.multi_source import SEVERAL_DECODE_THREADS, several_decoders
 
     one = [SourceConfig(uri="a.mp4")]
     assert several_decoders(one)[0].decode_threads == 0  # one source: OpenCV's choice, as before
-    chosen = several_decoders([SourceConfig(uri="a.mp4"), SourceConfig(uri="b.mp4", decode_threads=5)])
+    chosen = several_decoders([SourceConfig(uri="a.mp4"), SourceConfig(uri="b.mp4", decode_threads=5)], cores=2)
     assert [c.decode_threads for c in chosen] == [SEVERAL_DECODE_THREADS, 5]
     assert [c.uri for c in chosen] == ["a.mp4", "b.mp4"]
+    # their share of the cores where there are many: 16 cores, 2 files 8 threads each, 4 files 4, 32 files 2
+    for n, threads in ((2, 8), (4, 4), (8, 2), (32, SEVERAL_DECODE_THREADS)):
+        assert {c.decode_threads for c in several_decoders([SourceConfig(uri="a.mp4")] * n, cores=16)} == {threads}
+    assert several_decoders([SourceConfig(uri="a.mp4")] * 2, cores=128)[0].decode_threads == 16
     config = load_config(overrides={"sources": ["a.mp4", {"uri": "b.mp4", "decode_threads": 5}]})
-    assert [c.decode_threads for c in MultiSourcePipeline(config).config.sources] == [SEVERAL_DECODE_THREADS, 5]
+    share = several_decoders([SourceConfig(uri="a.mp4")] * 2)[0].decode_threads
+    assert [c.decode_threads for c in MultiSourcePipeline(config).config.sources] == [share, 5]
 
 
 def test_timing_rows_of_several_sources_carry_their_time_since_the_clock_started(tmp_path):

@@ -4,7 +4,8 @@
 fps, drops and p99 capture-to-result latency, and the largest N at which every source stays real-time (p99
 latency within the 1000/pace-fps budget and under 0.1% of frames dropped). (b) unpaced: the same N replayed
 lossless for --frames each: aggregate fps and peak GPU memory of the one process, of the single-source app and
-of N separate app processes run side by side. Every run is `run.py` in a subprocess (its own GPU context and
+of N separate app processes run side by side (their rate while all of them were running: give them enough
+--frames that their runs overlap well). Every run is `run.py` in a subprocess (its own GPU context and
 memory). Not a test: speed is measured, never asserted.
 
     python bench/multi_source.py --n 1,2,4 --pace-fps 5 --model nanodet --backend onnxruntime --parts paced

@@ -1,4 +1,4 @@
-"""How many CPU cores this process may use: the one count the engines' threads and the drawing pool share."""
+"""How many CPU cores this process may use: one count for the engines' threads, the drawing pool and the decoders."""
 from __future__ import annotations
 
 import os

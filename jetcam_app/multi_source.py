@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .config import Config, SourceConfig, to_dict
+from .cores import usable_cores
 from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
 from .inference.batch_stages import batch_example
@@ -62,9 +63,7 @@ def several_decoders(configs: Sequence[SourceConfig], cores: Optional[int] = Non
     threads on the cores at 32 sources, and a fixed 2 starves 2 sources on a 16-core machine."""
     if len(configs) < 2:
         return list(configs)
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    share = max(SEVERAL_DECODE_THREADS, min(16, cores // len(configs)))
+    share = max(SEVERAL_DECODE_THREADS, min(16, (cores or usable_cores()) // len(configs)))
     return [dataclasses.replace(c, decode_threads=c.decode_threads or share) for c in configs]
 
 

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a YAML file overriding the defaults (jetcam_app/configs/default.yaml; "
                    "default: none)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (default: off)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the configuration (--config and flags) and print what it would run: sources, model, "
+                   "backend, outputs, and what this machine lacks for it; opens no camera, loads no model, writes "
+                   "nothing; exit 0 = valid, 2 = invalid (default: off)")
     s = p.add_argument_group("source")
     s.add_argument("--source", action="append", help="csi://0, usb:0, /dev/video0, rtsp://..., a video, an image, "
                    "a folder, test://640x480@30, or 'sample' (the bundled video); give it several times for several "
@@ -166,6 +170,10 @@ def run_main(argv: List[str]) -> int:
     try:
         config = load_config(args.config, overrides_from(args))
         check_output_paths(config, args.config)
+        if args.check:
+            from .doctor import check_config
+
+            return check_config(config, args.config)
         if len(config.sources) > 1:
             from .multi_source import MultiSourcePipeline  # several sources: their own wiring, one engine
 

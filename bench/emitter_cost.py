@@ -4,8 +4,8 @@
 
 The emitter's work (labels, HUD, timing.csv and predictions.jsonl rows) is Python that holds the GIL, which the
 inference and capture threads need too; this puts a number on it for this machine's CPU. The frame's outlines are
-taken as drawn already (as when the fused CUDA graph draws them) unless --host-outlines. No sink. Measured, never
-asserted.
+taken as drawn already (as when the fused CUDA graph draws them) unless --host-outlines. The sink throws the drawn
+frames away (the emitter draws only for a sink). Measured, never asserted.
 """
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ import jetcam_app.output.emitter as emitter_module  # noqa: E402
 from jetcam_app.inference.adapters.labels import COCO_91  # noqa: E402
 from jetcam_app.config import load_config  # noqa: E402
 from jetcam_app.output.overlay import Overlay  # noqa: E402
-from jetcam_app.output.sinks.base import build_sinks  # noqa: E402
+from jetcam_app.config import SourceConfig  # noqa: E402
+from jetcam_app.output.sinks.base import Sink  # noqa: E402
+from jetcam_app.sources.lanes import Doorbell, SourceLane  # noqa: E402
+from jetcam_app.sources.spec import create_source  # noqa: E402
 from jetcam_app.inference.stages import Processed  # noqa: E402
 from jetcam_app.stats import StatsPoller  # noqa: E402
 from jetcam_app.output.logs import TimingLog  # noqa: E402
@@ -34,6 +37,13 @@ PARTS = ((Overlay, "_detections", "boxes and label places"), (Overlay, "_paste_h
 
 class _RandomWeights:
     random_weights = True
+
+
+class _Discard(Sink):
+    """A sink that is there (so the emitter draws) and keeps nothing."""
+
+    def write(self, image_bgr, frame_index: int) -> None:
+        pass
 
 
 def random_detections(rng: np.random.Generator, boxes: int, width: int, height: int) -> Detections:
@@ -57,12 +67,14 @@ def emitter_cost(boxes: int, width: int, height: int, frames: int, outlined: boo
         for (cls, attr, name), (_, _, call) in zip(PARTS, originals):
             setattr(cls, attr, timed(call, totals, name))
         with tempfile.TemporaryDirectory() as out:
-            emitter = emitter_module.FrameEmitter(load_config(), out, _RandomWeights(), stats, 33.3, build_sinks([]),
-                                                  threaded=False, gpu_outlines=outlined)
+            source = create_source(SourceConfig(uri="test://%dx%d@30" % (width, height)))
+            lane = SourceLane("bench", source, Doorbell(), 8, 30.0, sink=_Discard())
+            emitter = emitter_module.FrameEmitter(load_config(), out, _RandomWeights(), stats, [lane], threaded=False,
+                                                  gpu_outlines=outlined)
             start = time.perf_counter()
             for i in range(frames):
                 frame = Frame(image, i, i / 30.0, time.perf_counter())
-                emitter.emit(Processed(frame, results[i % len(results)], FrameTiming(), outlined))
+                emitter.emit([(lane, Processed(frame, results[i % len(results)], FrameTiming(), outlined))])
             elapsed = time.perf_counter() - start
             emitter.close()
     finally:

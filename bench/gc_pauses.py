@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "multi")]
 
-import jetcam_app.multi_source as multi_source  # noqa: E402
+import jetcam_app.pipeline as multi_source  # noqa: E402
 from conftest import write_index_video  # noqa: E402
 from index_model import IndexAdapter  # noqa: E402
 from jetcam_app.config import SourceConfig, load_config  # noqa: E402
@@ -54,7 +54,7 @@ def one_run(video: str, n: int, out: str, freeze: bool) -> dict:
     multi_source.frozen_heap = watched
     gc.callbacks.append(timed)
     try:
-        summary = multi_source.MultiSourcePipeline(config, sources=sources, adapter=IndexAdapter()).run()
+        summary = multi_source.Pipeline(config, sources=sources, adapter=IndexAdapter()).run()
     finally:
         gc.callbacks.remove(timed)
         multi_source.frozen_heap = real

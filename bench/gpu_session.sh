@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU machine's session (run through the device tool from the repo root): CUDA tests, the pipeline-vs-loop
 # benchmark, the memory soak and the bench reports; everything it prints goes to $OUT/log-STEP.txt.
-# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi|multi-ab|multi-check]   (the multi steps: several
-# sources, about 5, 8 and 6 minutes, not part of all; multi-ab and multi-check compare with the tree in $OLD, .prev)
+# Usage: bash bench/gpu_session.sh [all|tests|speed|report|multi|multi-ab|multi-check|one-path]   (the multi steps: several
+# sources, about 5, 8 and 6 minutes, not part of all; multi-ab, multi-check and one-path compare with the tree in
+# $OLD, .prev)
 set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
 OUT=${OUT:-/tmp/jetcam-out}
@@ -113,4 +114,46 @@ if [ "$step" = multi-check ]; then
     --json "$OUT/unpaced_n8.json"
   echo "== N = 32 paced at 30 fps"
   $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced --json "$OUT/paced_n32.json"
+fi
+if [ "$step" = one-path ]; then
+  # One pipeline for 1..N sources against $OLD (two pipelines): one source, NanoDet (with and without the page, which
+  # makes every frame drawn) and SSD300 fp16 at 720p; N = 8 unpaced in one process; N = 32 paced. The trees alternate,
+  # the order swapped each round. Carry media, models/nanodet and $OLD. PARTS=one,multi picks (default both).
+  OLD=${OLD:-.prev}
+  mkdir -p "$OLD/models" && ln -sfn "$PWD/models/nanodet" "$OLD/models/nanodet" && ln -sfn "$PWD/media" "$OLD/media"
+  m="--backend cuda --precision fp16"
+  parts=${PARTS:-one,multi}
+  $py bench/loop_video.py /tmp/bbb720.mp4 /tmp/bbb720long.mp4 --times 4
+  if [[ $parts == *one* ]]; then
+    for round in 1 2; do
+      order="new old"; [ "$round" = 2 ] && order="old new"
+      for variant in "nanodet" "nanodet --http 8765" "ssd300_vgg16 --random-weights"; do
+        for tree in $order; do
+          dir=.; [ $tree = old ] && dir=$OLD
+          tag=$(echo "$variant" | tr -c 'a-z0-9\n' _)
+          echo "== one source, $variant, $tree tree, round $round"
+          (cd "$dir" && $py run.py --headless $m --model $variant --source /tmp/bbb720long.mp4 --max-frames ${FRAMES:-4000} \
+            --out "/tmp/op/one_${tag}_${tree}_$round" 2>&1 | grep "^frames:")
+        done
+      done
+    done
+  fi
+  if [[ $parts == *multi* ]]; then
+    v8=""; for i in 1 2 3 4 5 6 7 8; do v8="$v8 --source /tmp/bbb720.mp4"; done
+    for round in 1 2; do
+      order="new old"; [ "$round" = 2 ] && order="old new"
+      for tree in $order; do
+        dir=.; [ $tree = old ] && dir=$OLD
+        echo "== N = 8 unpaced, one process, $tree tree, round $round"
+        (cd "$dir" && $py run.py --headless $m $v8 --max-frames 1500 --out "/tmp/op/n8_${tree}_$round" 2>&1 | grep "^frames:")
+      done
+    done
+    for tree in new old; do
+      dir=.; [ $tree = old ] && dir=$OLD
+      echo "== N = 32 paced at 30 fps, $tree tree"
+      (cd "$dir" && $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced \
+        --json "$OUT/paced_n32_$tree.json" | tail -4)
+    done
+  fi
+  (cd /tmp && tar -czf "$OUT/one_path.tgz" op/*/summary.json)  # one file: the device tool brings back only so many
 fi

@@ -21,7 +21,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "
 from conftest import write_index_video  # noqa: E402
 from index_model import IndexAdapter  # noqa: E402
 from jetcam_app.config import SourceConfig, load_config  # noqa: E402
-from jetcam_app.multi_source import MultiSourcePipeline  # noqa: E402
+from jetcam_app.pipeline import Pipeline  # noqa: E402
 from jetcam_app.sources.spec import create_source  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     config = load_config(overrides={"output.out_dir": args.out or os.path.join(work, "out"), "output.headless": True,
                                     "output.exist_ok": True, "engine.threads": 1})
     sources = [("s%d" % i, create_source(SourceConfig(uri=video))) for i in range(args.sources)]
-    summary = MultiSourcePipeline(config, sources=sources, adapter=IndexAdapter()).run()
+    summary = Pipeline(config, sources=sources, adapter=IndexAdapter()).run()
     print("%d sources of %s, %d frames each: %.1f frames/s in all (%.1f s)" % (
         args.sources, args.size, args.frames, summary["frames"]["processed"] / summary["wall_s"], summary["wall_s"]))
 

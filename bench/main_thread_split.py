@@ -15,7 +15,7 @@ from typing import Callable, Dict
 from common import timed  # also puts the repository on sys.path
 
 import jetcam_app.pipeline as pipeline_module  # noqa: E402
-from jetcam_app.sources.capture import LatestFrameSlot, LosslessQueue  # noqa: E402
+from jetcam_app.sources.lanes import Scheduler  # noqa: E402
 from jetcam_app.output.emitter import FrameEmitter  # noqa: E402
 
 PARTS = ("wait for frame", "submit", "finish", "hand to emitter")
@@ -26,7 +26,7 @@ def main_thread_split(run_app: Callable[[], dict]) -> Dict[str, float]:
     share of the run's wall time ("rest"), for one call of run_app() (which returns the app's summary)."""
     totals = dict.fromkeys(PARTS, 0.0)
     thread_id = threading.get_ident()
-    originals = [(cls, "get", cls.__dict__["get"]) for cls in (LatestFrameSlot, LosslessQueue)]
+    originals = [(Scheduler, "gather", Scheduler.gather)]  # the lanes' frames gathered into a batch
     originals.append((FrameEmitter, "emit", FrameEmitter.emit))
     make_stages = pipeline_module.make_stages
 

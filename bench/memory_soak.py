@@ -21,7 +21,6 @@ import tempfile
 from common import add_app_arguments, app_overrides, write_json  # also puts the repository on sys.path
 
 from jetcam_app.config import load_config  # noqa: E402
-from jetcam_app.multi_source import MultiSourcePipeline  # noqa: E402
 from jetcam_app.pipeline import Pipeline  # noqa: E402
 
 
@@ -41,7 +40,7 @@ def main() -> int:
         if args.sources > 1:
             extra["sources"] = [args.source] * args.sources
         config = load_config(None, app_overrides(args, args.source, **extra))
-        summary = (MultiSourcePipeline(config) if args.sources > 1 else Pipeline(config)).run()
+        summary = Pipeline(config).run()
         with open(os.path.join(out, "timing.csv")) as f:
             rows = list(csv.DictReader(f))
     rss = [float(r["rss_mb"]) for r in rows if r["rss_mb"]]

@@ -76,10 +76,10 @@ def stages_only_fps(config, path: str, frames: int) -> float:
     stages = make_stages(adapter, engine, config.pipeline.cuda_graph)
     batch = [Frame(image, i, 0.0, time.perf_counter()) for i, image in enumerate(images)]
     for frame in batch[:5]:
-        stages.finish(stages.submit(frame))
+        stages.finish(stages.submit([frame]))
     start = time.perf_counter()
     for frame in batch:
-        stages.finish(stages.submit(frame))
+        stages.finish(stages.submit([frame]))
     fps = len(batch) / (time.perf_counter() - start)
     engine.close()
     return fps
@@ -142,7 +142,7 @@ def app_fps_without_pinned_decode(config_overrides: dict, frames: int) -> float:
     import jetcam_app.inference.fused_stages as graphed
 
     pool_for = graphed.pool_for
-    graphed.pool_for = lambda device: None
+    graphed.pool_for = lambda device, limit_bytes=0: None
     try:
         return app_fps(config_overrides, frames)["fps"]
     finally:

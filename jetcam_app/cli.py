@@ -9,7 +9,6 @@ from typing import Any, Dict, List, Optional
 from .config import PRECISIONS
 from .errors import JetcamError
 from .registry import BACKENDS, MODELS
-from .signals import on_stop_signals
 
 # flag dest -> config key; only flags the user gave become overrides, so YAML values survive otherwise.
 OVERRIDES = {
@@ -162,6 +161,7 @@ def _setup_logging(debug: bool) -> None:
 def run_main(argv: List[str]) -> int:
     from .config import load_config
     from .output.paths import check_output_paths
+    from .errors import on_stop_signals
     from .pipeline import Pipeline
     from .verdict import format_summary
 
@@ -174,12 +174,7 @@ def run_main(argv: List[str]) -> int:
             from .doctor import check_config
 
             return check_config(config, args.config)
-        if len(config.sources) > 1:
-            from .multi_source import MultiSourcePipeline  # several sources: their own wiring, one engine
-
-            pipeline = MultiSourcePipeline(config)  # type: Any
-        else:
-            pipeline = Pipeline(config)
+        pipeline = Pipeline(config)  # one source or several: one lifecycle
         with on_stop_signals(pipeline.request_stop):  # SIGHUP too: a closed SSH session or terminal
             summary = pipeline.run()
         print(format_summary(summary))

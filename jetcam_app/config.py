@@ -182,7 +182,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
-    # Two or more sources run together (multi_source.py); a list of one is the same as `source:`.
+    # Two or more sources run together (pipeline.py); a list of one is the same as `source:`.
     sources: Tuple[SourceConfig, ...] = ()
 
 

@@ -1,7 +1,12 @@
-"""The error types users see: each carries one line saying what failed and one fix."""
+"""How runs end: the error types users see (each carries one line saying what failed and one fix), and the stop
+signals that end a run cleanly (Ctrl-C, kill, a closed terminal or SSH session)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import contextlib
+import signal
+from typing import Callable, Dict, Iterator, Optional, Sequence
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP does not exist on Windows
 
 
 def first_line(error: BaseException) -> str:
@@ -57,3 +62,24 @@ class EngineConnectionError(JetcamError):
 
 class OutputError(JetcamError):
     """An output folder or recording that cannot be written."""
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[str], None]) -> Iterator[None]:
+    """handler(signal name) for each stop signal (Ctrl-C, kill, a closed terminal or SSH session) while inside; the
+    previous handlers come back on exit."""
+    previous = {}  # type: Dict[int, object]
+    try:
+        for name in STOP_SIGNALS:
+            if hasattr(signal, name):
+                signum = getattr(signal, name)
+                previous[signum] = signal.signal(signum, lambda *_, n=name: handler(n))
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def raise_keyboard_interrupt(name: str) -> None:
+    """For code that already cleans up on Ctrl-C (the benchmark): every stop signal takes that path."""
+    raise KeyboardInterrupt(name)

@@ -1,41 +1,45 @@
-"""Wiring and lifecycle: source -> capture thread -> preprocess -> engine -> postprocess -> overlay -> sinks -> logs."""
+"""The one lifecycle for 1..N sources: a capture thread and lane per source -> fair batches -> preprocess -> engine ->
+postprocess -> per source: overlay -> sinks -> logs. One source is a batch of one on the same path.
+
+A source that fails to open, raises, stalls or ends is logged and counted and never stops the others (live sources
+reconnect inside their own read()); a lone source's failure is the run's. The run ends when every source has ended,
+on a stop request (Ctrl-C, SIGTERM, q in the window) or when every source reached --max-frames, which counts per
+source.
+"""
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import gc
 import logging
-import os
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .config import Config, to_dict
-from .errors import first_line
+from .config import Config, SourceConfig, source_name
+from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
 from .inference.engines.base import create_engine
-from .inference.fused_stages import make_stages
-from .inference.stages import Stages
-from .output.diskspace import SpaceReserve, write_json_atomic
-from .output.emitter import FrameEmitter
-from .output.input_recorder import LazyInputRecorder
-from .output.sinks.base import build_sinks
-from .output.live_status import LiveStatus
+from .inference.fused_stages import frame_pool, make_stages
+from .inference.stages import Stages, batch_example
+from .output.diskspace import SpaceReserve
+from .output.emitter import QUEUED_BATCHES, FrameEmitter
+from .output.live_status import LiveStatus, SourceStatus
 from .output.progress import ProgressReporter
 from .output.run_folder import prepare_outputs
-from .output.sinks.image_files import ImageFilesSink
-from .output.sinks.web import WebSink
-from .output.sinks.video_file import LazyVideoFileSink
-from .output.sinks.window import DisplaySink, display_available
-from .sources.capture import CaptureThread
+from .output.run_summary import RunFacts, one_source_summary, several_sources_summary, write_summary
+from .output import wiring
+from .output.sinks.window import display_available
+from .sources.lanes import Doorbell, Scheduler, SourceLane
 from .sources.spec import create_source, prediction_source
-from .stats import StatsPoller
-from .verdict import build_summary
+from .stats import StatsPoller, usable_cores
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET_FPS = 30.0
 GIL_SWITCH_INTERVAL_S = 0.0005
+SEVERAL_DECODE_THREADS = 2  # the fewest decoder threads a video file gets when several sources share the process
 
 
 @contextlib.contextmanager
@@ -62,28 +66,93 @@ def close_in_reverse(closers: List[Any], error: Optional[BaseException]) -> Opti
     return error
 
 
-class Pipeline:
-    """Owns the run's threads and resources; components may be injected (tests, the benchmark)."""
+def several_decoders(configs: Sequence[SourceConfig], cores: Optional[int] = None) -> List[SourceConfig]:
+    """With several sources, a video file left at decode_threads 0 gets its share of the cores, at least
+    SEVERAL_DECODE_THREADS: OpenCV's choice (one thread per core, up to 16, for each file) puts hundreds of decoder
+    threads on the cores at 32 sources, and a fixed 2 starves 2 sources on a 16-core machine."""
+    if len(configs) < 2:
+        return list(configs)
+    share = max(SEVERAL_DECODE_THREADS, min(16, (cores or usable_cores()) // len(configs)))
+    return [dataclasses.replace(c, decode_threads=c.decode_threads or share) for c in configs]
 
-    def __init__(self, config: Config, source=None, engine=None, adapter=None):
-        self.config = config
-        self.stop = threading.Event()
+
+def reserve_buffers(stages: Any, sources: Sequence[Any], queue_size: int) -> None:
+    """Page-locked buffers for every frame the sources can hold at once, allocated before the clock starts: its
+    channel's (a lossless queue, or a live source's one slot), the one being decoded, one in each batch in flight,
+    in the emitter's queue and being emitted."""
+    pool = stages.host_buffers
+    if pool is None:
+        return
+    counts = collections.Counter()  # type: collections.Counter
+    for source in sources:
+        if source.frame_size and source.buffers is pool:
+            held = (1 if source.is_live else queue_size) + 1 + stages.in_flight + QUEUED_BATCHES + 1
+            counts[(source.frame_size[1], source.frame_size[0], 3)] += held
+    for shape, count in counts.items():
+        if pool.reserve(shape, count) < count:
+            log.info("page-locked frame buffers for %dx%d: the pool's %d MB hold fewer than the %d the sources may "
+                     "use at once; the others are copied", shape[1], shape[0], pool.limit_bytes >> 20, count)
+
+
+class Pipeline:
+    """Owns the run's threads and resources. `sources` may be injected as (name, Source) pairs, or one `source`
+    (tests, the benchmark); otherwise the configured sources are created. `stop` may be shared with a caller that
+    owns the signal handlers."""
+
+    def __init__(self, config: Config, sources: Optional[Sequence[Tuple[str, Any]]] = None, engine=None,
+                 adapter=None, stop: Optional[threading.Event] = None, source=None):
+        # the decoder threads each source gets, so the summary's config says what ran
+        self.config = dataclasses.replace(config, sources=tuple(several_decoders(config.sources)))
+        self.source_configs = self.config.sources or (self.config.source,)
+        if source is not None:
+            sources = [(self._name(self.config.source), source)]
+        self.stop = stop or threading.Event()
         self.stop_reason = ""
-        self._source = source
+        self._sources = list(sources) if sources is not None else None
         self._engine = engine
         self._adapter = adapter
         self.summary = {}  # type: Dict[str, Any]
+        self.failed_to_open = {}  # type: Dict[str, str]
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
         self.started_unix = None  # type: Optional[float]  # time.time() when the clock started
-        self._stages = None  # type: Optional[Stages]
-        self._reserve = None  # type: Optional[SpaceReserve]
+        self.several = len(self._sources if self._sources is not None else self.source_configs) > 1
+
+    @staticmethod
+    def _name(config: SourceConfig) -> str:
+        return config.name or source_name("gst://" if config.gst else config.uri)
 
     def request_stop(self, reason: str) -> None:
-        """Safe from signal handlers and other threads: the main loop ends after the current frame."""
+        """Safe from signal handlers and other threads: the loop ends after the current batch."""
         # an error that comes after another stop (a last frame failing to record) is still the reason to report
         if not self.stop.is_set() or (reason.startswith("error") and not self.stop_reason.startswith("error")):
             self.stop_reason = reason
         self.stop.set()
+
+    def _open_sources(self, pool) -> List[Tuple[str, Any]]:
+        """Every source that opens; one that does not is logged and left out, unless none opens."""
+        pairs = self._sources
+        if pairs is None:
+            pairs = [(self._name(c), create_source(c, buffers=pool)) for c in self.source_configs]
+        if not self.several:  # a lone source's failure is the run's
+            try:
+                pairs[0][1].open()
+            except BaseException:  # noqa: B902 - closed, then re-raised
+                pairs[0][1].close()
+                raise
+            return list(pairs)
+        opened, first_error = [], None
+        for name, source in pairs:
+            try:
+                source.open()
+                opened.append((name, source))
+            except JetcamError as e:
+                first_error = first_error or e
+                self.failed_to_open[name] = first_line(e)
+                log.error("source %s did not open: %s; the other sources go on", name, self.failed_to_open[name])
+                source.close()
+        if not opened and first_error is not None:
+            raise first_error
+        return opened
 
     def run(self) -> Dict[str, Any]:
         cfg = self.config
@@ -91,60 +160,50 @@ class Pipeline:
         log.info("results go to %s", out_dir)
         adapter = self._adapter or create_adapter(cfg.model)
         engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
-        # The stages come first (nothing is loaded yet): the source is built with their frame buffers.
-        stages = self._stages = make_stages(adapter, engine, cuda_graph=cfg.pipeline.cuda_graph,
-                                            outline_boxes=cfg.overlay.enabled, in_flight=cfg.pipeline.in_flight)
-        source = self._source or create_source(cfg.source, buffers=stages.host_buffers)
         closers = []  # type: List[Any]  # closed in reverse order, always
         # Python hands the GIL over every 5 ms by default: each time the main thread releases it (a CUDA sync,
         # a frame read), a drawing or capture thread may keep it up to 5 ms. A shorter interval keeps the
         # inference thread from queueing behind them.
         switch_interval_s = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        capture = stats = emitter = None
+        lanes = []  # type: List[SourceLane]
+        stages = stats = emitter = None
         started = time.perf_counter()
         error = None  # type: Optional[BaseException]
-        self._reserve = SpaceReserve(out_dir)  # room for summary.json should the disk fill during the run
+        reserve = SpaceReserve(out_dir)  # room for summary.json should the disk fill during the run
         try:
-            source.open()
-            closers.append(source)
-            engine.load(build_core(adapter), adapter.example_input(), cfg.model.name)
+            # the sources decode into the page-locked buffers the fused stages upload from (given at construction)
+            pool = frame_pool(engine, cfg.pipeline.cuda_graph, len(self.source_configs))
+            opened = self._open_sources(pool)
+            closers.extend(source for _, source in opened)
+            max_batch = cfg.pipeline.max_batch or len(opened)
+            # Fixed-shape engines are built for the largest batch and smaller ones padded (stages.py).
+            engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
             closers.append(engine)
-            if source.frame_size:
-                # every source here delivers 3-channel BGR frames; a frame of another shape is captured on sight
-                stages.prepare((source.frame_size[1], source.frame_size[0], 3))
-            # Logs open only once the source, model and engine are known to work: a run that fails
+            stages = make_stages(adapter, engine, cfg.pipeline.cuda_graph, max_batch,
+                                 outline_boxes=cfg.overlay.enabled, in_flight=cfg.pipeline.in_flight,
+                                 host_buffers=pool)
+            stages.warm_up()
+            # every source here delivers 3-channel BGR frames; a frame of another shape is captured on sight
+            for shape in sorted({(s.frame_size[1], s.frame_size[0], 3) for _, s in opened if s.frame_size}):
+                stages.prepare(shape)  # graphs captured now, not on a camera's first frames
+            reserve_buffers(stages, [source for _, source in opened], cfg.pipeline.queue_size)
+            # Logs open only once the sources, model and engine are known to work: a run that fails
             # earlier leaves an earlier run's logs untouched.
-            target_fps = cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS
             stats = StatsPoller(cfg.stats.interval_s, engine.device.type)
             stats.start()
             headless = cfg.output.headless if cfg.output.headless is not None else not display_available()
-            status = LiveStatus({"source": source.describe(), "model": cfg.model.name, "backend": cfg.engine.backend,
-                                 "precision": cfg.engine.precision}, self._total_frames(source))
-            sinks = self._make_sinks(target_fps, headless, source, out_dir, status)
-            closers.append(sinks)
-            closers.append(ProgressReporter(status).start())  # closed after the emitter: the last count shows
-            input_recorder = self._make_input_recorder(source, target_fps)
-            if input_recorder is not None:
-                closers.append(input_recorder)
-            capture = CaptureThread(source, self.stop, cfg.pipeline.queue_size,
-                                    on_frame=input_recorder.write if input_recorder else None)
-            # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of
-            # their own and overlap with the next frame's inference.
-            emitter = FrameEmitter(cfg, out_dir, adapter, stats, 1000.0 / target_fps, sinks,
-                                   threaded=headless, on_error=self.request_stop,
-                                   gpu_outlines=stages.outlines_on_device, dropped=lambda: capture.dropped,
-                                   live=source.is_live, captured=lambda: capture.captured,
-                                   source_name=prediction_source(cfg.source), live_status=status,
-                                   still_images=source.still_images)
+            lanes, emitter = self._outputs(opened, out_dir, adapter, stats, stages, headless, closers)
             closers.append(emitter)
-            log.info("source %s -> %s on %s (%s); %s", source.describe(), cfg.model.name, cfg.engine.backend,
-                     cfg.engine.precision, stats.provider_report())
+            log.info("%s -> %s on %s (%s)%s; %s", self._describe(opened), cfg.model.name, cfg.engine.backend,
+                     cfg.engine.precision, ", batches of up to %d%s" % (max_batch,  " padded" if stages.padded_batch
+                                                          else "") if self.several else "", stats.provider_report())
             with frozen_heap():
                 started = emitter.timing_log.clock_start = time.perf_counter()
                 self.started_unix = time.time()
-                capture.start()
-                self._loop(stages, capture, emitter)
+                for lane in lanes:
+                    lane.capture.start()
+                self._loop(stages, Scheduler(lanes, lanes[0].bell, max_batch), emitter)
         except BaseException as e:  # noqa: B902 - re-raised below, after every resource is closed
             error = e
             self.request_stop("error: %s" % first_line(e))
@@ -152,120 +211,124 @@ class Pipeline:
             wall_s = time.perf_counter() - started
             sys.setswitchinterval(switch_interval_s)
             self.stop.set()
-            if capture is not None and capture.ident is not None:  # started
-                capture.join(5.0)
-                if capture.is_alive():
-                    source.close()  # unblocks a read stuck in the source
-                    capture.join(5.0)
+            self._join_captures(lanes)
             if stats is not None:
                 stats.stop()
             error = close_in_reverse(closers, error)
-            if capture is not None and capture.error is not None:
-                self.request_stop("error: %s" % first_line(capture.error))
+            lone = lanes[0] if len(lanes) == 1 and not self.several else None
+            if lone is not None and lone.capture.error is not None:
+                self.request_stop("error: %s" % first_line(lone.capture.error))
+                error = error or lone.capture.error
             if emitter is not None:
-                self.summary = self._write_summary(out_dir, capture, emitter.processed, wall_s,
-                                                   emitter.timing_log.accumulated, target_fps, source, adapter, stats,
-                                                   engine.health())
-            self._reserve.release()
-        if error is None and capture is not None and capture.error is not None:
-            error = capture.error
+                facts = RunFacts(cfg, out_dir, wall_s, started, self.started_unix, self.stop_reason,
+                                 adapter.describe_weights(), stats.provider_report() if stats is not None else None,
+                                 engine.health(), stages, self.failed_to_open)
+                self.summary = (one_source_summary(facts, lone, emitter.timing_log.accumulated) if lone is not None
+                                else several_sources_summary(facts, lanes, emitter.processed,
+                                                             emitter.timing_log.accumulated))
+                write_summary(self.summary, out_dir, reserve)
+            reserve.release()
         if error is not None:
             raise error
         return self.summary
 
-    def _loop(self, stages: Stages, capture: CaptureThread, emitter: FrameEmitter) -> None:
-        """Up to `stages.in_flight` frames are in flight: on CUDA frame n + 1 is uploaded and queued while the GPU
-        still works on frame n; then frame n is finished and handed to the emitter (drawn, written and logged
-        on its own thread when headless). Frames in flight when the run stops are finished and emitted."""
-        max_frames = self.config.pipeline.max_frames
-        in_flight = collections.deque()  # type: collections.deque
-        submitted = 0
+    def _describe(self, opened: Sequence[Tuple[str, Any]]) -> str:
+        if self.several:
+            return "%d sources (%s)" % (len(opened), ", ".join(name for name, _ in opened))
+        return "source %s" % opened[0][1].describe()
+
+    def _outputs(self, opened, out_dir: str, adapter, stats, stages: Stages, headless: bool, closers: List[Any]):
+        """Each source's lane with its own outputs, and the emitter they share (with the live status and page)."""
+        cfg, several = self.config, self.several
+        targets = [cfg.pipeline.target_fps or source.nominal_fps or DEFAULT_TARGET_FPS for _, source in opened]
+        statuses = []
+        for name, source in opened:
+            counts = [n for n in (source.frame_count, cfg.pipeline.max_frames) if n]
+            statuses.append(SourceStatus(name, lambda source=source: source.reconnects, min(counts) if counts else None))
+        info = {"source": ", ".join(name for name, _ in opened) if several else opened[0][1].describe(),
+                "model": cfg.model.name, "backend": cfg.engine.backend, "precision": cfg.engine.precision}
+        status = LiveStatus(info, statuses)
+        web = wiring.web_sink(cfg.output, status, [name for name, _ in opened])
+        if web is not None:
+            closers.append(web)  # closed again, harmlessly, with the sinks it is part of
+        closers.append(ProgressReporter(status).start())  # closed after the emitter: the last count shows
+        bell = Doorbell()
+        lanes = []
+        for (name, source), target_fps in zip(opened, targets):
+            recorder = wiring.input_recorder(cfg.output, several, name, source.nominal_fps or target_fps)
+            if recorder is not None:
+                closers.append(recorder)
+            sink = wiring.source_sinks(cfg.output, several, name, source, out_dir, target_fps, headless, web)
+            closers.append(sink)  # closed by the emitter; here too should the run fail before the emitter exists
+            lanes.append(SourceLane(name, source, bell, cfg.pipeline.queue_size, target_fps,
+                                    max_frames=cfg.pipeline.max_frames,
+                                    on_frame=recorder.write if recorder is not None else None, sink=sink,
+                                    log_name=None if several else prediction_source(self.source_configs[0]),
+                                    frame_names=not several))
+        mosaic_fps = max(targets)
+        # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of their own and
+        # overlap with the next batch's inference.
+        emitter = FrameEmitter(cfg, out_dir, adapter, stats, lanes,
+                               wiring.mosaic_sinks(cfg.output, several, headless, mosaic_fps, web), mosaic_fps,
+                               threaded=headless, on_error=self.request_stop, gpu_outlines=stages.outlines_on_device,
+                               live_status=status)
+        return lanes, emitter
+
+    def _loop(self, stages: Stages, scheduler: Scheduler, emitter: FrameEmitter) -> None:
+        """Up to `stages.in_flight` batches are in flight: on CUDA batch n + 1 is uploaded and queued while the GPU
+        still works on batch n; then batch n is finished and handed to the emitter (drawn, written and logged on its
+        own thread when headless). Batches in flight when the run stops are finished and emitted."""
+        inflight = collections.deque()  # type: collections.deque
+        ended = set()  # type: set
         try:
             while not self.stop.is_set():
-                frame = None
-                if not (max_frames and submitted >= max_frames):
-                    frame = capture.channel.get(0.0 if in_flight else 0.1)
-                if frame is not None:
-                    submitted += 1
-                    in_flight.append(stages.submit(frame))
-                if in_flight and (frame is None or len(in_flight) >= stages.in_flight):
-                    if not self._emit(emitter, stages.finish(in_flight.popleft())):
-                        submitted -= 1  # --max-frames counts processed frames, not those a remote engine dropped
+                batch = scheduler.gather(0.0 if inflight else 0.1)
+                for lane in scheduler.lanes:
+                    if lane.done and lane not in ended:
+                        ended.add(lane)
+                        emitter.note(lane, "failed" if lane.capture.error is not None else "ended")
+                if batch:
+                    inflight.append(([lane for lane, _ in batch], stages.submit([frame for _, frame in batch])))
+                if inflight and (not batch or len(inflight) >= stages.in_flight):
+                    batch_lanes, work = inflight.popleft()
+                    _emit_batch(emitter, batch_lanes, stages.finish(work))
                     if emitter.stop_requested:
                         self.request_stop("q pressed in the window")
-                elif frame is None and not in_flight:
-                    if max_frames and submitted >= max_frames:
-                        self.request_stop("--max-frames %d reached" % max_frames)
-                    elif capture.channel.finished:
-                        self.request_stop("end of stream" if capture.end_of_stream else "capture stopped")
+                elif not batch and not inflight and scheduler.finished:
+                    lanes = scheduler.lanes
+                    self.request_stop(lanes[0].end_reason if len(lanes) == 1 else "every source ended")
         finally:
             failing = sys.exc_info()[0] is not None
-            while in_flight:
+            while inflight:
+                batch_lanes, work = inflight.popleft()
                 try:
-                    self._emit(emitter, stages.finish(in_flight.popleft()))
+                    _emit_batch(emitter, batch_lanes, stages.finish(work))
                 except Exception as e:  # noqa: BLE001 - the error already propagating is the one to report
                     if not failing:
                         raise
-                    log.debug("frame in flight lost after the error: %s", e)
+                    log.debug("batch in flight lost after the error: %s", e)
 
-    @staticmethod
-    def _emit(emitter: "FrameEmitter", processed) -> bool:
-        if processed is None:  # a remote engine dropped the frame (counted in its health())
-            return False
-        emitter.emit(processed)
-        return True
+    def _join_captures(self, lanes: Sequence[SourceLane]) -> None:
+        """Every capture thread stops together; one stuck in a read has its source closed to unblock it."""
+        for lane in lanes:
+            lane.stop.set()
+        deadline = time.perf_counter() + 5.0
+        for lane in lanes:
+            if lane.capture.ident is not None:
+                lane.capture.join(max(0.0, deadline - time.perf_counter()))
+        for lane in lanes:
+            if lane.capture.is_alive():
+                lane.source.close()
+                lane.capture.join(5.0)
 
-    def _total_frames(self, source) -> Optional[int]:
-        counts = [n for n in (source.frame_count, self.config.pipeline.max_frames) if n]
-        return min(counts) if counts else None
 
-    def _make_sinks(self, fps: float, headless: bool, source, out_dir: str, status: LiveStatus):
-        cfg = self.config.output
-        sinks = []
-        if not headless:
-            sinks.append(DisplaySink("jetcam_app"))
-        # --save (the default for images): annotated images under their own names; a video as <run>/annotated.mp4
-        if source.still_images and cfg.save is not False:
-            sinks.append(ImageFilesSink(out_dir, source.files))
-        elif cfg.save and not cfg.record:
-            sinks.append(LazyVideoFileSink(os.path.join(out_dir, "annotated.mp4"), fps))
-        if cfg.record:
-            if source.still_images:
-                log.warning("--record makes one video of the images, each resized to the first one's size; the "
-                            "annotated images themselves are saved in %s", out_dir)
-            sinks.append(LazyVideoFileSink(cfg.record, fps))
-        if cfg.http_port:
-            web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status)
-            sinks.append(web)
-            log.info("live page on %s%s", web.url, "?token=..." if cfg.http_token else "")
-        return build_sinks(sinks)
-
-    def _make_input_recorder(self, source, fps: float):
-        if not self.config.output.save_input:
-            return None
-        return LazyInputRecorder(self.config.output.save_input, source.nominal_fps or fps)
-
-    def _write_summary(self, out_dir, capture, processed, wall_s, timings, target_fps, source, adapter, stats,
-                       engine_health=None):
-        captured = capture.captured if capture is not None else 0
-        engine_health = dict(engine_health or {})
-        # frames a remote engine lost (server gone, request timed out) count as dropped, like a camera's overwrites
-        dropped = (capture.dropped if capture is not None else 0) + int(engine_health.get("engine_dropped_frames", 0))
-        summary = build_summary(captured, processed, dropped, wall_s, timings, target_fps, dict({
-            "unprocessed_at_stop": max(0, captured - processed - dropped),
-            "stop_reason": self.stop_reason, "source": source.describe(), "reconnects": source.reconnects,
-            "out_dir": out_dir, "started_unix": self.started_unix,
-            "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
-            "model": self.config.model.name, "weights": adapter.describe_weights(),
-            "backend": self.config.engine.backend, "precision": self.config.engine.precision,
-            "stats_provider": stats.provider_report() if stats is not None else None,
-            # frames whose fused-graph result was not provably exact and went through the dynamic postprocessing
-            "graph_fallbacks": self._stages.fallbacks if self._stages is not None else None,
-            "config": to_dict(self.config),
-        }, **engine_health))
-        path = os.path.join(out_dir, "summary.json")
-        try:
-            write_json_atomic(path, summary, self._reserve)
-        except OSError as e:
-            log.error("could not write %s: %s", path, e)
-        return summary
+def _emit_batch(emitter: FrameEmitter, lanes: List[SourceLane], results: List[Any]) -> None:
+    """The batch's processed frames to the emitter; a frame a remote engine dropped (None) is counted against its
+    source (and in the engine's health()) and not towards --max-frames."""
+    kept = []
+    for lane, done in zip(lanes, results):
+        lane.settle(done is not None)
+        if done is not None:
+            kept.append((lane, done))
+    if kept:
+        emitter.emit(kept)

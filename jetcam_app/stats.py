@@ -1,4 +1,5 @@
-"""RAM and GPU memory sampled by a poller thread (jtop -> NVML -> psutil), never on the per-frame path."""
+"""The machine the run is on: its usable cores, whether it is a Jetson, and RAM and GPU memory sampled by a poller
+thread (jtop -> NVML -> psutil), never on the per-frame path."""
 from __future__ import annotations
 
 import logging
@@ -12,12 +13,36 @@ from typing import Any, Dict, Optional
 import psutil
 
 from .errors import first_line
-from .jetson import is_jetson  # noqa: F401  (re-exported: callers import it from here)
 
 log = logging.getLogger(__name__)
 
 MB = 1024.0 * 1024.0
 JTOP_SOCKET = "/run/jtop.sock"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (sched_getaffinity sees container and taskset limits): one count for the
+    engines' threads, the drawing pool and the decoders."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_threads(requested: int) -> int:
+    """`requested` threads, or at 0 one per usable core."""
+    return requested if requested > 0 else usable_cores()
+
+
+def is_jetson() -> bool:
+    """Whether this machine is an NVIDIA Jetson (L4T release file, or the device-tree model name)."""
+    if os.path.exists("/etc/nv_tegra_release"):
+        return True
+    try:
+        with open("/proc/device-tree/model", "rb") as f:
+            return b"jetson" in f.read().lower()
+    except OSError:
+        return False
 
 
 @dataclass

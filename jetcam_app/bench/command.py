@@ -18,9 +18,8 @@ try:  # matplotlib's FreeType must load before a GStreamer source brings the sys
 except ImportError:  # the report says why its plots are missing
     pass
 from ..config import PRECISIONS, ROOT, Config, EngineConfig, ModelConfig, PipelineConfig, SourceConfig, validate
-from ..errors import BackendUnavailable, ConfigError, JetcamError, SourceError
+from ..errors import BackendUnavailable, ConfigError, JetcamError, SourceError, on_stop_signals, raise_keyboard_interrupt
 from ..registry import BACKENDS, MODELS
-from ..signals import on_stop_signals, raise_keyboard_interrupt
 from .progress import ProgressBar
 
 REFERENCE = ("cpu", "fp32")

@@ -150,7 +150,8 @@ def _build(job: Dict[str, Any]):
 
 
 def _app_stages(adapter, engine, cuda_graph: bool):
-    """The app's inference stages, one frame in flight (the bench times each frame on its own)."""
+    """The app's inference stages (the pipeline's own), one frame at a time and one in flight (the bench times each
+    frame on its own)."""
     from ..inference.fused_stages import make_stages
 
     return make_stages(adapter=adapter, engine=engine, cuda_graph=cuda_graph, outline_boxes=False, in_flight=1)
@@ -239,7 +240,7 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     stages = _app_stages(adapter, engine, bool(job.get("cuda_graph", False)))
     first = inputs["image_00000"]
     for i in range(warmup):
-        stages.finish(stages.submit(Frame(first, i, 0.0, time.perf_counter())))
+        stages.finish(stages.submit([Frame(first, i, 0.0, time.perf_counter())]))
         engine.synchronize()
     pre_ms, infer_ms, post_ms, e2e_ms = [], [], [], []  # type: List[float], List[float], List[float], List[float]
     e2e_busy_s = 0.0
@@ -247,7 +248,7 @@ def _run(job: Dict[str, Any], result: Dict[str, Any]) -> None:
     for i in range(frames):
         image = inputs["image_%05d" % i]  # read from the file outside the timed region
         t0 = time.perf_counter()
-        processed = stages.finish(stages.submit(Frame(image, i, 0.0, t0)))
+        processed, = stages.finish(stages.submit([Frame(image, i, 0.0, t0)]))  # a batch of one, as one source's
         engine.synchronize()
         t3 = time.perf_counter()
         pre_ms.append(processed.timing.pre_ms)

@@ -1,4 +1,5 @@
-"""Box outlines drawn on the GPU, inside the fused CUDA graph: the same pixels Overlay's outlines draw.
+"""Box outlines drawn on the GPU, inside the fused CUDA graph: the same pixels Overlay's outlines draw, from the
+colours and thickness defined here for both.
 
 jetson-utils draws detection boxes with CUDA for the same reason: on the host, a hundred outlines a frame
 (random weights, a crowd) cost a drawing thread dozens of OpenCV calls, each giving the GIL up and queueing
@@ -13,9 +14,27 @@ and it selects the colour, so the result does not depend on the order the GPU wr
 """
 from __future__ import annotations
 
+import colorsys
+import functools
+from typing import Tuple
+
 import torch
 
-from ..palette import PALETTE_SIZE, box_thickness, class_color
+PALETTE_SIZE = 20  # class ids share PALETTE_SIZE colours: all boxes of a colour are drawn in one call
+
+
+def box_thickness(height: int) -> int:
+    """Outline thickness in pixels for a frame of this height (2 px at 720p)."""
+    return max(1, int(round(height / 360.0)))
+
+
+@functools.lru_cache(maxsize=1024)
+def class_color(class_id: int) -> Tuple[int, int, int]:
+    """A stable, saturated BGR colour per class id (golden-ratio hue steps keep neighbours apart); ids
+    PALETTE_SIZE apart share a colour, the label names the class."""
+    hue = ((int(class_id) % PALETTE_SIZE) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return (int(b * 255), int(g * 255), int(r * 255))
 
 
 class OutlinePainter:

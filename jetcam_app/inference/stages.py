@@ -1,17 +1,22 @@
-"""The per-frame inference stages (preprocess -> infer -> postprocess) with honest stage times.
+"""The Stages protocol and the eager stages: a batch of 1..N frames, each preprocessed, one engine call, each
+postprocessed, with honest stage times.
 
-On CUDA preprocessing and inference are queued without waiting and timed with CUDA events (read once the
-result is back); postprocessing, which waits for the result, is timed by the wall clock. On the CPU every
-stage is timed with perf_counter.
+One source is a batch of one; several sources share batches (the scheduler gathers them). On CUDA preprocessing and
+inference are queued without waiting and timed with CUDA events (read once the result is back); postprocessing,
+which waits for the result, is timed by the wall clock. On the CPU every stage is timed with perf_counter. Per
+frame, timing.csv holds its own preprocessing and postprocessing and the whole batch's inference (the frame waited
+for all of it). Fixed-shape engines (ONNX Runtime, TensorRT, torch2trt) are built for `max_batch` frames and a
+smaller batch is padded to it; eager torch runs the batch as it comes.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 
+from ..errors import ConfigError
 from ..types import Frame, FrameTiming, Result
 from .host_buffers import HostFramePool
 
@@ -35,22 +40,6 @@ class StageClock:
 
 
 @dataclass
-class InFlight:
-    frame: Frame
-    outputs: Tuple[torch.Tensor, ...]
-    marks: Tuple[Any, Any, Any, Any]  # preprocessing's start and end, inference's start and end
-    submitted: float  # perf_counter at submit
-    slot: Any = None  # the fused graph's buffers holding this frame (fused_stages.py); None for eager stages
-    drawn: Any = None  # the frame with its box outlines drawn by the fused graph, once the result is back
-
-    def timing(self, clock: "StageClock", post_ms: float) -> FrameTiming:
-        pre_start, pre_end, infer_start, infer_end = self.marks
-        return FrameTiming(queue_wait_ms=(self.submitted - self.frame.capture_time) * 1000.0,
-                           pre_ms=clock.elapsed_ms(pre_start, pre_end), infer_ms=clock.elapsed_ms(infer_start, infer_end),
-                           post_ms=post_ms)
-
-
-@dataclass
 class Processed:
     frame: Frame
     result: Result
@@ -62,69 +51,141 @@ class Processed:
 class Stages(Protocol):
     """What the pipeline may ask of the inference stages; the eager and the fused (CUDA graph) stages implement it.
 
-    in_flight: frames the pipeline keeps submitted before it finishes the oldest (1 = one at a time).
-    host_buffers: a pool of (page-locked) frame buffers for the source to be built with and decode into, or None.
+    max_batch: the most frames one submit() takes (1 for one source); padded_batch: the batch a fixed-shape engine
+    runs every batch at (0 = none).
+    in_flight: batches the pipeline keeps submitted before it finishes the oldest (1 = one at a time).
+    host_buffers: a pool of (page-locked) frame buffers for the sources to be built with and decode into, or None.
     outlines_on_device: box outlines may come back drawn on the frame (Processed.outlined says per frame).
     fallbacks: frames whose fused result was not provably exact and went through the dynamic path; None where the
-    stages have no fused result (the summary's graph_fallbacks)."""
+    stages have no fused result (the summary's graph_fallbacks).
+    padded_frames: batch slots run without a frame; copied_frames: frames copied into a page-locked buffer on the
+    inference thread (None where the stages do not count them)."""
 
+    max_batch: int
+    padded_batch: int
     in_flight: int
     host_buffers: Optional[HostFramePool]
     outlines_on_device: bool
     fallbacks: Optional[int]
+    padded_frames: int
+    copied_frames: Optional[int]
+
+    def warm_up(self) -> None:
+        """Run what the first batches would otherwise autotune, before the clock starts."""
 
     def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
         """Get ready for frames of this shape (capture graphs) before the clock starts."""
 
-    def submit(self, frame: Frame) -> "InFlight":
-        """Start a frame; may return before the device is done."""
+    def submit(self, frames: Sequence[Frame]) -> Any:
+        """Start a batch of 1..max_batch frames; may return before the device is done."""
 
-    def finish(self, work: "InFlight") -> "Optional[Processed]":
-        """Wait for a submitted frame and return its result and timings (None: a remote engine dropped it)."""
+    def finish(self, work: Any) -> "List[Optional[Processed]]":
+        """Wait for a submitted batch: a Processed per frame, in the order given (None: a remote engine dropped it)."""
 
 
-class InferenceStages:
-    """The eager stages: one torch call per operation, on the engine's device."""
+def batch_example(adapter, batch: int) -> torch.Tensor:
+    """The example input a fixed-shape engine is built for: `batch` frames of the adapter's input size."""
+    example = adapter.example_input()
+    return example.repeat((batch,) + (1,) * (example.dim() - 1)) if batch > 1 else example
 
-    host_buffers = None  # type: Optional[HostFramePool]  # frames are copied from wherever they were decoded
+
+def split_outputs(outputs: Sequence[torch.Tensor], i: int) -> Tuple[torch.Tensor, ...]:
+    """Frame i's outputs as a batch of one (what every adapter's postprocess reads: outputs[k][0])."""
+    return tuple(o[i:i + 1] for o in outputs)
+
+
+@dataclass
+class EagerBatch:
+    frames: List[Frame]
+    outputs: Any  # the outputs; a remote engine's request until finish()
+    pre_marks: List[Tuple[Any, Any]]  # each frame's preprocessing start and end
+    infer_marks: Tuple[Any, Any]
+    submitted: float  # perf_counter at submit
+
+
+class EagerStages:
+    """The eager stages: one torch call per operation, on the engine's device. Frames of any sizes may share a
+    batch: the adapter resizes each."""
+
     outlines_on_device = False
-    fallbacks = None  # type: Optional[int]  # no fused result to fall back from
+    copied_frames = None  # type: Optional[int]  # frames are preprocessed from wherever they were decoded
 
-    def __init__(self, adapter, engine, in_flight: int = 0):
+    def __init__(self, adapter, engine, max_batch: int = 1, in_flight: int = 0):
         self.adapter = adapter
         self.engine = engine
+        self.max_batch = max(1, int(max_batch))
         self.remote = engine.capabilities.asynchronous
         # a remote engine's round trip is timed on the host (Request.sent / received), so its stages are too
         self.clock = StageClock(torch.device("cpu") if self.remote else engine.device)
-        # On CUDA submit() returns before the GPU is done, so with two frames in flight (unless pipeline.in_flight
-        # says otherwise) the next frame's upload overlaps the GPU's work and the previous frame is drawn
-        # meanwhile. An asynchronous engine (a Triton server) answers later too: its network round trips overlap
-        # capture and drawing with four frames in flight. Elsewhere submit() does the work: one frame at a time.
-        self.in_flight = (in_flight or (4 if self.remote else 2)) if (self.clock.cuda or self.remote) else 1
+        # On CUDA submit() returns before the GPU is done, so with two batches in flight (unless pipeline.in_flight
+        # says otherwise) the next upload overlaps the GPU's work and the previous batch is drawn meanwhile. An
+        # asynchronous engine (a Triton server) answers later too: its network round trips overlap capture and
+        # drawing with four in flight. Elsewhere submit() does the work: one at a time.
+        self.in_flight = (in_flight or 4) if self.remote else ((in_flight or 2) if self.clock.cuda else 1)
+        self.padded_batch = engine.fixed_batch()
+        if self.padded_batch and self.padded_batch < self.max_batch:
+            raise ConfigError("the %s runs batches of %d, fewer than pipeline.max_batch %d; load it with "
+                              "batch_example(adapter, %d)" % (type(engine).__name__, self.padded_batch, self.max_batch,
+                                                              self.max_batch))
+        self.padded_frames = 0  # batch slots run without a frame (fixed-shape engines), for the summary
+        self.fallbacks = None  # type: Optional[int]  # no fused result to fall back from
+        self.host_buffers = None  # type: Optional[HostFramePool]  # frames are copied from wherever they were decoded
+
+    def warm_up(self) -> None:
+        """Run every batch size the engine will see once, before the clock starts: cuDNN autotuning and ONNX
+        Runtime's first run of a shape happen here, not on a camera's frame. One frame at a time needs none: the
+        first frame is the only new shape."""
+        if self.max_batch == 1:
+            return
+        sizes = [self.padded_batch] if self.padded_batch else range(1, self.max_batch + 1)
+        example = self.adapter.example_input(self.engine.device, self.engine.input_dtype)
+        for size in sizes:
+            self.engine.infer(example.repeat((size,) + (1,) * (example.dim() - 1)))
+        self.engine.synchronize()
 
     def prepare(self, shape_hwc: Tuple[int, int, int]) -> None:
-        """Nothing to capture: the eager stages take frames of any shape as they come."""
+        """Nothing to capture: frames of any shape are preprocessed as they come."""
 
-    def submit(self, frame: Frame) -> InFlight:
+    def submit(self, frames: Sequence[Frame]) -> EagerBatch:
         """Preprocess and start inference; on CUDA this returns before the GPU is done."""
+        if not 0 < len(frames) <= self.max_batch:
+            raise ValueError("a batch holds 1 to %d frames, got %d" % (self.max_batch, len(frames)))
         now = time.perf_counter()
-        t0 = self.clock.mark()
-        batch = self.adapter.preprocess(frame.image, self.engine.device, self.engine.input_dtype)
-        t1 = self.clock.mark()
-        outputs = self.engine.infer_async(batch) if self.remote else self.engine.infer(batch)
+        device, dtype = self.engine.device, self.engine.input_dtype
+        tensors, pre_marks = [], []
+        for frame in frames:
+            t0 = self.clock.mark()
+            tensors.append(self.adapter.preprocess(frame.image, device, dtype))
+            pre_marks.append((t0, self.clock.mark()))
+        t1 = pre_marks[-1][1]
+        pad = self.padded_batch - len(tensors) if self.padded_batch else 0
+        if pad > 0:  # the padding's outputs are never read: any input of the right shape will do
+            tensors.extend([tensors[-1]] * pad)
+            self.padded_frames += pad
+        batch = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+        outputs = self.engine.infer_async(batch) if self.remote else tuple(self.engine.infer(batch))
         t2 = self.clock.mark()
-        return InFlight(frame, outputs, (t0, t1, t1, t2), now)
+        return EagerBatch(list(frames), outputs, pre_marks, (t1, t2), now)
 
-    def finish(self, work: InFlight) -> Optional[Processed]:
-        """Postprocess (decoding and NMS on the outputs' device; kept boxes come back) and read the timings.
-        A remote engine's frame: infer_ms is the request's round trip; None when the engine dropped the frame."""
+    def finish(self, work: EagerBatch) -> List[Optional[Processed]]:
+        """Postprocess each frame on its slice of the outputs (decoding and NMS on the outputs' device) and read the
+        timings. A remote engine's batch: inference is the request's round trip; every frame None when the engine
+        dropped the request."""
         if self.remote:
             request = work.outputs
             work.outputs = self.engine.result(request)
             if work.outputs is None:
-                return None
-            work.marks = (work.marks[0], work.marks[1], request.sent, request.received)
-        start = time.perf_counter()
-        result = self.adapter.postprocess(work.outputs, work.frame.image.shape[:2])
-        post_ms = (time.perf_counter() - start) * 1000.0  # wall time: on CUDA it includes waiting for the result
-        return Processed(work.frame, result, work.timing(self.clock, post_ms))
+                return [None] * len(work.frames)
+            work.infer_marks = (request.sent, request.received)
+        done = []  # type: List[Optional[Processed]]
+        for i, frame in enumerate(work.frames):
+            start = time.perf_counter()
+            # postprocess reads outputs[k][0]: the first frame needs no slice, padded or not
+            outputs = work.outputs if i == 0 else split_outputs(work.outputs, i)
+            result = self.adapter.postprocess(outputs, frame.image.shape[:2])
+            post_ms = (time.perf_counter() - start) * 1000.0  # wall time: on CUDA it includes waiting for the result
+            timing = FrameTiming(queue_wait_ms=(work.submitted - frame.capture_time) * 1000.0,
+                                 pre_ms=self.clock.elapsed_ms(*work.pre_marks[i]),
+                                 infer_ms=self.clock.elapsed_ms(*work.infer_marks), post_ms=post_ms)
+            done.append(Processed(frame, result, timing))
+        return done

@@ -26,27 +26,6 @@ def _figures(latest: tuple) -> Dict[str, Any]:
             "ram_total_mb": hud.ram_total_mb, "gpu_mb": hud.gpu_mb, "still_images": hud.still_images}
 
 
-class LiveStatus:
-    """publish() is one reference assignment on the frame path; readers take snapshot() whenever they like."""
-
-    def __init__(self, info: Optional[Dict[str, Any]] = None, total_frames: Optional[int] = None):
-        self.info = dict(info or {})  # fixed for the run: source, model, backend, precision
-        self.total_frames = total_frames  # frames the run will process, where known (files, --max-frames)
-        self.started = time.monotonic()
-        self._latest = None  # type: Optional[tuple]
-
-    def publish(self, hud: HudInfo, processed: int, frame_index: int, captured: int) -> None:
-        self._latest = (hud, processed, frame_index, captured, time.monotonic())  # atomic under the GIL
-
-    def snapshot(self) -> Dict[str, Any]:
-        """A JSON-ready dict: the fixed info, the HUD's figures and the counts (None before the first frame)."""
-        latest = self._latest
-        out = dict(self.info)  # type: Dict[str, Any]
-        out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames})
-        out.update(_empty() if latest is None else _figures(latest))
-        return out
-
-
 class SourceStatus:
     """What the page shows of one source besides its HUD: its reconnects and state, read only when asked."""
 
@@ -57,31 +36,37 @@ class SourceStatus:
         self.state = "running"  # set by note(): ended, failed
 
 
-class MultiLiveStatus(LiveStatus):
-    """One LiveStatus for several sources: publish_source() is one list item assignment on the frame path; the
-    snapshot holds the aggregate at the top (the keys a single source's snapshot has, so the progress line reads it
-    alike) and one section per source under "sources", built only when a reader asks."""
+class LiveStatus:
+    """The live figures of 1..N sources: publish() is one list item assignment on the frame path; readers take
+    snapshot() whenever they like. One source's snapshot is its figures; several sources' holds the aggregate at the
+    top (the keys one source's snapshot has, so the progress line reads it alike) and one section per source under
+    "sources", built only when a reader asks."""
 
-    def __init__(self, info: Optional[Dict[str, Any]], sources: Sequence[SourceStatus]):
-        totals = [s.total_frames for s in sources]
-        super().__init__(info, sum(totals) if totals and all(totals) else None)  # type: ignore[arg-type]
-        self.sources = list(sources)
-        self._index = {s.name: i for i, s in enumerate(self.sources)}
+    def __init__(self, info: Optional[Dict[str, Any]] = None, sources: Sequence[SourceStatus] = ()):
+        self.info = dict(info or {})  # fixed for the run: source, model, backend, precision
+        self.sources = list(sources) or [SourceStatus("")]
+        totals = [s.total_frames for s in self.sources]
+        # frames the run will process, where known (files, --max-frames)
+        self.total_frames = sum(totals) if all(totals) else None  # type: Optional[int]
+        self.started = time.monotonic()
         self._latest_of = [None] * len(self.sources)  # type: List[Optional[tuple]]
 
-    def slot(self, name: str) -> int:
-        """The index publish_source() takes for the source called `name`."""
-        return self._index[name]
-
-    def publish_source(self, slot: int, hud: HudInfo, processed: int, frame_index: int, captured: int) -> None:
+    def publish(self, slot: int, hud: HudInfo, processed: int, frame_index: int, captured: int) -> None:
+        """The newest figures of the source at `slot` (its index in `sources`)."""
         self._latest_of[slot] = (hud, processed, frame_index, captured, time.monotonic())  # atomic under the GIL
 
-    def note(self, name: str, state: str) -> None:
+    def note(self, slot: int, state: str) -> None:
         """A source's state: "ended", "failed"; from any thread."""
-        self.sources[self._index[name]].state = state
+        self.sources[slot].state = state
 
     def snapshot(self) -> Dict[str, Any]:
+        """A JSON-ready dict: the fixed info, the HUD's figures and the counts (None before the first frame)."""
         latest_of = list(self._latest_of)
+        out = dict(self.info)  # type: Dict[str, Any]
+        out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames})
+        if len(self.sources) == 1:
+            out.update(_empty() if latest_of[0] is None else _figures(latest_of[0]))
+            return out
         sections = []
         for source, latest in zip(self.sources, latest_of):
             section = {"name": source.name, "state": source.state, "reconnects": source.reconnects(),
@@ -90,8 +75,6 @@ class MultiLiveStatus(LiveStatus):
             for key in PROCESS_WIDE:
                 del section[key]  # the aggregate's, once
             sections.append(section)
-        out = dict(self.info)  # type: Dict[str, Any]
-        out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames})
         out.update(_aggregate(sections, [x for x in latest_of if x is not None]))
         out["sources"] = sections
         return out

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ..config import OverlayConfig
-from ..palette import PALETTE_SIZE, box_thickness, class_color
+from ..inference.box_outlines import PALETTE_SIZE, box_thickness, class_color
 from ..types import Classification, Detections
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX

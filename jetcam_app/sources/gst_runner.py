@@ -9,7 +9,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ..errors import SourceError
-from ..jetson import is_jetson  # noqa: F401  (re-exported: callers import it from here)
+from ..stats import is_jetson  # noqa: F401  (re-exported: callers import it from here)
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from conftest import ROOT
 from jetcam_app.config import load_config
 from jetcam_app.output.emitter import FrameEmitter
 from jetcam_app.pipeline import Pipeline
-from jetcam_app.sources.capture import LatestFrameSlot, LosslessQueue
+from jetcam_app.sources.lanes import Scheduler
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
@@ -18,7 +18,7 @@ def test_split_accounts_for_the_run_and_puts_everything_back(index_video, tmp_pa
 
     import jetcam_app.pipeline as pipeline_module
 
-    before = (LatestFrameSlot.get, LosslessQueue.get, FrameEmitter.emit, pipeline_module.make_stages)
+    before = (Scheduler.gather, FrameEmitter.emit, pipeline_module.make_stages)
     runs = []
 
     def run():
@@ -36,7 +36,7 @@ def test_split_accounts_for_the_run_and_puts_everything_back(index_video, tmp_pa
     assert split["submit"] > 0.5 * summary["wall_s"] / summary["frames"]["processed"] * 1e6
     assert split["hand to emitter"] > 0 and split["finish"] > 0
     assert sum(split.values()) == pytest.approx(summary["wall_s"] / summary["frames"]["processed"] * 1e6)
-    assert (LatestFrameSlot.get, LosslessQueue.get, FrameEmitter.emit, pipeline_module.make_stages) == before
+    assert (Scheduler.gather, FrameEmitter.emit, pipeline_module.make_stages) == before
 
 
 def test_emitter_cost_parts_lie_within_the_total_and_everything_is_put_back():

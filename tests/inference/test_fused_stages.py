@@ -11,8 +11,8 @@ from jetcam_app.config import load_config
 from jetcam_app.inference.adapters.base import build_core, create_adapter
 from jetcam_app.inference.adapters.static_nms import settled, static_batched_nms
 from jetcam_app.inference.engines.base import create_engine
-from jetcam_app.inference.fused_stages import GraphedStages, default_in_flight, make_stages
-from jetcam_app.inference.stages import InferenceStages
+from jetcam_app.inference.fused_stages import FusedStages, default_in_flight, make_stages
+from jetcam_app.inference.stages import EagerStages
 from jetcam_app.output.overlay import Overlay
 from jetcam_app.types import Frame
 
@@ -121,7 +121,7 @@ def test_prepare_tensor_matches_cuda_preprocess_recipe(photos):
 def test_eager_stages_where_no_graph():
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
     adapter = create_adapter(config.model)
-    assert isinstance(make_stages(adapter, create_engine(config.engine), config.pipeline.cuda_graph), InferenceStages)
+    assert isinstance(make_stages(adapter, create_engine(config.engine), config.pipeline.cuda_graph), EagerStages)
 
 
 @pytest.mark.needs_cuda
@@ -137,8 +137,8 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
     engine = create_engine(config.engine)
     engine.load(build_core(adapter), adapter.example_input(), name)
     fused = make_stages(adapter, engine, config.pipeline.cuda_graph, outline_boxes=True)  # on by default
-    assert isinstance(fused, GraphedStages)
-    eager = InferenceStages(adapter, engine)
+    assert isinstance(fused, FusedStages)
+    eager = EagerStages(adapter, engine)
     assert fused.in_flight == default_in_flight(0, torch.cuda.get_device_properties(0).is_integrated)
     # more frames than slots, so every slot carries a second frame; at most fused.in_flight, as in the pipeline
     frames = [photos["astronaut"], photos["coffee"], photos["astronaut"], photos["motorcycle_left"]]
@@ -153,12 +153,12 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
                 image = pinned
             frame = Frame(image, i, 0.0, 0.0)
             originals[i] = image.copy()
-            in_flight.append((frame, fused.submit(frame)))
+            in_flight.append((frame, fused.submit([frame])))
             if len(in_flight) < fused.in_flight:
                 continue
         frame, work = in_flight.pop(0)
-        got = fused.finish(work)
-        expected = eager.finish(eager.submit(frame))
+        got = fused.finish(work)[0]
+        expected = eager.finish(eager.submit([frame]))[0]
         assert got.timing.infer_ms > 0
         if adapter.task == "classification":
             np.testing.assert_array_equal(got.result.class_ids, expected.result.class_ids)
@@ -174,7 +174,7 @@ def test_fused_graph_equals_eager_stages(name, precision, photos, monkeypatch):
             overlay._metrics(*outlined.shape[:2])
             overlay._draw_outlines(outlined, np.rint(got.result.boxes).astype(np.int32), got.result.labels)
             np.testing.assert_array_equal(got.frame.image, outlined)
-    assert not in_flight and len(fused._slots) == 3  # one graph per frame size, reused for the repeated one
+    assert not in_flight and len(fused._shapes) == 3  # one graph per frame size, reused for the repeated one
     engine.close()
 
 
@@ -195,21 +195,21 @@ def test_capture_failure_falls_back_to_eager_stages(monkeypatch, photos, caplog,
     adapter's hooks raise NotImplementedError): a warning, then every frame through the eager stages."""
     import jetcam_app.inference.fused_stages as graphed
 
-    class Uncapturable(graphed._GraphSlot):
+    class Uncapturable(graphed.BatchGraph):
         def __init__(self, *args):
             raise error
 
-    monkeypatch.setattr(graphed, "_GraphSlot", Uncapturable)
+    monkeypatch.setattr(graphed, "BatchGraph", Uncapturable)
     config = load_config(None, {"model.name": "nanodet", "engine.backend": "cpu"})
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
     engine.load(build_core(adapter), adapter.example_input(), "nanodet")
-    stages = GraphedStages(adapter, engine)
-    eager = InferenceStages(adapter, engine)
+    stages = FusedStages(adapter, engine)
+    eager = EagerStages(adapter, engine)
     with caplog.at_level("WARNING"):
         for i, image in enumerate((photos["astronaut"], photos["coffee"])):
-            got = stages.finish(stages.submit(Frame(image, i, 0.0, 0.0)))
-            expected = eager.finish(eager.submit(Frame(image, i, 0.0, 0.0)))
+            got = stages.finish(stages.submit([Frame(image, i, 0.0, 0.0)]))[0]
+            expected = eager.finish(eager.submit([Frame(image, i, 0.0, 0.0)]))[0]
             np.testing.assert_array_equal(got.result.labels, expected.result.labels)
             np.testing.assert_allclose(got.result.boxes, expected.result.boxes)
     assert sum("could not be captured" in r.message for r in caplog.records) == 1
@@ -221,7 +221,7 @@ def test_the_cuda_engine_captures_no_graph_of_its_own_where_the_fused_graph_runs
     adapter = create_adapter(config.model)
     engine = create_engine(config.engine)
     engine.load(build_core(adapter), adapter.example_input(), "nanodet")
-    assert isinstance(make_stages(adapter, engine, config.pipeline.cuda_graph), GraphedStages)
+    assert isinstance(make_stages(adapter, engine, config.pipeline.cuda_graph), FusedStages)
     assert engine._graph is None  # the fused graph captures forward() itself: a second graph would hold memory
     batch = adapter.example_input(engine.device, engine.input_dtype)
     eager = [t.clone() for t in engine.infer(batch)]

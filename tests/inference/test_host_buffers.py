@@ -114,11 +114,12 @@ def test_a_pipeline_on_pooled_frames_writes_what_it_writes_without_the_pool(tmp_
         if pool is not None:
             make_stages = pipeline_module.make_stages
 
-            def with_pool(adapter, engine, **kwargs):
-                stages = make_stages(adapter, engine, **kwargs)
+            def with_pool(*args, **kwargs):  # the stages take the pool the sources were built with
+                stages = make_stages(*args, **kwargs)
                 stages.host_buffers = pool
                 return stages
 
+            monkeypatch.setattr(pipeline_module, "frame_pool", lambda *args: pool)
             monkeypatch.setattr(pipeline_module, "make_stages", with_pool)
         out = tmp_path / name
         config = load_config(None, {"source.uri": index_video, "model.name": "nanodet", "engine.backend": "cpu",

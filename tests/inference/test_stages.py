@@ -6,9 +6,9 @@ from jetcam_app.config import load_config
 from jetcam_app.inference.adapters.base import create_adapter
 from jetcam_app.inference.engines.base import Capabilities, create_engine
 from jetcam_app.inference.engines.torch_engine import TorchCpuEngine
-from jetcam_app.inference.fused_stages import GraphedStages, make_stages
+from jetcam_app.inference.fused_stages import FusedStages, make_stages
 from jetcam_app.inference.host_buffers import HostFramePool
-from jetcam_app.inference.stages import InferenceStages, Stages
+from jetcam_app.inference.stages import EagerStages, Stages
 
 
 class FusingCpuEngine(TorchCpuEngine):
@@ -28,8 +28,8 @@ def adapter(config):
 
 
 @pytest.mark.parametrize("make", [
-    lambda adapter, engine: InferenceStages(adapter, engine),
-    lambda adapter, engine: GraphedStages(adapter, engine, outline_boxes=True),
+    lambda adapter, engine: EagerStages(adapter, engine),
+    lambda adapter, engine: FusedStages(adapter, engine, outline_boxes=True),
 ], ids=["eager", "fused"])
 def test_both_stages_answer_the_protocol(config, adapter, make):
     stages = make(adapter, create_engine(config.engine))
@@ -43,23 +43,23 @@ def test_both_stages_answer_the_protocol(config, adapter, make):
 
 
 def test_the_eager_stages_on_the_cpu(config, adapter):
-    stages = InferenceStages(adapter, create_engine(config.engine), in_flight=3)
+    stages = EagerStages(adapter, create_engine(config.engine), in_flight=3)
     assert stages.in_flight == 1  # the CPU does the work in submit(): nothing to overlap
     assert stages.host_buffers is None and stages.outlines_on_device is False and stages.fallbacks is None
     stages.prepare((240, 320, 3))  # nothing to capture; any shape is taken as it comes
 
 
 def test_the_fused_stages_without_a_gpu_pool_draw_no_outlines(config, adapter):
-    stages = GraphedStages(adapter, create_engine(config.engine), outline_boxes=True, in_flight=3)
+    stages = FusedStages(adapter, create_engine(config.engine), outline_boxes=True, in_flight=3)
     assert stages.in_flight == 3 and stages.fallbacks == 0
     assert stages.host_buffers is None and stages.outlines_on_device is False
 
 
 @pytest.mark.parametrize("engine_cls, cuda_graph, expected", [
-    (TorchCpuEngine, True, InferenceStages),  # the engine cannot be fused: the option changes nothing
-    (TorchCpuEngine, False, InferenceStages),
-    (FusingCpuEngine, True, GraphedStages),  # the default where the engine allows it (--backend cuda)
-    (FusingCpuEngine, False, InferenceStages),  # --no-cuda-graph
+    (TorchCpuEngine, True, EagerStages),  # the engine cannot be fused: the option changes nothing
+    (TorchCpuEngine, False, EagerStages),
+    (FusingCpuEngine, True, FusedStages),  # the default where the engine allows it (--backend cuda)
+    (FusingCpuEngine, False, EagerStages),  # --no-cuda-graph
 ])
 def test_make_stages_follows_the_option_and_the_capabilities(config, adapter, engine_cls, cuda_graph, expected):
     stages = make_stages(adapter, engine_cls(config.engine), cuda_graph, in_flight=2)

@@ -5,10 +5,12 @@ import time
 import numpy as np
 import pytest
 
-from jetcam_app.config import load_config
+from jetcam_app.config import SourceConfig, load_config
 from jetcam_app.inference.stages import Processed
 from jetcam_app.output.emitter import FrameEmitter
 from jetcam_app.output.sinks.base import Sink
+from jetcam_app.sources.lanes import Doorbell, SourceLane
+from jetcam_app.sources.spec import create_source
 from jetcam_app.stats import StatsPoller
 from jetcam_app.types import Classification, Frame, FrameTiming
 
@@ -42,15 +44,24 @@ def stats():
     poller.stop()
 
 
-def make(tmp_path, sink, stats, **kw):
-    return FrameEmitter(load_config(), str(tmp_path), FakeAdapter(), stats, 33.3, sink, **kw)
+def lane_for(sink, live=False):
+    """One source's lane (a synthetic source, not started) whose frames go to `sink`."""
+    source = create_source(SourceConfig(uri="test://64x48@30%s" % ("?live=1" if live else "")))
+    return SourceLane("cam", source, Doorbell(), 8, 30.0, sink=sink)
+
+
+def make(tmp_path, sink, stats, cls=FrameEmitter, live=False, **kw):
+    lane = lane_for(sink, live)
+    emitter = cls(load_config(), str(tmp_path), FakeAdapter(), stats, [lane], **kw)
+    emitter.emit_one = lambda done: emitter.emit([(lane, done)])
+    return emitter, lane
 
 
 def test_threaded_emitter_keeps_order_and_every_frame(tmp_path, stats):
     sink = RecordingSink()
-    emitter = make(tmp_path, sink, stats, threaded=True)
+    emitter, _ = make(tmp_path, sink, stats, threaded=True)
     for i in range(50):
-        emitter.emit(processed(i))
+        emitter.emit_one(processed(i))
     emitter.close()
     assert sink.indices == list(range(50)) and emitter.processed == 50
     assert len(open(str(tmp_path / "timing.csv")).read().splitlines()) == 51
@@ -60,19 +71,19 @@ def test_threaded_emitter_keeps_order_and_every_frame(tmp_path, stats):
 class SlowOverlayEmitter(FrameEmitter):
     """Drawing takes 5 ms outside the GIL, like OpenCV drawing many boxes; records which threads drew."""
 
-    def _draw(self, done, hud):
+    def _draw(self, lane, done, hud):
         self.drawn_by = getattr(self, "drawn_by", set()) | {threading.current_thread().name}
         time.sleep(0.005 if done.frame.index % 3 else 0.0)  # uneven: later frames may finish drawing first
-        return FrameEmitter._draw(self, done, hud)
+        return FrameEmitter._draw(self, lane, done, hud)
 
 
 @pytest.mark.parametrize("pool", [0, 2])
 def test_parallel_drawing_keeps_order_and_every_frame(tmp_path, stats, monkeypatch, pool):
     monkeypatch.setattr("jetcam_app.output.emitter.draw_threads", lambda threaded, requested, gpu_outlines: pool if threaded else 0)
     sink = RecordingSink()
-    emitter = SlowOverlayEmitter(load_config(), str(tmp_path), FakeAdapter(), stats, 33.3, sink, threaded=True)
+    emitter, _ = make(tmp_path, sink, stats, cls=SlowOverlayEmitter, threaded=True)
     for i in range(40):
-        emitter.emit(processed(i))
+        emitter.emit_one(processed(i))
     emitter.close()
     assert sink.indices == list(range(40)) and emitter.processed == 40
     rows = open(str(tmp_path / "timing.csv")).read().splitlines()[1:]
@@ -83,10 +94,10 @@ def test_parallel_drawing_keeps_order_and_every_frame(tmp_path, stats, monkeypat
 
 def test_threaded_emitter_error_reaches_the_caller_once(tmp_path, stats):
     reasons = []
-    emitter = make(tmp_path, RecordingSink(fail_at=3), stats, threaded=True, on_error=reasons.append)
+    emitter, _ = make(tmp_path, RecordingSink(fail_at=3), stats, threaded=True, on_error=reasons.append)
     with pytest.raises(OSError, match="disk full at frame 3"):
         for i in range(200):
-            emitter.emit(processed(i))
+            emitter.emit_one(processed(i))
     emitter.close()  # reported already: does not raise twice
     assert reasons == ["error: disk full at frame 3"]
     assert emitter.processed == 3
@@ -94,8 +105,8 @@ def test_threaded_emitter_error_reaches_the_caller_once(tmp_path, stats):
 
 
 def test_close_raises_an_error_emit_did_not_see(tmp_path, stats):
-    emitter = make(tmp_path, RecordingSink(fail_at=0), stats, threaded=True)
-    emitter.emit(processed(0))
+    emitter, _ = make(tmp_path, RecordingSink(fail_at=0), stats, threaded=True)
+    emitter.emit_one(processed(0))
     with pytest.raises(OSError):
         emitter.close()
 
@@ -122,11 +133,11 @@ class QuitSink(RecordingSink):
 def test_drops_and_stop_requests_come_through_what_the_emitter_was_built_with(tmp_path, stats):
     drops = [0]
     sink = QuitSink()
-    emitter = make(tmp_path, sink, stats, dropped=lambda: drops[0], live=True)
-    assert emitter.live and not emitter.stop_requested
+    emitter, lane = make(tmp_path, sink, stats, live=True)
+    assert lane.live and not emitter.stop_requested
     for i in range(4):
-        drops[0] = i * 2
-        emitter.emit(processed(i))
+        lane.channel.dropped = drops[0] = i * 2  # what the live source's slot counts as overwritten
+        emitter.emit_one(processed(i))
     emitter.close()
     assert emitter.stop_requested
     rows = open(str(tmp_path / "timing.csv")).read().splitlines()

@@ -14,7 +14,7 @@ import pytest
 from jetcam_app.cli import main
 from jetcam_app.config import OutputConfig
 from jetcam_app.errors import OutputError
-from jetcam_app.output.live_status import LiveStatus
+from jetcam_app.output.live_status import LiveStatus, SourceStatus
 from jetcam_app.output.overlay import HudInfo
 from jetcam_app.output.progress import ProgressReporter
 from jetcam_app.output.run_folder import check_extension, resolve_run_folder
@@ -89,12 +89,12 @@ def test_videos_name_their_source_and_save_only_when_asked(tmp_path, capsys):
 
 
 def publish(status, processed):
-    status.publish(HudInfo(fps=25.0, stage_ms={"infer": 30.0}, realtime_ok=False, dropped=1), processed,
+    status.publish(0, HudInfo(fps=25.0, stage_ms={"infer": 30.0}, realtime_ok=False, dropped=1), processed,
                    processed - 1, processed)
 
 
 def test_progress_logs_a_line_every_few_seconds_off_a_terminal(caplog):
-    status = LiveStatus(total_frames=100)
+    status = LiveStatus(sources=[SourceStatus("cam", total_frames=100)])
     publish(status, 40)
     with caplog.at_level(logging.INFO, logger="jetcam_app.progress"):
         reporter = ProgressReporter(status, stream=io.StringIO(), tty=False, log_every_s=0.05).start()
@@ -108,7 +108,7 @@ def test_progress_logs_a_line_every_few_seconds_off_a_terminal(caplog):
 
 def test_progress_bar_on_a_terminal():
     stream = io.StringIO()
-    status = LiveStatus(total_frames=100)
+    status = LiveStatus(sources=[SourceStatus("cam", total_frames=100)])
     reporter = ProgressReporter(status, stream=stream, tty=True).start()
     publish(status, 60)
     reporter.close()

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jetcam_app.output.live_status import LiveStatus
+from jetcam_app.output.live_status import LiveStatus, SourceStatus
 from jetcam_app.output.overlay import HudInfo
 from jetcam_app.output.sinks.web import BOUNDARY, WebSink
 from jetcam_app.sources.synthetic import decode_index, draw_pattern
@@ -24,7 +24,8 @@ SIZE = (320, 240)
 
 @pytest.fixture
 def sink():
-    status = LiveStatus({"source": "test://", "model": "nanodet", "backend": "cpu", "precision": "fp32"}, 100)
+    status = LiveStatus({"source": "test://", "model": "nanodet", "backend": "cpu", "precision": "fp32"},
+                        [SourceStatus("test", total_frames=100)])
     web = WebSink(port=0, status=status, max_fps=0, max_clients=4, timeout_s=1.0)
     yield web
     web.close()
@@ -56,7 +57,7 @@ def test_page_and_stats(sink):
     assert b"stream.mjpg" in body and b"stats.json" in body
     stats = json.loads(get(sink.url + "stats.json")[2])
     assert stats["model"] == "nanodet" and stats["processed"] == 0 and stats["fps"] is None
-    sink.status.publish(HudInfo(fps=12.5, stage_ms={"infer": 20.0}, realtime_ok=True, dropped=2), 7, 6, 9)
+    sink.status.publish(0, HudInfo(fps=12.5, stage_ms={"infer": 20.0}, realtime_ok=True, dropped=2), 7, 6, 9)
     stats = json.loads(get(sink.url + "stats.json")[2])
     assert (stats["processed"], stats["fps"], stats["dropped"], stats["realtime"]) == (7, 12.5, 2, True)
     assert stats["stage_ms"] == {"infer": 20.0} and stats["total_frames"] == 100

@@ -57,7 +57,7 @@ class ModelAdapter:
         """The result from static_postprocess()'s tensor on the host, or None when only postprocess() is exact."""
         raise NotImplementedError
 
-    # Optional, for the fused batch graph (fused_batch_stages.py): a model whose prepare_tensor() also takes a
+    # Optional, for the fused batch graphs (graph_parts.py): a model whose prepare_tensor() also takes a
     # BxHxWx3 batch and that has static_postprocess_batch(outputs, image_hw) -> (B, ...) packed rows (row i equal to
     # static_postprocess() of frame i) sets this; the graph then runs each step once for the batch, not per frame.
     batched_static = False

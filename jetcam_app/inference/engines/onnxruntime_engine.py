@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ...cores import cpu_threads
+from ...stats import cpu_threads
 from ...errors import BackendUnavailable, ConfigError
 from .base import Capabilities, Engine
 from .onnx_export import export_onnx

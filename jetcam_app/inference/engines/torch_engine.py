@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import torch
 
 from ...config import check_precision
-from ...cores import cpu_threads
+from ...stats import cpu_threads
 from ...errors import BackendUnavailable, ConfigError
 from .base import Capabilities, Engine
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from .config import PRECISIONS
 from .errors import JetcamError
@@ -171,7 +171,7 @@ def run_main(argv: List[str]) -> int:
         config = load_config(args.config, overrides_from(args))
         check_output_paths(config, args.config)
         if args.check:
-            from .doctor import check_config
+            from .check import check_config
 
             return check_config(config, args.config)
         pipeline = Pipeline(config)  # one source or several: one lifecycle

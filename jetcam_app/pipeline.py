@@ -133,6 +133,9 @@ class Pipeline:
         pairs = self._sources
         if pairs is None:
             pairs = [(self._name(c), create_source(c, buffers=pool)) for c in self.source_configs]
+        for _, source in pairs:  # a source the caller built without buffers decodes into the pool too
+            if source.buffers is None:
+                source.buffers = pool
         if not self.several:  # a lone source's failure is the run's
             try:
                 pairs[0][1].open()

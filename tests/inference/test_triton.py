@@ -246,7 +246,7 @@ def test_server_killed_mid_run_drops_frames_and_reconnects(repository, tmp_path)
 def test_server_killed_mid_run_with_several_sources(repository, tmp_path):
     """Two live sources batched to the server: while it is away their frames are dropped and counted per source,
     the engine reconnects and both sources go on to the end."""
-    from jetcam_app.multi_source import MultiSourcePipeline
+    from jetcam_app.pipeline import Pipeline
 
     with LocalTritonServer(repository) as own:
         config = load_config(None, {
@@ -254,7 +254,7 @@ def test_server_killed_mid_run_with_several_sources(repository, tmp_path):
             "model.name": "nanodet", "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton",
             "engine.triton_url": own.grpc_url, "engine.triton_timeout_s": 2.0, "pipeline.max_frames": 12,
             "output.headless": True, "output.out_dir": str(tmp_path), "overlay.hud": False})
-        summary = run_through_an_outage(MultiSourcePipeline(config), own, str(tmp_path / "timing.csv"), rows_first=6)
+        summary = run_through_an_outage(Pipeline(config), own, str(tmp_path / "timing.csv"), rows_first=6)
     sections = list(summary["sources"].values())
     assert summary["engine_reconnects"] >= 1 and summary["engine_dropped_frames"] >= 1
     assert sum(s["engine_dropped_frames"] for s in sections) == summary["engine_dropped_frames"]

@@ -10,10 +10,9 @@ import torch
 from jetcam_app.config import EngineConfig, load_config
 from jetcam_app.inference.adapters.base import build_core
 from jetcam_app.inference.adapters.nanodet import NanoDetAdapter
-from jetcam_app.inference.batch_stages import BatchStages, batch_example
 from jetcam_app.inference.engines.base import create_engine
 from jetcam_app.inference.engines.torch_engine import TorchCpuEngine
-from jetcam_app.inference.stages import InferenceStages
+from jetcam_app.inference.stages import EagerStages, batch_example
 from jetcam_app.types import Frame
 
 from test_multi_source import make_source, run_sources
@@ -36,8 +35,8 @@ def frames_of(photos):
 
 
 def one_by_one(adapter, engine, frames):
-    stages = InferenceStages(adapter, engine)
-    return [stages.finish(stages.submit(frame)).result for frame in frames]
+    stages = EagerStages(adapter, engine)
+    return [stages.finish(stages.submit([frame]))[0].result for frame in frames]
 
 
 def assert_same_detections(batched, single, atol_px=1e-2, score_atol=1e-4):
@@ -60,7 +59,7 @@ def test_eager_torch_batch_equals_one_frame(photos, tmp_path):
     adapter = nanodet()
     engine = load(adapter, "cpu", 1, tmp_path)
     frames = frames_of(photos)
-    stages = BatchStages(adapter, engine, max_batch=3)
+    stages = EagerStages(adapter, engine, max_batch=3)
     done = stages.finish(stages.submit(frames))
     assert [d.frame.index for d in done] == [0, 1, 2] and stages.padded_frames == 0
     assert sum(len(d.result) for d in done) > 0 or adapter.random_weights
@@ -84,12 +83,12 @@ def test_fixed_shape_engines_get_padded_batches(photos, tmp_path):
     engine = FixedBatchCpu(EngineConfig(threads=1))
     engine.load(build_core(adapter), batch_example(adapter, 4), adapter.name)
     frames = frames_of(photos)
-    stages = BatchStages(adapter, engine, max_batch=4)
+    stages = EagerStages(adapter, engine, max_batch=4)
     done = stages.finish(stages.submit(frames))
     assert stages.padded_frames == 1 and len(done) == 3
     assert_same_detections([d.result for d in done], one_by_one(adapter, load(adapter, "cpu", 1, tmp_path), frames))
     with pytest.raises(Exception, match="pipeline.max_batch 8"):
-        BatchStages(adapter, engine, max_batch=8)
+        EagerStages(adapter, engine, max_batch=8)
 
 
 def test_onnxruntime_on_the_cpu_takes_any_batch(photos, tmp_path):
@@ -100,7 +99,7 @@ def test_onnxruntime_on_the_cpu_takes_any_batch(photos, tmp_path):
     single_engine = load(adapter, "onnxruntime", 1, tmp_path)
     assert single_engine.fixed_batch() == 1 and "_1x3x416x416_" in os.path.basename(single_engine.onnx_path)
     frames = frames_of(photos)
-    stages = BatchStages(adapter, batched_engine, max_batch=4)
+    stages = EagerStages(adapter, batched_engine, max_batch=4)
     for k in (3, 1):  # batches of any size, no padding
         done = stages.finish(stages.submit(frames[:k]))
         assert_same_detections([d.result for d in done], one_by_one(adapter, single_engine, frames[:k]))
@@ -124,7 +123,7 @@ def test_cuda_batch_equals_one_frame(photos, tmp_path, precision, graph):
     frames = frames_of(photos)
     batched = load(adapter, "cuda", 4, tmp_path, precision=precision, cuda_graph=graph)
     single = load(adapter, "cuda", 1, tmp_path, precision=precision, cuda_graph=graph)
-    stages = BatchStages(adapter, batched, max_batch=4)
+    stages = EagerStages(adapter, batched, max_batch=4)
     done = stages.finish(stages.submit(frames))
     assert stages.padded_frames == (1 if graph else 0)
     reference = one_by_one(adapter, single, frames)

@@ -9,10 +9,10 @@ import torch
 
 from jetcam_app.config import EngineConfig, load_config
 from jetcam_app.inference.adapters.base import build_core, create_adapter
-from jetcam_app.inference.batch_stages import BatchStages, batch_example, split_outputs
 from jetcam_app.inference.engines.base import create_engine
-from jetcam_app.inference.fused_batch_stages import (FusedBatchStages, batch_body, group_by_shape,
-                                                     make_batch_stages, padded_size, padded_sizes)
+from jetcam_app.inference.fused_stages import FusedStages, make_stages
+from jetcam_app.inference.graph_parts import batch_body, group_by_shape, padded_size, padded_sizes
+from jetcam_app.inference.stages import EagerStages, batch_example, split_outputs
 from jetcam_app.sources.synthetic import CELL_PX, INDEX_BITS
 from jetcam_app.types import Classification, Frame
 
@@ -48,8 +48,8 @@ def test_eager_batch_stages_where_no_fused_graph():
     engine = create_engine(EngineConfig(backend="cpu", threads=1))
     engine.load(build_core(adapter), batch_example(adapter, 2), adapter.name)
     for cuda_graph in (True, False):  # the CPU engine cannot be fused, whatever pipeline.cuda_graph says
-        stages = make_batch_stages(adapter, engine, 2, cuda_graph)
-        assert type(stages) is BatchStages
+        stages = make_stages(adapter, engine, cuda_graph, 2)
+        assert type(stages) is EagerStages
         stages.prepare((240, 320, 3))  # nothing to capture; the multi-source pipeline calls it for every source
 
 
@@ -122,9 +122,9 @@ def cuda_pair(name, precision, max_batch):
                                                                       "model.random_weights": True})).model)
     engine = create_engine(EngineConfig(backend="cuda", precision=precision))
     engine.load(build_core(adapter), batch_example(adapter, max_batch), adapter.name)
-    fused = make_batch_stages(adapter, engine, max_batch, cuda_graph=True)
-    assert isinstance(fused, FusedBatchStages)
-    return adapter, engine, fused, BatchStages(adapter, engine, max_batch)
+    fused = make_stages(adapter, engine, cuda_graph=True, max_batch=max_batch)
+    assert isinstance(fused, FusedStages)
+    return adapter, engine, fused, EagerStages(adapter, engine, max_batch)
 
 
 def assert_same_results(got, expected, precision):
@@ -147,7 +147,7 @@ def eager_padded(eager, batch, sizes):
 
 
 def run_batches(stages, batches):
-    """Submit the batches keeping stages.in_flight in flight (as multi_source's loop); every batch's results."""
+    """Submit the batches keeping stages.in_flight in flight (as the pipeline's loop); every batch's results."""
     results, in_flight = [], []
     for batch in batches:
         in_flight.append(stages.submit(batch))
@@ -222,7 +222,7 @@ def test_mixed_shapes_in_one_batch(photos):
 
 @pytest.mark.needs_cuda
 def test_too_many_shapes_run_eagerly(photos, monkeypatch):
-    import jetcam_app.inference.fused_batch_stages as module
+    import jetcam_app.inference.fused_stages as module
 
     monkeypatch.setattr(module, "MAX_SHAPES", 1)
     adapter, engine, fused, eager = cuda_pair("nanodet", "fp16", max_batch=4)
@@ -303,7 +303,7 @@ def test_video_sources_decode_into_the_fused_graphs_buffers(tmp_path):
 
 
 def test_a_batch_uploads_in_one_call_or_row_by_row_where_torch_refuses(monkeypatch):
-    import jetcam_app.inference.fused_batch_stages as fbs
+    import jetcam_app.inference.graph_parts as fbs
 
     sources = [torch.full((2, 3), float(i)) for i in range(3)]
     targets = [torch.zeros(2, 3) for _ in range(3)]

@@ -11,9 +11,9 @@ import pytest
 
 from jetcam_app.config import SourceConfig, load_config
 from jetcam_app.errors import CaptureTimeout, SourceError
-from jetcam_app.multi_source import MultiSourcePipeline
+from jetcam_app.pipeline import Pipeline
 from jetcam_app.sources.base import Source
-from jetcam_app.sources.mux import Doorbell, Scheduler, SourceFeed
+from jetcam_app.sources.lanes import Doorbell, Scheduler, SourceLane
 from jetcam_app.sources.spec import create_source
 from jetcam_app.sources.synthetic import decode_index, draw_pattern
 from jetcam_app.types import Frame
@@ -31,7 +31,7 @@ def config_for(tmp_path, **overrides):
 def run_sources(tmp_path, sources, adapter=None, **overrides):
     """(summary, {name: [(frame, decoded index), ...]} from predictions.jsonl, timing.csv rows)."""
     config = config_for(tmp_path, **overrides)
-    pipeline = MultiSourcePipeline(config, sources=sources, adapter=adapter or IndexAdapter())
+    pipeline = Pipeline(config, sources=sources, adapter=adapter or IndexAdapter())
     summary = pipeline.run()
     lines = {}
     with open(os.path.join(config.output.out_dir, "predictions.jsonl")) as f:
@@ -165,7 +165,7 @@ def test_the_heap_alive_before_the_run_is_frozen_during_it_and_thawed_after(tmp_
     sources = [("a", make_source("test://320x240@30?frames=5")), ("b", make_source("test://320x240@30?frames=3"))]
     adapter = HeapWatchingAdapter()
     config = config_for(tmp_path, **{"pipeline.max_batch": 2})
-    MultiSourcePipeline(config, sources=sources, adapter=adapter).run()
+    Pipeline(config, sources=sources, adapter=adapter).run()
     per_frame = adapter.frozen[-8:]  # the calls before them are the warm-up, before the run
     assert len(per_frame) == 8 and min(per_frame) > 10000  # torch alone is tens of thousands of objects
     assert gc.get_freeze_count() == 0
@@ -182,24 +182,25 @@ def test_a_source_that_does_not_open_is_left_out(tmp_path):
 
 def test_scheduler_is_round_robin_with_one_frame_per_source_a_round():
     bell = Doorbell()
-    feeds = [SourceFeed(name, make_source("test://320x240@30?frames=6"), bell, queue_size=6) for name in "abc"]
-    for feed in feeds:
-        feed.source.open()
-        feed.capture.start()
+    lanes = [SourceLane(name, make_source("test://320x240@30?frames=6"), bell, queue_size=6, target_fps=30.0)
+             for name in "abc"]
+    for lane in lanes:
+        lane.source.open()
+        lane.capture.start()
     try:
         deadline = time.time() + 60
-        while any(f.capture.captured < 6 for f in feeds) and time.time() < deadline:
+        while any(lane.captured() < 6 for lane in lanes) and time.time() < deadline:
             time.sleep(0.01)
-        scheduler = Scheduler(feeds, bell, max_batch=2)
+        scheduler = Scheduler(lanes, bell, max_batch=2)
         rounds = []
         while not scheduler.finished:
             batch = scheduler.gather(0.5)
             if batch:
-                rounds.append(["%s%d" % (feed.name, decode_index(frame.image)) for feed, frame in batch])
+                rounds.append(["%s%d" % (lane.name, decode_index(frame.image)) for lane, frame in batch])
     finally:
-        for feed in feeds:
-            feed.stop.set()
-            feed.capture.join(5)
+        for lane in lanes:
+            lane.stop.set()
+            lane.capture.join(5)
     assert rounds[:4] == [["a0", "b0"], ["c0", "a1"], ["b1", "c1"], ["a2", "b2"]]
     assert sum(len(r) for r in rounds) == 18
 
@@ -230,8 +231,8 @@ def test_page_locked_buffers_for_every_frame_the_sources_can_hold_are_reserved_b
     import numpy as np
 
     from jetcam_app.inference.host_buffers import HostFramePool
-    from jetcam_app.multi_source import _reserve_buffers
-    from jetcam_app.output.multi_emitter import QUEUED_BATCHES
+    from jetcam_app.output.emitter import QUEUED_BATCHES
+    from jetcam_app.pipeline import reserve_buffers
 
     class Stages:
         in_flight = 2
@@ -242,7 +243,7 @@ def test_page_locked_buffers_for_every_frame_the_sources_can_hold_are_reserved_b
     for source in sources:
         source.open()
         source.buffers = Stages.host_buffers
-    _reserve_buffers(Stages, sources, queue_size=8)
+    reserve_buffers(Stages, sources, queue_size=8)
     lossless, live = 8 + 1 + 2 + QUEUED_BATCHES + 1, 1 + 1 + 2 + QUEUED_BATCHES + 1
     assert Stages.host_buffers.reserve((240, 320, 3), 0) == 2 * lossless
     assert Stages.host_buffers.reserve((144, 256, 3), 0) == live
@@ -252,7 +253,7 @@ def test_page_locked_buffers_for_every_frame_the_sources_can_hold_are_reserved_b
 
 
 def test_several_video_files_share_the_cores_between_their_decoders_unless_set():
-    from jetcam_app.multi_source import SEVERAL_DECODE_THREADS, several_decoders
+    from jetcam_app.pipeline import SEVERAL_DECODE_THREADS, several_decoders
 
     one = [SourceConfig(uri="a.mp4")]
     assert several_decoders(one)[0].decode_threads == 0  # one source: OpenCV's choice, as before
@@ -265,7 +266,7 @@ def test_several_video_files_share_the_cores_between_their_decoders_unless_set()
     assert several_decoders([SourceConfig(uri="a.mp4")] * 2, cores=128)[0].decode_threads == 16
     config = load_config(overrides={"sources": ["a.mp4", {"uri": "b.mp4", "decode_threads": 5}]})
     share = several_decoders([SourceConfig(uri="a.mp4")] * 2)[0].decode_threads
-    assert [c.decode_threads for c in MultiSourcePipeline(config).config.sources] == [share, 5]
+    assert [c.decode_threads for c in Pipeline(config).config.sources] == [share, 5]
 
 
 def test_timing_rows_of_several_sources_carry_their_time_since_the_clock_started(tmp_path):

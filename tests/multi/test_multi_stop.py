@@ -1,7 +1,7 @@
 """A stop request (Ctrl-C, SIGTERM) ends a run of endless sources: everything in flight emitted, summary written."""
 import threading
 
-from jetcam_app.multi_source import MultiSourcePipeline
+from jetcam_app.pipeline import Pipeline
 
 from index_model import IndexAdapter
 from test_multi_source import config_for, make_source
@@ -10,7 +10,7 @@ from test_multi_source import config_for, make_source
 def test_stop_request_ends_endless_sources(tmp_path):
     config = config_for(tmp_path)
     sources = [("a", make_source("test://320x240@30")), ("b", make_source("test://320x240@30?live=1"))]
-    pipeline = MultiSourcePipeline(config, sources=sources, adapter=IndexAdapter())
+    pipeline = Pipeline(config, sources=sources, adapter=IndexAdapter())
     ticker = threading.Timer(1.5, pipeline.request_stop, args=("SIGINT",))
     ticker.start()
     try:

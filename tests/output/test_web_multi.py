@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from jetcam_app.config import load_config
-from jetcam_app.multi_source import MultiSourcePipeline
-from jetcam_app.output.live_status import MultiLiveStatus, SourceStatus
+from jetcam_app.output.live_status import LiveStatus, SourceStatus
 from jetcam_app.output.overlay import HudInfo
 from jetcam_app.output.progress import ProgressReporter, describe
+from jetcam_app.pipeline import Pipeline
 
 from test_web_browser import _serving, browser, free_port, wait_for
 
@@ -43,7 +43,7 @@ def live_run(tmp_path_factory):
     config = load_config(None, {"sources": SOURCES, "model.name": "mobilenet_v2", "model.random_weights": True,
                                 "engine.threads": 1, "output.out_dir": str(tmp_path_factory.mktemp("out")),
                                 "output.headless": True, "output.http_port": port, "output.http_token": "t0k"})
-    pipeline = MultiSourcePipeline(config)
+    pipeline = Pipeline(config)
     runner = threading.Thread(target=pipeline.run)
     runner.start()
     try:
@@ -145,21 +145,21 @@ def hud(fps, realtime_ok, p95_ms, budget_ms, dropped=0):
 
 
 def test_aggregate_verdict_is_every_sources_and_progress_reads_it(caplog):
-    status = MultiLiveStatus({"source": "a, b"}, [SourceStatus("a", total_frames=50),
-                                                  SourceStatus("b", lambda: 3, total_frames=30)])
+    status = LiveStatus({"source": "a, b"}, [SourceStatus("a", total_frames=50),
+                                             SourceStatus("b", lambda: 3, total_frames=30)])
     empty = status.snapshot()
     assert empty["processed"] == 0 and empty["realtime"] is None and empty["total_frames"] == 80
     assert [s["name"] for s in empty["sources"]] == ["a", "b"] and empty["sources"][1]["reconnects"] == 3
     assert describe(empty) == "- fps in all, 0 dropped, 0/2 sources real-time, measuring"
-    status.publish_source(status.slot("a"), hud(30.0, True, 20.0, 33.3), 10, 9, 10)
+    status.publish(0, hud(30.0, True, 20.0, 33.3), 10, 9, 10)
     assert status.snapshot()["realtime"] is None  # b is still measuring
-    status.publish_source(status.slot("b"), hud(10.0, True, 90.0, 100.0, dropped=2), 5, 4, 7)
+    status.publish(1, hud(10.0, True, 90.0, 100.0, dropped=2), 5, 4, 7)
     snapshot = status.snapshot()
     assert (snapshot["realtime"], snapshot["realtime_sources"], snapshot["worst_source"]) == (True, 2, "b")
     assert (snapshot["processed"], snapshot["captured"], snapshot["dropped"], snapshot["fps"]) == (15, 17, 2, 40.0)
     assert (snapshot["p95_ms"], snapshot["budget_ms"]) == (90.0, 100.0)
-    status.publish_source(status.slot("a"), hud(20.0, False, 50.0, 33.3), 11, 10, 11)
-    status.note("b", "ended")
+    status.publish(0, hud(20.0, False, 50.0, 33.3), 11, 10, 11)
+    status.note(1, "ended")
     snapshot = status.snapshot()
     assert (snapshot["realtime"], snapshot["realtime_sources"], snapshot["worst_source"]) == (False, 1, "a")
     assert snapshot["sources"][1]["state"] == "ended" and snapshot["sources"][1]["processed"] == 5

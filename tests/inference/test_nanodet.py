@@ -1,5 +1,4 @@
 """NanoDet-g: real weights on real photos (boxes against hand-measured regions), box mapping, export, errors."""
-from __future__ import annotations
 
 import inspect
 import io

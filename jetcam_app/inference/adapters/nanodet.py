@@ -10,7 +10,6 @@ builds with random weights without any file. The weights are mapped by name: TFJ
 registers its Conv2d layers; each pair is checked by shape, stride and padding, and the outputs were checked
 against a reference ONNX conversion of the same file run by ONNX Runtime (max abs diff 8.1e-6 over the six outputs).
 """
-from __future__ import annotations
 
 import os
 from typing import Dict, List, Optional, Sequence, Tuple

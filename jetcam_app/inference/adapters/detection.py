@@ -213,7 +213,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         flat = scores.flatten()
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
         labels = top % classes + 1
-        cand_boxes = boxes[top // classes]
+        cand_boxes = boxes[torch.div(top, classes, rounding_mode="floor")]
         class_rank = (labels[:, None] == labels[None, :]).tril(-1).sum(1)  # better candidates of the same class
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
@@ -230,7 +230,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         flat = scores.flatten(-2)
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.shape[-1]), dim=-1)
         labels = top % classes + 1
-        cand_boxes = torch.gather(boxes, 1, (top // classes).unsqueeze(-1).expand(top.shape + (4,)))
+        cand_boxes = torch.gather(boxes, 1, torch.div(top, classes, rounding_mode="floor").unsqueeze(-1).expand(top.shape + (4,)))
         class_rank = (labels[..., :, None] == labels[..., None, :]).tril(-1).sum(-1)
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)

@@ -1,6 +1,7 @@
 """torchvision's weights and builders for the built-in models, on every torchvision the app runs with: its weights
 enums and `weights=` builders (0.13+), or for older releases (0.11 on JetPack 4.6, which has neither) the same files
 and preprocessing described here and the `pretrained=` builders."""
+import inspect
 import os
 from typing import Any, Dict, Tuple
 
@@ -59,12 +60,10 @@ def default_weights(module: Any, enum_name: str) -> Any:
 
 def build(builder: Any, **kwargs: Any) -> Any:
     """builder(weights=None, [weights_backbone=None,] **kwargs): an untrained model; on torchvision before 0.13
-    the same with pretrained=False (and pretrained_backbone=False)."""
-    try:
+    the same with pretrained=False (and pretrained_backbone=False). Told apart by the builder's signature: a wrong
+    guess would build (and download) a pretrained backbone before failing."""
+    if "weights" in inspect.signature(builder).parameters:
         return builder(weights=None, **kwargs)
-    except TypeError as e:
-        if "weights" not in str(e):
-            raise
     legacy = {"pretrained": False}
     if "weights_backbone" in kwargs:
         del kwargs["weights_backbone"]

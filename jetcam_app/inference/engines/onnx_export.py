@@ -21,7 +21,7 @@ from .cache_safety import untrusted_reason, usable_cache_dir
 log = logging.getLogger(__name__)
 
 # JetPack 5's TensorRT 8.5 parses opsets up to 17; newer TensorRT versions parse 17 too. JetPack 4.6's torch 1.10
-# exports up to 14 (its TensorRT 8.2 parses 13): there the exporter's newest opset it calls stable is used.
+# exports up to 14 and calls 13 stable, which its TensorRT 8.2 parses: there the newest stable opset is used.
 DEFAULT_OPSET = 17
 
 
@@ -32,7 +32,7 @@ def exportable_opset(wanted: int = DEFAULT_OPSET) -> int:
         return min(wanted, int(ONNX_MAX_OPSET))
     except ImportError:
         from torch.onnx import symbolic_helper
-        return min(wanted, max(list(symbolic_helper._onnx_stable_opsets) + [symbolic_helper._onnx_main_opset]))
+        return min(wanted, max(symbolic_helper._onnx_stable_opsets))
 ONNX_SIDECAR_FORMAT = 1
 _CHUNK = 1 << 20
 
@@ -180,7 +180,7 @@ def cpu_runs_half_convolutions() -> bool:
     """Whether this torch runs a float16 convolution on the CPU (torch 2.1, JetPack 5's, does not): the fp16 export
     traces the half network there when no GPU is."""
     try:
-        torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3, dtype=torch.half), torch.zeros(1, 1, 1, 1, dtype=torch.half))
+        torch.nn.functional.conv2d(torch.zeros(1, 1, 4, 4, dtype=torch.half), torch.zeros(1, 1, 3, 3, dtype=torch.half))
         return True
     except RuntimeError:
         return False

@@ -8,7 +8,6 @@ This counts the top-level aten operations of batch_body() on the CPU (views incl
 detector (NanoDet's weights, torchvision's SSDs with random ones) with its steps per frame (adapter.batched_static
 off) and batched. Nothing is asserted.
 """
-from __future__ import annotations
 
 import argparse
 import os

@@ -6,7 +6,6 @@ axis. Prints ms per call and per frame for k = 1..max-batch. Not a test: speed i
 
     python bench/batch_shapes.py --model nanodet --max-batch 4 --runs 20
 """
-from __future__ import annotations
 
 import argparse
 import inspect

@@ -1,6 +1,5 @@
 """What the bench scripts share: the repository on sys.path, the model and engine arguments, the app's config
 overrides from them, the machine's description, and the figures written as JSON."""
-from __future__ import annotations
 
 import argparse
 import json

@@ -7,7 +7,6 @@ Every decoder opens the video (FFmpeg limited to D threads; 0 = OpenCV's choice)
 decoder's end (perf_counter is the system's monotonic clock, so processes share it). Nothing but decoding: the
 rate is what the app's capture threads could reach with no Python after the read. Nothing is asserted.
 """
-from __future__ import annotations
 
 import argparse
 import multiprocessing as mp

@@ -7,7 +7,6 @@ inference and capture threads need too; this puts a number on it for this machin
 taken as drawn already (as when the fused CUDA graph draws them) unless --host-outlines. The sink throws the drawn
 frames away (the emitter draws only for a sink). Measured, never asserted.
 """
-from __future__ import annotations
 
 import argparse
 import tempfile

@@ -4,7 +4,6 @@
 
 GStreamer tests run in a pytest process of their own (as in CI). Exit code 0 when no test failed.
 """
-from __future__ import annotations
 
 import argparse
 import collections

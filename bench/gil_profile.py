@@ -8,7 +8,6 @@ serves many cameras, the sum of their Python is what the process can do. This sa
 Counts are samples (--rate a second); nothing is asserted. With --wall every thread is sampled, idle or not: where
 each thread's time goes (waiting for frames, the GPU, a queue or the GIL included), as shares of its own samples.
 """
-from __future__ import annotations
 
 import argparse
 import collections

@@ -5,7 +5,6 @@
 Each part is captured in a CUDA graph of its own and replayed; times are CUDA-event means. Also lists the
 heaviest kernels of the whole body (torch.profiler). Not a test: measured, never asserted.
 """
-from __future__ import annotations
 
 import argparse
 import os

@@ -8,7 +8,6 @@ tests' index model (tests/multi/index_model.py: it reads a strip of pixels and s
 capture threads, the scheduler, the batch stages' host work, the emitter and the logs, all sharing one GIL: the
 aggregate rate here is a ceiling for any real model on this machine's CPU. Prints the rate; nothing is asserted.
 """
-from __future__ import annotations
 
 import argparse
 import os

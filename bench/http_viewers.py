@@ -6,7 +6,6 @@ Each round runs the app on the same source (lossless, headless, --http on), firs
 viewers reading the MJPEG stream as fast as it comes (as browsers do), so the two figures share the machine's
 state. Not a test: it prints the figures (and writes them with --json); docs/performance.md records them.
 """
-from __future__ import annotations
 
 import argparse
 import json

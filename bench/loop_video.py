@@ -1,5 +1,4 @@
 """Write a longer benchmark video by repeating a clip: python bench/loop_video.py IN OUT --times 4."""
-from __future__ import annotations
 
 import argparse
 

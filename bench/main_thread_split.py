@@ -7,7 +7,6 @@ It tells which side holds the app back: a long wait for frames = decoding; a lon
 Instruments one app run by wrapping those four calls of the thread that runs Pipeline.run (bench only: the
 wrappers add a little time to each call). Measured, never asserted.
 """
-from __future__ import annotations
 
 import threading
 from typing import Callable, Dict

@@ -10,7 +10,6 @@ show, at the end of the warm-up, a figure taken before the first frame, and the 
 the warm-up itself.
 Not a test: it prints the figures (and writes them with --json); docs/performance.md records them with the machine.
 """
-from __future__ import annotations
 
 import argparse
 import csv

@@ -13,7 +13,6 @@ memory). Not a test: speed is measured, never asserted.
         --source media/bigbuckbunny.mp4 --frames 300
     (add --no-cuda-graph for the eager batch path, to compare it with the fused batch graph)
 """
-from __future__ import annotations
 
 import argparse
 import csv

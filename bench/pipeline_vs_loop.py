@@ -6,7 +6,6 @@ drawing on, recording off), with the ratios and the machine. Not a test: speed i
     python bench/pipeline_vs_loop.py --model ssd300_vgg16 --random-weights --frames 100
     python bench/pipeline_vs_loop.py --model nanodet --backend cuda --precision fp16 --cuda-graph
 """
-from __future__ import annotations
 
 import argparse
 import tempfile

@@ -1,7 +1,6 @@
 """Profile the app's main thread with cProfile: python bench/profile_app.py --model nanodet --backend cuda ...
 
 Prints the functions that take the most time per frame, to find the pipeline's own overhead."""
-from __future__ import annotations
 
 import argparse
 import cProfile

@@ -4,7 +4,6 @@
 
 Prints JSON. Not a test: figures go to docs/performance.md with the machine and the command.
 """
-from __future__ import annotations
 
 import argparse
 import json

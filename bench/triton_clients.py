@@ -8,7 +8,6 @@ the clients' fps (they run side by side). Without --url a local server (PyTriton
 
     python bench/triton_clients.py --model nanodet --clients 1,2,4 --frames 60 --json out.json
 """
-from __future__ import annotations
 
 import argparse
 import json

@@ -3,7 +3,6 @@ with TorchScript's optimising executor on and off: where a Triton python-variant
 
     python bench/triton_core_check.py --repository /tmp/triton-repo --model ssd300_vgg16 --random-weights
 """
-from __future__ import annotations
 
 import argparse
 import glob

@@ -6,7 +6,6 @@ perf_analyzer measures), so the app's figures can be read against what the serve
 Per concurrency: answers per second and the round trip's p50 / p99 as the client sees it. The input is random data
 of the model's shape and type, read from the server's metadata. Measured, never asserted.
 """
-from __future__ import annotations
 
 import argparse
 import json

@@ -1,5 +1,4 @@
 """How a 720p frame best reaches the GPU: pinned staging vs pageable copy vs CPU resize first (ms per frame)."""
-from __future__ import annotations
 
 import os
 import sys

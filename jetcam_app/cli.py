@@ -1,5 +1,4 @@
 """Command line: argparse -> config overrides -> the pipeline, doctor or bench; JetcamError -> one line, exit 2."""
-from __future__ import annotations
 
 import argparse
 import logging

@@ -1,5 +1,4 @@
 """Frozen configuration: the packaged configs/default.yaml, then a user YAML, then CLI overrides; unknown keys are errors."""
-from __future__ import annotations
 
 import dataclasses
 import logging
@@ -23,13 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def _field_types(cls) -> Dict[str, Tuple[type, bool]]:
-    """field name -> (base type, optional) read from the annotations (strings here), which keeps this 3.8-safe."""
+    """field name -> (base type, optional) read from the annotations: int, float, bool, str or Optional[...] of one."""
     out = {}
     for name, annotation in cls.__annotations__.items():
-        annotation = str(annotation)
-        optional = annotation.startswith("Optional")
-        inner = annotation[len("Optional["):-1] if optional else annotation
-        out[name] = ({"int": int, "float": float, "bool": bool, "str": str}[inner], optional)
+        args = getattr(annotation, "__args__", None) or ()
+        optional = type(None) in args
+        out[name] = ([a for a in args if a is not type(None)][0] if optional else annotation, optional)
     return out
 
 

@@ -1,6 +1,5 @@
 """How runs end: the error types users see (each carries one line saying what failed and one fix), and the stop
 signals that end a run cleanly (Ctrl-C, kill, a closed terminal or SSH session)."""
-from __future__ import annotations
 
 import contextlib
 import signal

@@ -6,7 +6,6 @@ reconnect inside their own read()); a lone source's failure is the run's. The ru
 on a stop request (Ctrl-C, SIGTERM, q in the window) or when every source reached --max-frames, which counts per
 source.
 """
-from __future__ import annotations
 
 import collections
 import contextlib
@@ -46,9 +45,15 @@ SEVERAL_DECODE_THREADS = 2  # the fewest decoder threads a video file gets when 
 def frozen_heap():
     """Everything alive before the run (torch, the model, the modules) is kept out of the garbage collector's
     full collections during it: one would walk all of it while holding the GIL, and every thread would stop for
-    tens of milliseconds (frames dropped; docs/performance.md). What the run allocates is still collected."""
+    tens of milliseconds (frames dropped; docs/performance.md). What the run allocates is still collected. Python 3.6
+    (JetPack 4.6) has no gc.freeze(): there the collector runs as usual."""
+    freeze = getattr(gc, "freeze", None)
+    if freeze is None:
+        log.debug("Python %d.%d has no gc.freeze(): the heap is not frozen for the run", *sys.version_info[:2])
+        yield
+        return
     gc.collect()
-    gc.freeze()
+    freeze()
     try:
         yield
     finally:

@@ -1,5 +1,4 @@
 """Name -> "module:Class" tables for backends, models and sources, imported lazily on first use."""
-from __future__ import annotations
 
 import importlib
 from typing import Dict, List

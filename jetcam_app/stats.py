@@ -1,6 +1,5 @@
 """The machine the run is on: its usable cores, whether it is a Jetson, and RAM and GPU memory sampled by a poller
 thread (jtop -> NVML -> psutil), never on the per-frame path."""
-from __future__ import annotations
 
 import logging
 import os

@@ -1,5 +1,4 @@
 """The small result and frame types passed between every stage of the pipeline."""
-from __future__ import annotations
 
 import functools
 import json

@@ -1,5 +1,4 @@
 """Percentiles, the rolling HUD numbers, the real-time verdict and the run summary."""
-from __future__ import annotations
 
 import array
 import collections

@@ -1,5 +1,4 @@
 """Shared fixtures and capability markers: tests needing CUDA, GStreamer or TensorRT skip with the reason."""
-from __future__ import annotations
 
 import os
 import sys

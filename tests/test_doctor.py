@@ -1,5 +1,4 @@
 """`run.py doctor`: the exit code follows what the given source and backend need; Jetson-only parts show as absent."""
-from __future__ import annotations
 
 import os
 

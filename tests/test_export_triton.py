@@ -1,7 +1,6 @@
 """`run.py export-triton`: the repository's files, config.pbtxt, the ONNX's dynamic batch axis and the plan variant's error.
 
 Loading the repository in a real server is tested in tests/inference/test_triton.py (the python variant)."""
-from __future__ import annotations
 
 import os
 

@@ -1,6 +1,5 @@
 """Hostile or unlucky input at the CLI: outputs colliding with inputs, unreadable configs, out-of-range values, odd
 files as sources or weights. Each is one line naming the fix, exit code 2, no traceback, nothing overwritten."""
-from __future__ import annotations
 
 import json
 import os
@@ -111,8 +110,11 @@ def yaml_bool_as_int(p):
 
 
 def garbage_weights(p):
-    (p / "w.pth").write_bytes(b"\x80\x02.")  # the unpickler raises IndexError on this
-    return ["--weights", str(p / "w.pth")], "IndexError"
+    (p / "w.pth").write_bytes(b"\x80\x02.")  # torch's weights_only unpickler raises IndexError on this
+    from jetcam_app.inference.safe_load import HAS_WEIGHTS_ONLY
+
+    # torch < 1.13: the tensors-only unpickler of safe_load.py refuses it (pickle's stack underflow)
+    return ["--weights", str(p / "w.pth")], "IndexError" if HAS_WEIGHTS_ONLY else "refused it"
 
 
 def fifo_source(p):

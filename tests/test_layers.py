@@ -1,5 +1,4 @@
 """The package's floors: no import cycles, and lower layers never import higher ones (read from the source)."""
-from __future__ import annotations
 
 import ast
 import os

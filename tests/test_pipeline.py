@@ -103,11 +103,12 @@ def test_engine_error_is_reraised_after_cleanup(tmp_path):
     with pytest.raises(RuntimeError, match="frame 5"):
         pipeline.run()
     assert other_threads(before) == []
-    assert gc.get_freeze_count() == 0  # the heap frozen for the run is thawed on the error path too
+    assert getattr(gc, "get_freeze_count", lambda: 0)() == 0  # the heap frozen for the run is thawed on the error path too
     outputs_agree(str(tmp_path / "out"), 4, str(tmp_path / "rec.mp4"))
     assert pipeline.summary["stop_reason"].startswith("error: engine failed on frame 5")
 
 
+@pytest.mark.skipif(not hasattr(gc, "freeze"), reason="Python 3.6 has no gc.freeze(): the heap is not frozen there")
 def test_the_heap_alive_before_the_run_is_frozen_during_it_and_thawed_after(tmp_path):
     """torch and the model stay out of the collector's full collections while frames run (each would stop every
     thread for tens of ms); afterwards the collector sees everything again."""

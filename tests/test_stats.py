@@ -1,5 +1,4 @@
 """The stats poller on this machine: psutil numbers, the reasons jtop/NVML were skipped, a thread that stops."""
-from __future__ import annotations
 
 import threading
 

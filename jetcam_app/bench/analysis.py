@@ -1,5 +1,4 @@
 """The bench's numbers from its workers' results: percentiles, throughput, speed-ups, verdicts, numeric diffs, raw CSV/JSON."""
-from __future__ import annotations
 
 import csv
 import dataclasses

@@ -1,5 +1,4 @@
 """`run.py bench`: the same decoded, preprocessed frames through every (backend, precision) in its own process, then a report."""
-from __future__ import annotations
 
 import argparse
 import dataclasses

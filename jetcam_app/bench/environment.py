@@ -1,5 +1,4 @@
 """What the numbers were measured on: machine, CPU, GPU, driver, JetPack/L4T, power mode, library versions."""
-from __future__ import annotations
 
 import importlib
 import os

@@ -1,5 +1,4 @@
 """How far a backend's numbers drift from the reference: raw-output statistics, top-k agreement, box matching."""
-from __future__ import annotations
 
 import math
 import os

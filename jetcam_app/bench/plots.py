@@ -1,5 +1,4 @@
 """The bench report's pictures: latency CDF / histogram / timeline, speed-up and memory bars, numeric diffs, annotated frames."""
-from __future__ import annotations
 
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple

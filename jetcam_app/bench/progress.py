@@ -1,5 +1,4 @@
 """The bench's plain-text progress bar on stderr."""
-from __future__ import annotations
 
 import sys
 from typing import Optional, Tuple

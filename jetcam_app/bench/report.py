@@ -1,5 +1,4 @@
 """The bench report: report.md and a self-contained report.html (images embedded) built from the same blocks."""
-from __future__ import annotations
 
 import base64
 import html

@@ -12,7 +12,6 @@ the shared network weights and the folder to write into. It writes there, whatev
 Progress goes to stdout as `@progress PHASE DONE TOTAL` lines that the parent turns into a progress bar.
 For tests only: JETCAM_BENCH_CRASH makes a row crash, abort or hang (see _test_fault).
 """
-from __future__ import annotations
 
 import json
 import os
@@ -137,12 +136,13 @@ def _build(job: Dict[str, Any]):
     from ..inference.adapters.base import build_core, create_adapter
     from ..config import EngineConfig, ModelConfig
     from ..inference.engines.base import create_engine
+    from ..inference.safe_load import load_tensors
 
     adapter = create_adapter(ModelConfig(**job["model"]))
     start = time.perf_counter()
     network = build_core(adapter)
     # The parent saved one set of weights so random-weight runs are identical in every process.
-    network.load_state_dict(torch.load(job["weights_path"], map_location="cpu", weights_only=True))
+    network.load_state_dict(load_tensors(job["weights_path"]))
     network.eval()
     build_s = time.perf_counter() - start
     engine = create_engine(EngineConfig(**job["engine"]))

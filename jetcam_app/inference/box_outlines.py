@@ -12,7 +12,6 @@ time; where outlines cross, the later drawing wins: the inner inset, then the hi
 candidate pixel carries that order as a number, the largest number per pixel is kept (scatter-reduce amax),
 and it selects the colour, so the result does not depend on the order the GPU writes in.
 """
-from __future__ import annotations
 
 import colorsys
 import functools
@@ -35,6 +34,11 @@ def class_color(class_id: int) -> Tuple[int, int, int]:
     hue = ((int(class_id) % PALETTE_SIZE) * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
     return (int(b * 255), int(g * 255), int(r * 255))
+
+
+# scatter_reduce_ (torch 1.12+) keeps the largest order per pixel; without it (JetPack 4.6's torch 1.10) the host draws
+# the outlines.
+GPU_OUTLINES_SUPPORTED = hasattr(torch.Tensor, "scatter_reduce_")
 
 
 class OutlinePainter:
@@ -60,6 +64,7 @@ class OutlinePainter:
         x1, y1 = corners[:, 2:3] - inset, corners[:, 3:4] - inset
         order = (inset * PALETTE_SIZE + shade[:, None] + 1).to(torch.int32)  # 0 = no outline
         drawn = kept[:, None, None]
+        none = order.new_zeros(())  # a tensor, not 0: torch 1.10's where() does not promote a Python scalar
         # horizontal sides: rows y0 and y1 over the columns between x0 and x1 (polylines clips to the frame)
         across = (self.xs >= torch.minimum(x0, x1)[..., None]) & (self.xs <= torch.maximum(x0, x1)[..., None]) & drawn
         # vertical sides: columns x0 and x1 over the rows between y0 and y1
@@ -70,11 +75,11 @@ class OutlinePainter:
         for y in (y0, y1):
             inside = across & ((y >= 0) & (y < self.height))[..., None]
             indices.append((y.clamp(0, self.height - 1)[..., None] * self.width + self.xs).flatten())
-            orders.append(torch.where(inside, order[..., None], 0).flatten())
+            orders.append(torch.where(inside, order[..., None], none).flatten())
         for x in (x0, x1):
             inside = down & ((x >= 0) & (x < self.width))[..., None]
             indices.append((self.ys * self.width + x.clamp(0, self.width - 1)[..., None]).flatten())
-            orders.append(torch.where(inside, order[..., None], 0).flatten())
+            orders.append(torch.where(inside, order[..., None], none).flatten())
         self.order.zero_()
         self.order.scatter_reduce_(0, torch.cat(indices), torch.cat(orders), reduce="amax")
         winner = self.order.view(self.height, self.width).to(torch.int64)

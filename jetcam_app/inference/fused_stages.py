@@ -22,7 +22,6 @@ into another of those buffers; the host then adds only the labels and the HUD.
 Stage times: pre = the sub-batch's upload, infer = its graph (resize, network, decoding, NMS; GPU time from CUDA
 events; the outlines come after it), post = waiting for and unpacking the frame's result (wall time).
 """
-from __future__ import annotations
 
 import dataclasses
 import logging
@@ -34,6 +33,7 @@ import torch
 
 from ..errors import first_line
 from ..types import Frame, FrameTiming
+from .box_outlines import GPU_OUTLINES_SUPPORTED
 from .graph_parts import BatchGraph, Lane, copy_rows, group_by_shape, padded_size, padded_sizes
 from .host_buffers import DEFAULT_LIMIT_BYTES, HostFramePool, is_integrated, pool_for
 from .stages import EagerBatch, EagerStages, Processed, StageClock, Stages, split_outputs
@@ -117,7 +117,7 @@ class FusedStages:
         self.host_buffers = host_buffers or frame_pool(engine, True, self.max_batch)  # type: Optional[HostFramePool]
         # Box outlines drawn by the graph: detection models one frame at a time, with a pool to bring frames back into
         self.outlines_on_device = bool(outline_boxes and adapter.task == "detection" and self.max_batch == 1
-                                       and self.host_buffers is not None)
+                                       and self.host_buffers is not None and GPU_OUTLINES_SUPPORTED)
         self._last_boxes = 0  # boxes of the last finished frame: whether the next frame's go on the GPU
 
     def warm_up(self) -> None:

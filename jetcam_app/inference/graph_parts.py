@@ -4,7 +4,6 @@ shape (upload target -> resize + normalise -> the network -> static postprocessi
 At B = 1 the graph is the one-frame graph (no batch steps at all), optionally followed by a second, small graph that
 draws the detections' box outlines on the uploaded frame (box_outlines.py).
 """
-from __future__ import annotations
 
 import functools
 import logging

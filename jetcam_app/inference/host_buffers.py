@@ -6,7 +6,6 @@ page-locked buffer, the upload reads the frame where it lies. A buffer goes back
 frame array handed out with it, and every view made from that array, is gone (see _Lease), so a frame still
 queued, drawn or written is never overwritten.
 """
-from __future__ import annotations
 
 import collections
 import threading

@@ -8,13 +8,17 @@ frame, timing.csv holds its own preprocessing and postprocessing and the whole b
 for all of it). Fixed-shape engines (ONNX Runtime, TensorRT, torch2trt) are built for `max_batch` frames and a
 smaller batch is padded to it; eager torch runs the batch as it comes.
 """
-from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
+
+try:
+    from typing import Protocol, runtime_checkable
+except ImportError:  # Python 3.6 and 3.7 (JetPack 4.6): the backport
+    from typing_extensions import Protocol, runtime_checkable  # type: ignore
 
 from ..errors import ConfigError
 from ..types import Frame, FrameTiming, Result

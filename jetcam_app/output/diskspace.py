@@ -1,5 +1,4 @@
 """Room on the disk: space left for a growing file, one-line disk-full errors, whole-line appends, a reserve for summary.json."""
-from __future__ import annotations
 
 import errno
 import json

@@ -1,6 +1,5 @@
 """Emission of processed frames for 1..N sources: each source's HUD, overlay and own sinks, the shared logs, the
 mosaic of several, the live status; inline or on a worker thread."""
-from __future__ import annotations
 
 import collections
 import os

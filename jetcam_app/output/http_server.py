@@ -4,7 +4,6 @@ clients (the rest get 503 at once) and an optional access token.
 The standard library's ThreadingMixIn server is used rather than a framework: MJPEG is a long blocking write per
 viewer, which a thread per client serves simply, and with the bound and the timeouts the threads are few and
 short-lived; no dependency is added to a Jetson's image."""
-from __future__ import annotations
 
 import hmac
 import logging

@@ -1,5 +1,4 @@
 """--save-input: the frames as captured (before drawing) to an mp4, with a sidecar of their indices and timestamps."""
-from __future__ import annotations
 
 import csv
 import threading

@@ -1,5 +1,4 @@
 """The run's latest numbers (what the HUD shows), published by the emitter and read by the web page and progress line."""
-from __future__ import annotations
 
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence

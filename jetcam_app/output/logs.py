@@ -1,5 +1,4 @@
 """The per-frame logs: timing.csv and predictions.jsonl, flushed as they go."""
-from __future__ import annotations
 
 import csv
 import io

@@ -1,5 +1,4 @@
 """A grid of the sources' latest annotated frames, each tile named, for the window, the stream or one recording."""
-from __future__ import annotations
 
 import math
 from typing import Dict, Optional, Sequence, Tuple

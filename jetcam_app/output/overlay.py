@@ -1,6 +1,5 @@
 """Drawing on the frame in place: boxes with labels and scores, top-k text, and the HUD (heads-up display: the
 run's numbers) in the corner that covers no label and no box's top edge."""
-from __future__ import annotations
 
 import functools
 import time

@@ -1,5 +1,4 @@
 """Before any work: every output path must differ from every input and every other output, by any spelling."""
-from __future__ import annotations
 
 import os
 from typing import List, Optional, Tuple

@@ -1,5 +1,4 @@
 """The run's progress while it goes: a live tqdm status line on a terminal, else a log line every few seconds."""
-from __future__ import annotations
 
 import logging
 import shutil

@@ -1,5 +1,4 @@
 """Where a run's results go: --out as given, or a new runs/<name>, runs/<name>2, ... (Ultralytics' habit)."""
-from __future__ import annotations
 
 import os
 from typing import Iterable, Optional

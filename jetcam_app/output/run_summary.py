@@ -1,6 +1,5 @@
 """summary.json for 1..N sources, from their lanes: one source's keys as they always were; several sources the
 aggregate, with a section per source and every source judged by its own verdict."""
-from __future__ import annotations
 
 import logging
 import os

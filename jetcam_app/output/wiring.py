@@ -1,7 +1,6 @@
 """Which sinks each source and the mosaic get, from the output section: one source owns the window, the saved
 results, the recording and the page; several sources each own a recording and a picture on the page, and the
 window, a mosaic recording and the page's main picture show the mosaic of them."""
-from __future__ import annotations
 
 import logging
 import os

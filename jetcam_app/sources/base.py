@@ -1,5 +1,4 @@
 """The Source interface: open, read frames (None at the end of the stream), close."""
-from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 

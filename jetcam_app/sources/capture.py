@@ -1,5 +1,4 @@
 """The capture thread and the two hand-off channels: a latest-frame slot (live) and a lossless queue (replay)."""
-from __future__ import annotations
 
 import collections
 import logging

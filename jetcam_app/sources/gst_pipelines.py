@@ -1,5 +1,4 @@
 """Pure builders of GStreamer pipeline strings (CSI, USB, RTSP, test, file), with the validation of what goes in."""
-from __future__ import annotations
 
 import re
 from fractions import Fraction

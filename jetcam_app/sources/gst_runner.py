@@ -1,5 +1,4 @@
 """The two ways to run a capture pipeline: OpenCV's VideoCapture (GStreamer or V4L2 backend) and PyGObject's Gst."""
-from __future__ import annotations
 
 import logging
 import threading

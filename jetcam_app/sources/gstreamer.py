@@ -1,5 +1,4 @@
 """GStreamerSource: live CSI, USB, RTSP, test and custom pipelines, with a first-frame timeout and reconnects."""
-from __future__ import annotations
 
 import dataclasses
 import logging

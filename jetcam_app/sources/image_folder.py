@@ -1,5 +1,4 @@
 """One image or a folder of images (sorted by name), read as a lossless sequence of frames."""
-from __future__ import annotations
 
 import logging
 import os

@@ -1,5 +1,4 @@
 """One descriptor per source kind: how --source maps to it, its GStreamer pipeline, the plugins it needs, its likely causes."""
-from __future__ import annotations
 
 import re
 from dataclasses import dataclass

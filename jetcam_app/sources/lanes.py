@@ -1,6 +1,5 @@
 """One lane per source (its capture thread, hand-off channel, counts and outputs), and the scheduler that gathers the
 lanes' ready frames fairly into batches. One source is one lane: the same path as thirty-two."""
-from __future__ import annotations
 
 import logging
 import threading

@@ -1,5 +1,4 @@
 """Parse --source strings in the jetson-utils forms into a SourceSpec, and create the Source for it."""
-from __future__ import annotations
 
 import os
 import re

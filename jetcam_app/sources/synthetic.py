@@ -1,5 +1,4 @@
 """test:// — a synthetic pattern of moving shapes whose frames carry their index in a readable bit strip."""
-from __future__ import annotations
 
 import time
 from typing import Optional

@@ -1,5 +1,4 @@
 """The timestamp sidecar of a raw recording (raw.mp4.timestamps.csv): its format, and reading it for a paced replay."""
-from __future__ import annotations
 
 import csv
 import os

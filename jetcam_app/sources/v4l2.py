@@ -1,5 +1,4 @@
 """V4L2 device discovery (nodes, capture formats, sizes, access) and OpenCV's V4L2 capture for USB cameras."""
-from __future__ import annotations
 
 import errno
 import fcntl

@@ -1,5 +1,4 @@
 """Recorded video replay: lossless by default, or paced at its frame rate (or its recorded timestamps)."""
-from __future__ import annotations
 
 import logging
 import os

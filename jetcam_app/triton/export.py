@@ -1,5 +1,4 @@
 """`run.py export-triton`: write a Triton model repository for a model's core (ONNX, Python-backend or TensorRT plan)."""
-from __future__ import annotations
 
 import argparse
 import logging

@@ -3,7 +3,6 @@
 The Python-backend stub links the system libpython, so the server runs from a virtualenv made with the
 system interpreter (`.venv-triton`, made by `scripts/setup.sh --test`), not from the app's own venv.
 """
-from __future__ import annotations
 
 import glob
 import os

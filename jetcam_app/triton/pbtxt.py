@@ -1,5 +1,4 @@
 """config.pbtxt for a Triton model: names, dims and data types of the core's inputs and outputs, batching, instances."""
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence, Tuple

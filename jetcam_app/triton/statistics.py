@@ -1,5 +1,4 @@
 """Triton's statistics API read as a round-trip split: network (and serialisation) + server queue + compute."""
-from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence
 

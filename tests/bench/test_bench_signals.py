@@ -1,6 +1,5 @@
 """`run.py bench` ends on SIGTERM and SIGHUP (sent to the bench alone, as `kill` or a closed SSH session does) as
 on Ctrl-C: the worker is stopped, the report written, the bulky work files removed."""
-from __future__ import annotations
 
 import json
 import os

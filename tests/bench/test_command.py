@@ -1,5 +1,4 @@
 """run.py bench end to end on the CPU: real workers, a real crash, Ctrl-C, the report's sections and plots."""
-from __future__ import annotations
 
 import json
 import os

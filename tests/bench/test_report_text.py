@@ -1,5 +1,4 @@
 """The bench report's wording without running a bench: accelerated backends not run, and the frames it shows."""
-from __future__ import annotations
 
 import numpy as np
 

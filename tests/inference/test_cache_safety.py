@@ -1,5 +1,4 @@
 """Caches trusted only when verified: the ONNX sidecar, a private fallback folder, ownership rules, tensors-only torch2trt state."""
-from __future__ import annotations
 
 import io
 import json

@@ -1,5 +1,4 @@
 """Classifier adapters: EfficientNet-Lite0's real weights on real photos; the torchvision classifiers' mechanics."""
-from __future__ import annotations
 
 import os
 

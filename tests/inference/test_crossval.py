@@ -1,5 +1,4 @@
 """cross_validate: what passes and fails at each precision, table-driven."""
-from __future__ import annotations
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """The SSD split (core + torch decoding/NMS) against torchvision's own forward, box mapping, and weight resolution."""
-from __future__ import annotations
 
 import os
 

@@ -1,6 +1,5 @@
 """The device path with static shapes (the fused CUDA graph's pre/post): static NMS against torchvision, each
 adapter's static postprocessing against its dynamic one, and on CUDA the fused graph against the eager stages."""
-from __future__ import annotations
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """NanoDet-g: real weights on real photos (boxes against hand-measured regions), box mapping, export, errors."""
-from __future__ import annotations
 
 import inspect
 import io
@@ -14,6 +13,7 @@ import torch
 from jetcam_app.config import load_config
 from jetcam_app.errors import WeightsError
 from jetcam_app.inference.adapters.nanodet import NUM_CLASSES, REG_MAX, NanoDetAdapter
+from jetcam_app.inference.engines.onnx_export import exportable_opset
 from jetcam_app.inference.adapters.nanodet_assets import MODEL_FILES, default_models_dir, ensure_nanodet_weights
 
 # NanoDet-g (COCO mAP 22.9) scores the coffee cup 0.28 on the letterboxed photo; the app's default
@@ -140,7 +140,7 @@ def test_random_weights_need_no_files_and_export_to_onnx(tmp_path):
     # the TorchScript exporter: torch >= 2.9 defaults to dynamo, which needs onnxscript; older torch lacks the flag
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     torch.onnx.export(network, (example,), buffer, input_names=list(adapter.input_names),
-                      output_names=list(adapter.output_names), opset_version=17, **legacy)
+                      output_names=list(adapter.output_names), opset_version=exportable_opset(), **legacy)
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     for got, want in zip(session.run(None, {"input": example.numpy()}), reference):
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4)

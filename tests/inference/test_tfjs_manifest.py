@@ -1,6 +1,5 @@
 """A TFJS manifest (NanoDet's nanodet.json) names its weight shards: only regular files inside the model folder, of
 the size its weights declare, are read; anything else is a one-line WeightsError before a byte is read."""
-from __future__ import annotations
 
 import json
 import os

@@ -4,7 +4,6 @@ That server has only the Python backend, so it serves the `--variant python` rep
 the server's model.py); NVIDIA's containers serve the `onnx` variant with their ONNX Runtime backend. The server
 runs from .venv-triton (made by scripts/setup.sh --test from the system Python); without it these tests skip.
 """
-from __future__ import annotations
 
 import json
 import os

@@ -1,6 +1,5 @@
 """TensorRT with the real builder (TensorRT-RTX builds without a GPU): parse, build, serialize, the engine cache
 and its invalidation; engine execution and torch2trt skip with the reason where they cannot run."""
-from __future__ import annotations
 
 import json
 import logging

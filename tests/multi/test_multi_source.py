@@ -161,6 +161,7 @@ class HeapWatchingAdapter(IndexAdapter):
         return super().postprocess(outputs, image_hw)
 
 
+@pytest.mark.skipif(not hasattr(gc, "freeze"), reason="Python 3.6 has no gc.freeze(): the heap is not frozen there")
 def test_the_heap_alive_before_the_run_is_frozen_during_it_and_thawed_after(tmp_path):
     sources = [("a", make_source("test://320x240@30?frames=5")), ("b", make_source("test://320x240@30?frames=3"))]
     adapter = HeapWatchingAdapter()

@@ -1,5 +1,4 @@
 """Timing logs, percentiles, rolling HUD numbers and the real-time verdict, on synthetic timings."""
-from __future__ import annotations
 
 import csv
 import json

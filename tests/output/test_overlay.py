@@ -1,5 +1,4 @@
 """The overlay draws detections, top-k and the HUD; the badge colour and RANDOM WEIGHTS are checked on pixels."""
-from __future__ import annotations
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """The HUD never covers a label: checked geometrically on every frame of the sample video with NanoDet's boxes."""
-from __future__ import annotations
 
 import json
 import os

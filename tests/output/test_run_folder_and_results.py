@@ -1,6 +1,5 @@
 """Run folders (runs/<name>, <name>2, ...), per-image results under their own names, sources named in
 predictions.jsonl, output paths with the wrong extension, and the progress line."""
-from __future__ import annotations
 
 import io
 import json

@@ -1,5 +1,4 @@
 """Sinks and the raw-input recorder: the mp4s they write decode with the right frames, sizes and sidecars."""
-from __future__ import annotations
 
 import csv
 import os
@@ -182,8 +181,8 @@ image = np.full((240, 320, 3), 100, np.uint8)
 for i in range(10):
     sink.write(image, i)
 assert not sink.stop_requested
-window = subprocess.run(["xdotool", "search", "--name", "jetcam-sink-test"], capture_output=True, text=True,
-                        check=True).stdout.split()[-1]
+window = subprocess.run(["xdotool", "search", "--name", "jetcam-sink-test"], stdout=subprocess.PIPE,
+                        universal_newlines=True, check=True).stdout.split()[-1]
 subprocess.run(["xdotool", "key", "--window", window, "q"], check=True)
 for i in range(200):
     sink.write(image, i)
@@ -207,8 +206,8 @@ def test_display_sink_window_and_q_key(tmp_path):
             display = ":" + f.readline().strip()
         env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
         env.pop("WAYLAND_DISPLAY", None)
-        child = subprocess.run([sys.executable, "-c", DISPLAY_SCRIPT], env=env, cwd=ROOT, capture_output=True,
-                               text=True, timeout=120)
+        child = subprocess.run([sys.executable, "-c", DISPLAY_SCRIPT], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
         assert child.returncode == 0, child.stderr[-2000:]
         assert "stop_requested True" in child.stdout
     finally:

@@ -1,6 +1,5 @@
 """The --http web server with real HTTP requests: page, stats, the newest snapshot, the stream, the token, and
 robustness (idle clients time out, clients beyond the bound get 503, stalled viewers never block write())."""
-from __future__ import annotations
 
 import json
 import logging

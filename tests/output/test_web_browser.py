@@ -1,7 +1,6 @@
 """The live page in a real headless browser (Debian's chromium + chromium-driver, driven by selenium): it loads,
 the video advances and the numbers change. Skips with the reason where chromium or selenium is absent.
 JETCAM_WEB_SCREENSHOT=path.png saves what the browser showed (docs/screenshots/web_page.png comes from it)."""
-from __future__ import annotations
 
 import os
 import shutil

@@ -1,7 +1,6 @@
 """The live page of a multi-source run: each source's figures and the aggregate in /stats.json (real HTTP against a
 real run), each source's own stream and snapshot, the rows in a real headless browser, and the aggregate's rules.
 JETCAM_WEB_MULTI_SCREENSHOT=path.png saves what the browser showed (docs/screenshots/web-multi.png comes from it)."""
-from __future__ import annotations
 
 import io
 import json

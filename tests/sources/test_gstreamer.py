@@ -1,5 +1,4 @@
 """GStreamer capture: exact pipeline strings, real videotestsrc/filesrc pipelines through GStreamerSource, reconnects."""
-from __future__ import annotations
 
 import logging
 import os

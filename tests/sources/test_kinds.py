@@ -1,6 +1,5 @@
 """The source-kind descriptors, table-driven: each kind's --source forms, plugins, causes, naming and pipeline,
 and that spec.py, GStreamerSource, doctor and the registry all read the same table."""
-from __future__ import annotations
 
 import pytest
 

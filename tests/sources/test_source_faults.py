@@ -1,5 +1,4 @@
 """Damaged input is reported as damage, not as the end: a video damaged in the middle, an unreadable image in a folder."""
-from __future__ import annotations
 
 import json
 import os

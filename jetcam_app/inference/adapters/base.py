@@ -1,5 +1,4 @@
 """The ModelAdapter interface: an exportable network core plus pre- and post-processing."""
-from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 

@@ -1,5 +1,4 @@
 """ImageNet classifiers (torchvision's MobileNetV2, AlexNet, ResNet18; EfficientNet-Lite0 from PyPI) + top-k."""
-from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
@@ -13,6 +12,7 @@ from ...types import Classification
 from .base import ModelAdapter, find_weights
 from .labels import IMAGENET_1000
 from .preprocess import prepare, prepare_tensor
+from .tv_weights import build, default_weights
 from .weights import MODELS_DIR, describe_source, load_into, load_weights_file, resolve_state_dict, seeded_init
 
 
@@ -88,7 +88,7 @@ class _TorchvisionClassifierAdapter(_ClassifierAdapter):
     def _tv_weights(self):
         import torchvision.models as tvm
 
-        return getattr(tvm, self.weights_enum_name).DEFAULT
+        return default_weights(tvm, self.weights_enum_name)
 
     def build_network(self) -> nn.Module:
         import torchvision.models as tvm
@@ -96,7 +96,7 @@ class _TorchvisionClassifierAdapter(_ClassifierAdapter):
         tv_weights = self._tv_weights()
         state = resolve_state_dict(self.config, self.name, tv_weights)
         with seeded_init():
-            model = getattr(tvm, self.builder_name)(weights=None, num_classes=1000)
+            model = build(getattr(tvm, self.builder_name), num_classes=1000)
         if state is not None:
             load_into(model, state, describe_source(self.config, self.name, tv_weights), self.name)
         return model.eval()

@@ -1,5 +1,4 @@
 """torchvision's SSD300-VGG16 and SSDlite320-MobileNetV3 split into an exportable core and torch-side decoding + NMS."""
-from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -16,6 +15,7 @@ from .base import ModelAdapter
 from .labels import COCO_91
 from .preprocess import prepare, prepare_tensor
 from .static_nms import nms_and_pack, unpack_detections
+from .tv_weights import build, default_weights
 from .weights import describe_source, load_into, resolve_state_dict, seeded_init
 
 
@@ -94,7 +94,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
     def _tv_weights(self):
         import torchvision.models.detection as tvd
 
-        return getattr(tvd, self.weights_enum_name).DEFAULT
+        return default_weights(tvd, self.weights_enum_name)
 
     def build_reference(self, **kwargs) -> nn.Module:
         """torchvision's whole SSD with this adapter's weights (random when config.random_weights).
@@ -107,7 +107,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         tv_weights = self._tv_weights()
         state = resolve_state_dict(self.config, self.name, tv_weights, check_hash=True)
         with seeded_init():
-            model = getattr(tvd, self.builder_name)(weights=None, weights_backbone=None, num_classes=91, **kwargs)
+            model = build(getattr(tvd, self.builder_name), weights_backbone=None, num_classes=91, **kwargs)
             if state is None:
                 self._random_init(model)
         if state is not None:
@@ -213,7 +213,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         flat = scores.flatten()
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
         labels = top % classes + 1
-        cand_boxes = boxes[top // classes]
+        cand_boxes = boxes[torch.div(top, classes, rounding_mode="floor")]
         class_rank = (labels[:, None] == labels[None, :]).tril(-1).sum(1)  # better candidates of the same class
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
@@ -230,7 +230,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         flat = scores.flatten(-2)
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.shape[-1]), dim=-1)
         labels = top % classes + 1
-        cand_boxes = torch.gather(boxes, 1, (top // classes).unsqueeze(-1).expand(top.shape + (4,)))
+        cand_boxes = torch.gather(boxes, 1, torch.div(top, classes, rounding_mode="floor").unsqueeze(-1).expand(top.shape + (4,)))
         class_rank = (labels[..., :, None] == labels[..., None, :]).tril(-1).sum(-1)
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)

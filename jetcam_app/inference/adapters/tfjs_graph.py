@@ -1,5 +1,4 @@
 """Read a TensorFlow.js graph model (model.json + weight shards) with numpy only: nodes, dequantised constants, conv layers."""
-from __future__ import annotations
 
 import base64
 import json

@@ -1,5 +1,4 @@
 """Weight resolution for the adapters: --weights PATH, models/<name>.pth, torchvision's cache or download, or random."""
-from __future__ import annotations
 
 import contextlib
 import os
@@ -14,6 +13,7 @@ import torch
 
 from ...config import ROOT, ModelConfig
 from ...errors import WeightsError, first_line
+from ..safe_load import load_tensors
 from .base import find_weights
 
 MODELS_DIR = os.path.join(ROOT, "models")
@@ -31,7 +31,7 @@ StateDict = Dict[str, torch.Tensor]
 def load_weights_file(path: str) -> StateDict:
     """A state dict from `path`, loaded with weights_only=True; a checkpoint's 'state_dict' or 'model' is unwrapped."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_tensors(path)
     except Exception as e:  # noqa: BLE001 - garbage bytes make the unpickler raise anything (IndexError, KeyError...)
         # weights_only=True refuses pickled objects (a whole saved model, or not a torch file at all)
         reason = ("not a tensors-only file: torch.load(weights_only=True) refused it"

@@ -1,5 +1,4 @@
 """The Engine interface every backend implements, and the helper that picks one by name."""
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple

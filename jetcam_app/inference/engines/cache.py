@@ -1,5 +1,4 @@
 """The engine cache: file names that encode what an engine was built for, a .json sidecar, atomic writes."""
-from __future__ import annotations
 
 import hashlib
 import json

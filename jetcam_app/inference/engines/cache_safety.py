@@ -1,5 +1,4 @@
 """Which cache files and folders may be trusted (owned by us or root, not writable by everyone), and a private fallback folder."""
-from __future__ import annotations
 
 import logging
 import os

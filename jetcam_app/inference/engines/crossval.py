@@ -1,5 +1,4 @@
 """Compare a backend's outputs with the PyTorch CPU reference, with tolerances per precision."""
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence

@@ -1,5 +1,4 @@
 """Export a network core to an ONNX file (fixed shape, or a dynamic batch axis), cached by its content and settings."""
-from __future__ import annotations
 
 import copy
 import hashlib
@@ -21,8 +20,19 @@ from .cache_safety import untrusted_reason, usable_cache_dir
 
 log = logging.getLogger(__name__)
 
-# JetPack 5's TensorRT 8.5 parses opsets up to 17; newer TensorRT versions parse 17 too.
+# JetPack 5's TensorRT 8.5 parses opsets up to 17; newer TensorRT versions parse 17 too. JetPack 4.6's torch 1.10
+# exports up to 14 and calls 13 stable, which its TensorRT 8.2 parses: there the newest stable opset is used.
 DEFAULT_OPSET = 17
+
+
+def exportable_opset(wanted: int = DEFAULT_OPSET) -> int:
+    """`wanted`, or the newest opset this torch exports where that is older (torch 1.10: 13)."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET  # torch 1.13+
+        return min(wanted, int(ONNX_MAX_OPSET))
+    except ImportError:
+        from torch.onnx import symbolic_helper
+        return min(wanted, max(symbolic_helper._onnx_stable_opsets))
 ONNX_SIDECAR_FORMAT = 1
 _CHUNK = 1 << 20
 
@@ -58,8 +68,8 @@ def network_digest(network: torch.nn.Module) -> str:
     for name, tensor in tensors:
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(("%s %s %s\n" % (name, t.dtype, tuple(tensor.shape))).encode())
-        if t.numel():
-            digest.update(t.view(torch.uint8).numpy().tobytes())
+        if t.numel():  # the raw bytes (torch 1.10 cannot view a tensor as bytes; numpy has no bfloat16)
+            digest.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -91,7 +101,7 @@ def default_names(network: torch.nn.Module, example: torch.Tensor,
 
 def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, model_name: str,
                 precision: str = "fp32", input_names: Optional[Sequence[str]] = None,
-                output_names: Optional[Sequence[str]] = None, opset: int = DEFAULT_OPSET,
+                output_names: Optional[Sequence[str]] = None, opset: Optional[int] = None,
                 dynamic_batch: bool = False) -> OnnxModel:
     """The core as ONNX in `out_dir`, exported once per content: the same network, shape, precision,
     names and opset reuse the file. fp16 converts a copy of the network to half before the export
@@ -99,6 +109,7 @@ def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, m
     the batch axis free (the file name says N for it); every other dimension stays fixed."""
     if precision not in ("fp32", "fp16"):
         raise EngineBuildError("ONNX export: unknown precision '%s'; use fp32 or fp16" % precision)
+    opset = exportable_opset() if opset is None else opset
     network = network.eval()
     example = example.detach().to("cpu", torch.float32)
     input_names, output_names = default_names(network, example, input_names, output_names)
@@ -165,11 +176,31 @@ def verified_onnx(path: str, expected: dict) -> Optional[str]:
     return sha256
 
 
+def cpu_runs_half_convolutions() -> bool:
+    """Whether this torch runs a float16 convolution on the CPU (torch 2.1, JetPack 5's, does not): the fp16 export
+    traces the half network there when no GPU is."""
+    try:
+        torch.nn.functional.conv2d(torch.zeros(1, 1, 4, 4, dtype=torch.half), torch.zeros(1, 1, 3, 3, dtype=torch.half))
+        return True
+    except RuntimeError:
+        return False
+
+
+def _half_for_export(network, example):
+    """A half copy of the network and example on the device that can trace them: the GPU where there is one, else
+    the CPU; EngineBuildError where neither can."""
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cpu" and not cpu_runs_half_convolutions():
+        raise EngineBuildError("ONNX export in fp16: torch %s runs no float16 convolution on the CPU and there is no "
+                               "CUDA device to trace on; fix: export on the Jetson (its GPU traces it), use "
+                               "--precision fp32, or torch >= 2.2" % torch.__version__)
+    return copy.deepcopy(network).to(device).half(), example.to(device).half()
+
+
 def _export(network, example, path, precision, input_names, output_names, opset, dynamic_batch=False) -> None:
     start = time.perf_counter()
     if precision == "fp16":
-        network = copy.deepcopy(network).half()
-        example = example.half()
+        network, example = _half_for_export(network, example)
     # a unique name in the same folder: a predictable one could be planted (a symlink) by another user
     fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)

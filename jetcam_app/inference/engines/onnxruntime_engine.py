@@ -1,5 +1,4 @@
 """The ONNX Runtime backend: the core's ONNX on the TensorRT or CUDA execution provider when present, else the CPU."""
-from __future__ import annotations
 
 import logging
 import os

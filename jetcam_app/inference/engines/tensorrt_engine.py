@@ -1,5 +1,4 @@
 """The TensorRT backend: export the core to ONNX, build or reuse a cached engine, run it on torch CUDA buffers."""
-from __future__ import annotations
 
 import logging
 import os

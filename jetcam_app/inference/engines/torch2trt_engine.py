@@ -1,5 +1,4 @@
 """The torch2trt backend (the lab's converter): convert the core on the GPU, cache the TRTModule's state_dict."""
-from __future__ import annotations
 
 import io
 import logging
@@ -9,6 +8,7 @@ from typing import Optional, Tuple
 import torch
 
 from ...errors import BackendUnavailable, ConfigError, EngineBuildError, first_line
+from ..safe_load import load_tensors
 from .base import Capabilities, Engine
 from .cache import EngineCache, current_gpu, engine_stem
 from .crossval import cross_validate
@@ -64,7 +64,7 @@ def pack_state(state) -> dict:
 def unpack_state(data: bytes) -> Optional[dict]:
     """pack_state's dict back, loaded with weights_only=True; None when the file is not of that form."""
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = load_tensors(io.BytesIO(data))
     except Exception as e:  # noqa: BLE001 - any refusal (pickled objects, garbage) means: convert again
         log.warning("torch2trt: the cached state does not load as plain data (%s); converting again",
                     first_line(e))

@@ -1,5 +1,4 @@
 """PyTorch engines: the unoptimised reference on the CPU, and CUDA (fp16 with channels_last) whose forward the fused graph captures."""
-from __future__ import annotations
 
 import logging
 import time

@@ -4,7 +4,6 @@ Preprocessing, decoding and NMS stay in the app. A server that goes away mid-run
 that does: the frames whose requests fail are dropped and counted, the engine reconnects with backoff while
 the run goes on, and summary.json reports both (engine_dropped_frames, engine_reconnects).
 """
-from __future__ import annotations
 
 import logging
 import threading

@@ -1,5 +1,4 @@
 """Build TensorRT engines from ONNX (tensorrt 8.5-10.x or TensorRT-RTX), with progress, Ctrl-C and the engine cache."""
-from __future__ import annotations
 
 import importlib
 import logging

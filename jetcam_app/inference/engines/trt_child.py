@@ -4,7 +4,6 @@ Why: on a 4 GB Jetson the kernel's OOM killer ends the building process, and wit
 TensorRT's ONNX parser can crash the process it runs in. The parent gets a clear EngineBuildError either way,
 and the camera, logs and recording it holds are closed properly.
 """
-from __future__ import annotations
 
 import argparse
 import logging

@@ -1,6 +1,5 @@
 """The parent side of a TensorRT build in a child process: start `python -m ...trt_child` and turn its exit into
 an EngineBuildError (killed for memory, crashed, or failed with a message). trt_child.py says why a child."""
-from __future__ import annotations
 
 import os
 import signal

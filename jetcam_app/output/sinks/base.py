@@ -1,5 +1,4 @@
 """The Sink interface, the null sink and the fan-out to several sinks."""
-from __future__ import annotations
 
 import logging
 from typing import Any, List, Optional, Sequence

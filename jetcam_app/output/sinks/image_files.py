@@ -1,5 +1,4 @@
 """Annotated images saved under their own file names in the run folder, each at its own size (like `yolo predict`)."""
-from __future__ import annotations
 
 import os
 from typing import Sequence

@@ -1,5 +1,4 @@
 """The annotated mp4, written by a thread of its own so the pipeline never waits for the encoder."""
-from __future__ import annotations
 
 import logging
 import os

@@ -1,6 +1,5 @@
 """--http: the live web page at /, the MJPEG stream (/stream.mjpg), the newest frame (/snapshot.jpg) and /stats.json;
 with several sources each one's own at /sources/<name>/stream.mjpg and /sources/<name>/snapshot.jpg."""
-from __future__ import annotations
 
 import json
 import logging

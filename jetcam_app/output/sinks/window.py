@@ -1,5 +1,4 @@
 """The OpenCV window sink, and whether a window can be shown here."""
-from __future__ import annotations
 
 import logging
 import os

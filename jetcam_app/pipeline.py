@@ -57,7 +57,7 @@ def frozen_heap():
     try:
         yield
     finally:
-        gc.unfreeze()
+        gc.unfreeze()  # novermin: guarded
 
 
 def close_in_reverse(closers: List[Any], error: Optional[BaseException]) -> Optional[BaseException]:

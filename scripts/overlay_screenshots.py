@@ -5,7 +5,6 @@
 The predictions come from a real run (`run.py --source media/bikes.mp4 --out runs/demo`); the frame and its boxes
 are scaled to 320x240, 640x272, 1280x720 and 3840x2160 (the 4K PNG is saved at half size to stay small).
 """
-from __future__ import annotations
 
 import argparse
 import json

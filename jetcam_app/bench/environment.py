@@ -56,7 +56,7 @@ def _cores() -> str:
 def _version(module_name: str, dist_names: Sequence[str] = ()) -> str:
     """A package's version from its metadata (no import) or, failing that, from the module itself."""
     try:
-        from importlib import metadata
+        from importlib import metadata  # novermin: guarded
     except ImportError:  # Python < 3.8
         metadata = None  # type: ignore
     if metadata is not None:

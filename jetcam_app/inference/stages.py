@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 
 try:
-    from typing import Protocol, runtime_checkable
+    from typing import Protocol, runtime_checkable  # novermin: guarded
 except ImportError:  # Python 3.6 and 3.7 (JetPack 4.6): the backport
     from typing_extensions import Protocol, runtime_checkable  # type: ignore
 

@@ -36,7 +36,7 @@ def _version_of(module, dist: str) -> str:
     if version:
         return str(version)
     try:
-        from importlib import metadata
+        from importlib import metadata  # novermin: guarded
         return metadata.version(dist)
     except (ImportError, ValueError, LookupError):  # PackageNotFoundError is a LookupError (ModuleNotFoundError on 3.8)
         return "unknown"

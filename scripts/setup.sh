@@ -49,7 +49,10 @@ else
     # JetPack's torch, torchvision, cv2 and TensorRT come through system site packages; pip adds the rest.
     "$vpy" -c "import torch, torchvision, cv2" || { echo "setup: JetPack's torch, torchvision and OpenCV must be installed first (see README, Jetson)"; exit 2; }
     echo "setup: installing jetcam_app and its Python packages (pip)"
-    "$vpy" -m pip install -q -e ".[jetson,onnx,report]"
+    "$vpy" -m pip install -q -e ".[jetson,report]"
+    # PyPI has no aarch64 onnxruntime for every Python (none for JetPack 4.6's 3.6): the backend is optional there
+    "$vpy" -m pip install -q -e ".[onnx]" || echo "setup: onnx/onnxruntime not installed for this Python on aarch64" \
+      "(the onnxruntime backend is unavailable; NVIDIA's Jetson Zoo has onnxruntime-gpu wheels): the rest works"
   else
     # x86 desktops and CI: torch from PyPI (this workplace caps it at the release on its disk).
     if ! "$vpy" -c "import torch, torchvision" 2>/dev/null; then

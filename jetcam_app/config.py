@@ -268,9 +268,12 @@ def _named_sources(entries: List[Dict[str, Any]], base: Dict[str, Any]) -> Tuple
     inherited = {k: v for k, v in base.items() if k != "name"}
     configs = [SourceConfig(**dict(inherited, **entry)) for entry in entries]
     given = [c.name for c in configs if c.name]
+    for i, name in enumerate(c.name for c in configs):
+        # a letter or digit too: '.' and '..' name folders, and the page's /sources/<name>/ links would resolve away
+        if name and not (re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) and re.search(r"[A-Za-z0-9]", name)):
+            raise ConfigError("sources[%d].name %r must be 1-64 letters, digits, '_', '-' or '.' with at least one "
+                              "letter or digit (it names files and page links), e.g. cam%d" % (i, name, i))
     for name in given:
-        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
-            raise ConfigError("source name %r must be 1-64 letters, digits, '_', '-' or '.' (it names files)" % name)
         if given.count(name) > 1:
             raise ConfigError("two sources are named %r; give each source its own name" % name)
     derived = [source_name("gst://" if c.gst else c.uri) for c in configs]

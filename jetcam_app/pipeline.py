@@ -164,10 +164,16 @@ class Pipeline:
 
     def run(self) -> Dict[str, Any]:
         cfg = self.config
-        out_dir = self.out_dir = prepare_outputs(cfg.output)
+        # the folder is locked for this run's life: a second run at once refuses instead of mixing its rows in
+        out_dir, folder_lock = prepare_outputs(cfg.output)
+        self.out_dir = out_dir
         log.info("results go to %s", out_dir)
-        adapter = self._adapter or create_adapter(cfg.model)
-        engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
+        try:
+            adapter = self._adapter or create_adapter(cfg.model)
+            engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
+        except BaseException:  # noqa: B902 - the folder is free again, then re-raised
+            folder_lock.release()
+            raise
         closers = []  # type: List[Any]  # closed in reverse order, always
         # Python hands the GIL over every 5 ms by default: each time the main thread releases it (a CUDA sync,
         # a frame read), a drawing or capture thread may keep it up to 5 ms. A shorter interval keeps the
@@ -236,6 +242,7 @@ class Pipeline:
                                                              emitter.timing_log.accumulated))
                 write_summary(self.summary, out_dir, reserve)
             reserve.release()
+            folder_lock.release()
         if error is not None:
             raise error
         return self.summary

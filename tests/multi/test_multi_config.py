@@ -52,7 +52,7 @@ def test_names_from_uris(uri, name):
     ("sources: a.mp4\n", "'sources' must be a list"),
     ("sources:\n  - {uri: a.mp4, fps: fast}\n  - b.mp4\n", "sources[0].fps must be float"),
     ("sources:\n  - {uri: a.mp4, name: x}\n  - {uri: b.mp4, name: x}\n", "two sources are named 'x'"),
-    ("sources:\n  - {uri: a.mp4, name: 'a/b'}\n  - b.mp4\n", "source name 'a/b' must be"),
+    ("sources:\n  - {uri: a.mp4, name: 'a/b'}\n  - b.mp4\n", "sources[0].name 'a/b' must be"),
     ("pipeline:\n  max_batch: -2\n", "pipeline.max_batch must be 0"),
 ])
 def test_bad_sources_name_the_fix(tmp_path, yaml_text, message):

@@ -2,11 +2,12 @@
 
 import argparse
 import logging
+import os
 import sys
 from typing import Dict, List, Optional
 
 from .config import PRECISIONS
-from .errors import JetcamError
+from .errors import JetcamError, mask_secrets
 from .registry import BACKENDS, MODELS
 
 # flag dest -> config key; only flags the user gave become overrides, so YAML values survive otherwise.
@@ -25,7 +26,7 @@ OVERRIDES = {
     "save_input": "output.save_input", "http": "output.http_port", "overlay": "overlay.enabled", "hud": "overlay.hud",
     "mosaic": "output.mosaic", "max_batch": "pipeline.max_batch",
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
-    "http_token": "output.http_token",
+    "http_token": "output.http_token", "http_token_file": "output.http_token_file",
 }
 
 
@@ -129,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "also /stream.mjpg, MJPEG: video as a stream of JPEG images, /snapshot.jpg, /stats.json); 0 = off")
     r.add_argument("--http-host", help="the address the web page listens on (0.0.0.0 = every interface: "
                    "logs a warning)")
-    r.add_argument("--http-token", help="require this token on every web request (?token=... in the address)")
+    r.add_argument("--http-token", help="require this token on every web request (?token=... in the address); "
+                   "prefer $JETCAM_HTTP_TOKEN or --http-token-file: a flag's value shows to every user in ps")
+    r.add_argument("--http-token-file", metavar="PATH", help="read the web page's token from the first line of this "
+                   "file (preferred over --http-token, which shows in ps; so is $JETCAM_HTTP_TOKEN)")
     r.add_argument("--headless", dest="headless", action="store_true", default=None,
                    help="no window (default: a window only when a display exists)")
     r.add_argument("--display", dest="headless", action="store_false", help="force a window (default: off)")
@@ -152,13 +156,22 @@ def overrides_from(args: argparse.Namespace) -> Dict[str, object]:
     return overrides
 
 
+class _MaskingFormatter(logging.Formatter):
+    """The last guard on stderr: a URL password or ?token= value that some message still carries is masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
 def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
 
 
 def run_main(argv: List[str]) -> int:
     from .config import load_config
+    from .output.http_server import with_resolved_token
     from .output.paths import check_output_paths
     from .errors import on_stop_signals
     from .pipeline import Pipeline
@@ -167,7 +180,7 @@ def run_main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug)
     try:
-        config = load_config(args.config, overrides_from(args))
+        config = with_resolved_token(load_config(args.config, overrides_from(args)), os.environ)
         check_output_paths(config, args.config)
         if args.check:
             from .check import check_config
@@ -182,16 +195,36 @@ def run_main(argv: List[str]) -> int:
     except JetcamError as e:
         if args.debug:
             logging.exception("details")
-        print("error: %s" % e, file=sys.stderr)
+        print("error: %s" % mask_secrets(str(e)), file=sys.stderr)
         return e.exit_code
     except (OSError, ValueError) as e:
         # The last line of defence for user input (a file, a value) that no check caught: one line, exit 2;
         # --debug shows the traceback, since a bug may hide here too.
         if args.debug:
             raise
-        print("error: %s: %s (--debug for the traceback)" % (type(e).__name__, str(e).splitlines()[0] if str(e)
-                                                              else ""), file=sys.stderr)
+        print("error: %s: %s (--debug for the traceback)" % (type(e).__name__, mask_secrets(
+            str(e).splitlines()[0]) if str(e) else ""), file=sys.stderr)
         return 2
+
+
+def summary_main(argv: List[str]) -> int:
+    """`run.py summary RUN_DIR`: summary.json rebuilt from the logs of a run killed before it wrote one."""
+    from .output.summary_rebuild import rebuild_summary
+    from .verdict import format_summary
+
+    p = argparse.ArgumentParser(prog="run.py summary", description=summary_main.__doc__)
+    p.add_argument("run_dir", help="the run folder (it holds timing.csv and predictions.jsonl)")
+    p.add_argument("--target-fps", type=float, help="the verdict's frame rate (default: the source's, from its "
+                   "timestamps)")
+    args = p.parse_args(argv)
+    try:
+        summary = rebuild_summary(args.run_dir, args.target_fps)
+    except JetcamError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return e.exit_code
+    print(format_summary(summary))
+    print("summary rebuilt from %s: %s" % (summary["rebuilt_from"], os.path.join(args.run_dir, "summary.json")))
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -205,13 +238,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .bench.command import bench_main
 
         return bench_main(argv[1:])
+    if command == "summary":
+        return summary_main(argv[1:])
     if command == "export-triton":
         from .triton.export import export_main
 
         return export_main(argv[1:])
     if command == "run":
         return run_main(argv[1:] if argv and argv[0] == "run" else argv)
-    print("error: unknown command '%s'; use run (default), doctor, bench or export-triton" % command, file=sys.stderr)
+    print("error: unknown command '%s'; use run (default), doctor, bench, summary or export-triton" % command,
+          file=sys.stderr)
     return 2
 
 

@@ -249,6 +249,7 @@ def run_bench(options: BenchOptions, progress: Optional[ProgressBar] = None) -> 
         os.makedirs(work_dir, exist_ok=True)
     except OSError as e:
         raise JetcamError("cannot create the bench folder %s (%s); choose a writable --out DIR" % (out_dir, e)) from e
+    _clean_leftovers(work_dir, progress)
     inputs = None  # type: Optional[Inputs]
     started = time.time()
     error = None  # type: Optional[BaseException]
@@ -305,18 +306,31 @@ def _finish(options: BenchOptions, rows: List[Dict[str, Any]], inputs: Optional[
         _clean_work(work_dir)
 
 
-def _clean_work(work_dir: str) -> None:
-    """Drop the bulky files (inputs, weights, raw outputs); keep each row's result, log and predictions."""
-    for name in ("inputs.npz", "weights.pt"):
-        path = os.path.join(work_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
+def _bulky_files(work_dir: str) -> List[str]:
+    """The inputs, the weights and every backend's raw outputs under work/ (what _clean_work drops)."""
+    found = [os.path.join(work_dir, name) for name in ("inputs.npz", "weights.pt")]
     for entry in os.listdir(work_dir):
         folder = os.path.join(work_dir, entry)
         if os.path.isdir(folder):
-            for name in os.listdir(folder):
-                if name.startswith("out_") and name.endswith(".npy"):
-                    os.remove(os.path.join(folder, name))
+            found += [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith("out_") and n.endswith(".npy")]
+    return [path for path in found if os.path.isfile(path)]
+
+
+def _clean_leftovers(work_dir: str, progress) -> None:
+    """What a bench killed before its report (kill -9, the OOM killer) left in work/: removed, and said so."""
+    leftovers = _bulky_files(work_dir)
+    if leftovers:
+        size_mb = sum(os.path.getsize(p) for p in leftovers) / 1e6
+        progress.message("bench: removed %.1f MB that an earlier bench left unfinished in %s (%s)"
+                         % (size_mb, work_dir, ", ".join(sorted({os.path.basename(p) for p in leftovers}))))
+        for path in leftovers:
+            os.remove(path)
+
+
+def _clean_work(work_dir: str) -> None:
+    """Drop the bulky files (inputs, weights, raw outputs); keep each row's result, log and predictions."""
+    for path in _bulky_files(work_dir):
+        os.remove(path)
 
 
 def _csv_list(text: str) -> List[str]:

@@ -4,13 +4,13 @@ process can crash TensorRT's ONNX parser later in it. The checks themselves are 
 import functools
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 from typing import Callable, List, Optional, Tuple
 
 from .doctor import (ARGUS_DAEMON, JETSON_ONLY, MISSING, OK, PLUGIN_FIXES, WARN, Check, _process_running,
                      backend_check)
+from .errors import mask_secrets
 from .registry import BACKENDS
 from .sources import gst_runner, v4l2
 from .sources.kinds import GSTREAMER, PYTHON, source_kind
@@ -63,7 +63,7 @@ def source_checks(config, jetson: bool) -> Tuple[str, List[Check]]:
         detail += ", paced like a camera" if config.pace else ", lossless replay"
     elif kind.runner != PYTHON:
         detail += ", timeout %gs, %d reconnects" % (config.timeout_s, config.reconnect_attempts)
-    label = "source %s" % config.uri
+    label = "source %s" % mask_secrets(config.uri)
     notes = []  # type: List[Check]
     if kind.location == "path" and not os.path.exists(spec.location):
         fix = ("run scripts/setup.sh (or python -m jetcam_app.assets video)" if config.uri == "sample"
@@ -98,7 +98,7 @@ def source_checks(config, jetson: bool) -> Tuple[str, List[Check]]:
                            PLUGIN_FIXES.get(element, ""), needed=True))
     if unknown:
         notes.append(Check("plugins %s" % ", ".join(unknown), WARN, "cannot tell without gst-inspect-1.0",
-                           "sudo apt install gstreamer1.0-tools, or run.py doctor --source %s" % config.uri))
+                           "sudo apt install gstreamer1.0-tools, or run.py doctor --source %s" % mask_secrets(config.uri)))
     return "kind %s (%s)" % (kind.name, detail.lstrip(", ")), notes
 
 
@@ -230,7 +230,7 @@ def check_config(config, config_path: Optional[str] = None, out: Callable[[str],
                                          "a non-Jetson machine"))
     out("sources (%d):" % len(sources))
     for source, (line, _) in zip(sources, described):
-        uri = "gst://" + source.gst if source.gst else re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", source.uri)
+        uri = mask_secrets("gst://" + source.gst if source.gst else source.uri)
         out("  %s: %s  %s" % (source.name or source_name(uri), uri, line))
     m = config.model
     out("model: %s (weights: %s; score >= %g, iou %g)" % (m.name, weights, m.score_threshold, m.iou_threshold))

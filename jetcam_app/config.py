@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from .errors import ConfigError
+from .errors import MASK, ConfigError, mask_secrets_in
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.yaml")
@@ -156,6 +156,7 @@ class OutputConfig:
     save: Optional[bool]
     http_host: str
     http_token: Optional[str]
+    http_token_file: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -380,4 +381,9 @@ def _validate_bounds(config: Config) -> None:
 
 
 def to_dict(config: Config) -> Dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The configuration as plain data for echoes (summary.json, --help's defaults): the web token as "***" when
+    set, URL passwords masked; the running parts read the frozen config itself."""
+    data = dataclasses.asdict(config)
+    if data["output"]["http_token"]:
+        data["output"]["http_token"] = MASK
+    return mask_secrets_in(data)

@@ -1,11 +1,37 @@
 """How runs end: the error types users see (each carries one line saying what failed and one fix), and the stop
-signals that end a run cleanly (Ctrl-C, kill, a closed terminal or SSH session)."""
+signals that end a run cleanly (Ctrl-C, kill, a closed terminal or SSH session); and the one masking of secrets
+(URL passwords, the web page's token) in whatever is shown or written."""
 
 import contextlib
+import re
 import signal
-from typing import Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP does not exist on Windows
+MASK = "***"
+# scheme://user:PASSWORD@host: the password runs to the netloc's last '@' (an unencoded '@' in it must not leak
+# its tail), never past a '/' or a space (URLs inside pipeline strings and repr()s).
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s\"']*:)[^/\s]*@")
+_TOKEN_PARAM = re.compile(r"([?&#;]token=)[^&#\s\"']*", re.IGNORECASE)  # the page's ?token=... in request lines
+
+
+def mask_secrets(text: str) -> str:
+    """text with every URL password and token= value replaced by ***: rtsp://admin:***@cam/x, /?token=***.
+    Only connections (the GStreamer pipeline that runs, the token check) get the real text."""
+    text = _URL_PASSWORD.sub(r"\g<1>" + MASK + "@", str(text))
+    return _TOKEN_PARAM.sub(r"\g<1>" + MASK, text)
+
+
+def mask_secrets_in(data: Any) -> Any:
+    """mask_secrets over every string in nested dicts, lists and tuples (a config echo, a status document)."""
+    if isinstance(data, str):
+        return mask_secrets(data)
+    if isinstance(data, dict):
+        return {key: mask_secrets_in(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [mask_secrets_in(value) for value in data] if isinstance(data, list) else tuple(
+            mask_secrets_in(value) for value in data)
+    return data
 
 
 def first_line(error: BaseException) -> str:

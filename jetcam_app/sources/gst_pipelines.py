@@ -4,7 +4,7 @@ import re
 from fractions import Fraction
 from typing import Optional
 
-from ..errors import SourceError
+from ..errors import SourceError, mask_secrets
 
 # Every live pipeline ends here: one buffer, newest wins, so a slow consumer never sees stale frames.
 # sync=false: a camera is already paced by its sensor; syncing to the clock would only add latency.
@@ -53,9 +53,10 @@ def validate_device(device: str) -> str:
 def validate_url(url: str) -> str:
     """An rtsp:// or rtsps:// URL without spaces, quotes or pipeline characters."""
     if not re.match(r"^rtsps?://[^/]", url or "", re.IGNORECASE):
-        raise SourceError("bad RTSP URL %r; use rtsp://host[:port]/path" % url)
+        raise SourceError("bad RTSP URL %r; use rtsp://host[:port]/path" % mask_secrets(url or ""))
     if _URL_FORBIDDEN.search(url):
-        raise SourceError("RTSP URL %r contains spaces, quotes or pipeline characters; percent-encode them (%%20 for a space)" % url)
+        raise SourceError("RTSP URL %r contains spaces, quotes or pipeline characters; percent-encode them (%%20 for a "
+                          "space)" % mask_secrets(url))
     return url
 
 

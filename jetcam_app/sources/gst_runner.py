@@ -7,7 +7,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import SourceError, mask_secrets
 from ..stats import is_jetson  # noqa: F401  (re-exported: callers import it from here)
 
 log = logging.getLogger(__name__)
@@ -197,12 +197,12 @@ class GObjectRunner:
                 return None
             if message.type == Gst.MessageType.WARNING:
                 warning, _ = message.parse_warning()
-                log.warning("GStreamer warning from %s: %s", message.src.get_name(), warning.message)
+                log.warning("GStreamer warning from %s: %s", message.src.get_name(), mask_secrets(warning.message))
             elif message.type == Gst.MessageType.ERROR:
                 error, debug = message.parse_error()
                 detail = (debug or "").strip().splitlines()[-1:] if debug else []
-                return "GStreamer error from %s: %s%s" % (message.src.get_name(), error.message,
-                                                          " (%s)" % detail[0] if detail else "")
+                return mask_secrets("GStreamer error from %s: %s%s" % (message.src.get_name(), error.message,
+                                                                       " (%s)" % detail[0] if detail else ""))
             elif message.type == Gst.MessageType.EOS:
                 return "end of stream"
 

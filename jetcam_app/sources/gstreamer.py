@@ -7,7 +7,7 @@ import time
 from typing import Optional
 
 from ..config import SourceConfig
-from ..errors import CaptureTimeout, SourceError
+from ..errors import CaptureTimeout, SourceError, mask_secrets
 from ..types import Frame
 from . import gst_pipelines as pipelines
 from . import v4l2
@@ -134,7 +134,8 @@ class GStreamerSource(Source):
 
     def open(self) -> None:
         self._build()
-        log.info("%s: capture through %s; pipeline: %s", self.describe(), self.runner_name, self.pipeline or "(V4L2)")
+        log.info("%s: capture through %s; pipeline: %s", self.describe(), self.runner_name,
+                 mask_secrets(self.pipeline or "(V4L2)"))
         self._open_wall = time.perf_counter()
         try:
             self._start_runner()
@@ -145,8 +146,9 @@ class GStreamerSource(Source):
 
     def _open_failure(self, problem: str) -> str:
         causes = (self.kind.causes or source_kind("gst").causes).replace("DEVICE", self.spec.location)
-        return "%s did not deliver a frame: %s; pipeline: %s; likely causes: %s" % (
-            self.describe(), problem, self.pipeline or "OpenCV V4L2 %s" % self.spec.location, causes)
+        # the pipeline is shown as it ran, but for the password an rtsp:// URL carries
+        return mask_secrets("%s did not deliver a frame: %s; pipeline: %s; likely causes: %s" % (
+            self.describe(), problem, self.pipeline or "OpenCV V4L2 %s" % self.spec.location, causes))
 
     def _first_frame(self, timeout_s: float) -> Frame:
         sample = self._runner.pull(timeout_s)

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from ..errors import SourceError
+from ..errors import SourceError, mask_secrets
 from . import gst_pipelines as pipelines
 from .gst_runner import has_element, is_jetson
 
@@ -13,6 +13,8 @@ from .gst_runner import has_element, is_jetson
 GSTREAMER, GSTREAMER_OR_V4L2, PYTHON = "gstreamer", "gstreamer-or-v4l2", "python"
 # Elements every GStreamer kind's pipeline ends in (listed by doctor next to the kind's own).
 CONVERTERS = ("videoconvert", "appsink")
+RTSP_QUERY_OPTIONS = ("protocols",)  # RTSP options also read from the URL's query, and removed from what is sent
+RTSP_TCP_ADVICE = "add #protocols=tcp to the URL"
 _MISSING_PLUGINS = ("GStreamer element(s) {missing} not installed; fix: sudo apt install gstreamer1.0-plugins-good "
                     "gstreamer1.0-plugins-base (gst-inspect-1.0 {first} to check)")
 
@@ -54,7 +56,8 @@ class SourceKind:
     description: str = "{location}"  # how logs and errors name the source
 
     def describe(self, location: str) -> str:
-        return self.description.format(location=location)
+        """How logs, errors, summary.json and the page name the source: never with the URL's password."""
+        return mask_secrets(self.description.format(location=location))
 
     def doctor_plugins(self) -> Tuple[str, ...]:
         """Every element doctor lists for this kind; empty when it needs no GStreamer (test:// runs in Python unless
@@ -122,8 +125,22 @@ def _parse_rtsp(text: str, uri: str) -> Tuple[str, Dict[str, str]]:
     # Options ride in the fragment (never sent to the server): rtsp://cam/stream#latency=100&protocols=tcp
     url, _, fragment = text.partition("#")
     if any(c in url for c in " !\"'`\n\t"):
-        raise SourceError("RTSP URL %r contains spaces or pipeline characters; quote only the URL" % uri)
-    return url, query(fragment)
+        raise SourceError("RTSP URL %r contains spaces or pipeline characters; quote only the URL" % mask_secrets(uri))
+    params = _take_query_options(url)
+    params.update(query(fragment))  # the fragment, the documented form, wins
+    return _drop_query_options(url), params
+
+
+def _take_query_options(url: str) -> Dict[str, str]:
+    """?protocols=tcp in the query is read too (the form users try first); the camera's own keys stay its own."""
+    return {k: v for k, v in query(url.partition("?")[2]).items() if k in RTSP_QUERY_OPTIONS}
+
+
+def _drop_query_options(url: str) -> str:
+    """The URL sent to the server: without the query keys this app reads (a server would ignore or refuse them)."""
+    base, _, raw_query = url.partition("?")
+    kept = [part for part in filter(None, raw_query.split("&")) if part.partition("=")[0] not in RTSP_QUERY_OPTIONS]
+    return base + ("?" + "&".join(kept) if kept else "")
 
 
 def _build_usb(r: PipelineRequest) -> str:
@@ -166,8 +183,8 @@ _KINDS = (
         build=lambda r: pipelines.rtsp_pipeline(r.location, int_param(r.params, ("latency", "latency_ms"), 200),
                                                 r.params.get("protocols"), is_jetson()),
         plugins=("rtspsrc", "decodebin"), decoders=("nvv4l2decoder", "avdec_h264"),
-        causes="host unreachable, wrong path or credentials, a firewall on UDP (add ?protocols=tcp), or a codec "
-               "with no decoder here"),
+        causes="host unreachable, wrong path or credentials, a firewall on UDP (" + RTSP_TCP_ADVICE + "), or a "
+               "codec with no decoder here"),
     SourceKind(
         "gst", ("gst://PIPELINE", "--gst PIPELINE"), "pipeline", runner=GSTREAMER,
         matches=lambda lower: lower.startswith("gst://"), parse=lambda text, uri: (text[len("gst://"):], {}),

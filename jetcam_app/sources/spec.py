@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict
 
 from ..config import SourceConfig
-from ..errors import SourceError
+from ..errors import SourceError, mask_secrets
 from ..registry import SOURCES
 from .kinds import kind_of
 
@@ -32,7 +32,8 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec(kind.name, location, params)
     lower = text.lower()
     if re.match(r"^[a-z][a-z0-9+.-]*://", lower) and not lower.startswith("file://"):
-        raise SourceError("unknown source scheme in %r; use csi://, usb:N, v4l2://, rtsp://, file://, test:// or a path" % uri)
+        raise SourceError("unknown source scheme in %r; use csi://, usb:N, v4l2://, rtsp://, file://, test:// or a path"
+                          % mask_secrets(uri))
     if lower.startswith("file://"):
         text = text[len("file://"):]
     path = os.path.expanduser(text)
@@ -62,12 +63,12 @@ def create_source(config: SourceConfig, buffers=None):
 
 
 def prediction_source(config: SourceConfig) -> str:
-    """How predictions.jsonl names the source of a video or camera frame: the URI or path as given
-    ('sample': the bundled video's path, relative to the working folder when inside it)."""
+    """How predictions.jsonl names the source of a video or camera frame: the URI or path as given, but for a URL's
+    password ('sample': the bundled video's path, relative to the working folder when inside it)."""
     if config.gst:
-        return "gst://" + config.gst
+        return mask_secrets("gst://" + config.gst)
     if config.uri != "sample":
-        return config.uri
+        return mask_secrets(config.uri)
     from ..assets import MEDIA_DIR, SAMPLE_VIDEO
 
     path = os.path.join(MEDIA_DIR, SAMPLE_VIDEO)  # named even where absent: an injected source may stand in for it

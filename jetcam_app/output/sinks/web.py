@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from ...errors import OutputError
-from ..http_server import LOCAL_HOSTS, BoundedHTTPServer, token_ok
+from ...errors import MASK, OutputError, mask_secrets
+from ..http_server import LOCAL_HOSTS, TOKEN_ENV, BoundedHTTPServer, token_ok
 from ..live_status import LiveStatus
 from .base import Sink
 
@@ -74,7 +74,9 @@ class WebSink(Sink):
             timeout = timeout_s  # socket timeout: idle, slow and stalled clients are let go
 
             def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("http: " + fmt, *args)
+                # request lines carry ?token=...: --debug must not write the token to a log or a terminal
+                line = mask_secrets(fmt % args)
+                log.debug("http: %s", line.replace(sink.token, MASK) if sink.token else line)
 
             def do_GET(self) -> None:
                 sink._route(self)
@@ -88,7 +90,7 @@ class WebSink(Sink):
         self.url = "http://%s:%d/" % (self.host if ":" not in self.host else "[%s]" % self.host, self.port)
         if host not in LOCAL_HOSTS:
             log.warning("the web page listens on %s: anyone who can reach this machine can watch%s", host,
-                        "" if self.token else " (set --http-token to require a token)")
+                        "" if self.token else " (set $%s or --http-token-file to require a token)" % TOKEN_ENV)
         self._threads = [threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                           name="http", daemon=True),
                          threading.Thread(target=self._encode_loop, name="http-encoder", daemon=True)]

@@ -4,12 +4,14 @@ import dataclasses
 import logging
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
 from .errors import MASK, ConfigError, mask_secrets_in
+from .files import FileTooLargeError, NotRegularFileError, read_regular
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.yaml")
@@ -41,30 +43,87 @@ def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError("%s must be true or false, got %r" % (key, value))
+        raise ConfigError("%s must be true or false, got %s" % (key, _short(value)))
     if isinstance(value, bool):  # YAML `true` is an int to Python; a count or a rate is never a yes/no
-        raise ConfigError("%s must be %s, got %r" % (key, kind.__name__, value))
+        raise ConfigError("%s must be %s, got %s" % (key, kind.__name__, _short(value)))
     try:
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value)
     except (TypeError, ValueError) as e:
-        raise ConfigError("%s must be %s, got %r" % (key, kind.__name__, value)) from e
+        raise ConfigError("%s must be %s, got %s" % (key, kind.__name__, _short(value))) from e
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A user's value as error messages echo it: its repr on one line, cut to `limit` characters (a config value can
+    be megabytes long; reprlib never builds the whole repr)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple = 3, 6, 6, 6
+MAX_CONFIG_BYTES = 1 << 20  # a jetcam config is a few KB, 32 cameras included; PyYAML takes minutes per 100 MB
+MAX_CONFIG_DEPTH = 32  # a jetcam config nests 3 levels (sources: - uri:); 20,000 brackets would overflow the stack
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader without aliases and with a nesting limit: a 422-byte file of nested aliases (billion laughs)
+    expands to gigabytes, and deep nesting is a RecursionError in the composer. compose_node is the one place
+    every node passes through, the same in PyYAML 5 and 6."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        where = "config file %s line %d" % (self.name, event.start_mark.line + 1)
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError("%s: aliases (*%s) are not allowed in a jetcam config; write the value out in full"
+                              % (where, _short(event.anchor, 40)[1:-1]))
+        if self._depth >= MAX_CONFIG_DEPTH:
+            raise ConfigError("%s: nested too deeply (more than %d levels); a jetcam config nests 3 (check the "
+                              "brackets)" % (where, MAX_CONFIG_DEPTH))
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _read_yaml(path: str) -> Mapping[str, Any]:
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f) or {}
+        text = read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
+        loader = _ConfigLoader(text)
+        loader.name = path  # the reader of a str names it "<unicode string>"
+        try:
+            return loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     except FileNotFoundError as e:
         raise ConfigError("config file not found: %s" % path) from e
-    except yaml.YAMLError as e:
-        raise ConfigError("config file %s is not valid YAML: %s" % (path, str(e).splitlines()[0])) from e
+    except yaml.YAMLError as e:  # the first line of PyYAML's message may quote a tag of any length
+        raise ConfigError("config file %s is not valid YAML: %s" % (path, _cut(str(e).splitlines()[0]))) from e
     except UnicodeDecodeError as e:
         raise ConfigError("config file %s is not UTF-8 text (%s); save it as UTF-8 YAML" % (path, e.reason)) from e
-    except OSError as e:  # a folder, no permission, a device
+    except RecursionError as e:  # the depth limit above stops the composer; this is for any other recursion
+        raise ConfigError("config file %s is nested too deeply for YAML to read; a jetcam config nests 3 levels"
+                          % path) from e
+    except NotRegularFileError as e:  # a FIFO would block open() forever
+        raise ConfigError("cannot read the config file %s: it is %s, not a regular file; pass a YAML file to "
+                          "--config" % (path, e.kind)) from e
+    except FileTooLargeError as e:
+        raise ConfigError("config file %s is %d KB, more than the %d KB a jetcam config can be; pass a jetcam "
+                          "YAML file to --config" % (path, e.size // 1024, e.limit // 1024)) from e
+    except OSError as e:  # no permission, an I/O error
         raise ConfigError("cannot read the config file %s (%s); pass a readable YAML file to --config"
                           % (path, e.strerror or e)) from e
+    except ValueError as e:  # e.g. an integer of more digits than int() converts (Python 3.11+)
+        raise ConfigError("config file %s holds a value YAML cannot convert (%s)" % (path, _cut(str(e)))) from e
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _yaml_defaults(section: str):
@@ -100,6 +159,7 @@ class SourceConfig:
     timeout_s: float
     reconnect_attempts: int
     decode_threads: int
+    max_image_mp: float  # images larger than this many megapixels are refused from their header, before decoding
     capture: str
     gst: Optional[str]
     name: Optional[str]  # a short name for logs and file names; several sources get one from their URI
@@ -199,7 +259,8 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
             data["sources"] = _source_entries(values, origin)  # type: ignore[assignment]  # a list replaces
             continue
         if section not in _SECTION_TYPES:
-            raise ConfigError("%s: unknown section '%s'; valid sections: %s" % (origin, section, ", ".join(_SECTION_TYPES)))
+            raise ConfigError("%s: unknown section %s; valid sections: %s" % (origin, _short(section),
+                                                                               ", ".join(_SECTION_TYPES)))
         if values is None:
             continue
         if not isinstance(values, Mapping):
@@ -212,7 +273,8 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
                 continue
             types = _field_types(_SECTION_TYPES[section])
             if key not in types:
-                raise ConfigError("%s: unknown key '%s.%s'; valid keys: %s" % (origin, section, key, ", ".join(types)))
+                raise ConfigError("%s: unknown key %s; valid keys: %s" % (origin, _short("%s.%s" % (section, key)),
+                                                                         ", ".join(types)))
             kind, optional = types[key]
             data.setdefault(section, {})[key] = _coerce("%s.%s" % (section, key), value, kind, optional)
 
@@ -235,8 +297,8 @@ def _source_entries(entries: Any, origin: str) -> List[Dict[str, Any]]:
         values = {}
         for key, value in entry.items():
             if key not in types:
-                raise ConfigError("%s: unknown key '%s' in sources[%d]; valid keys: %s"
-                                  % (origin, key, i, ", ".join(types)))
+                raise ConfigError("%s: unknown key %s in sources[%d]; valid keys: %s"
+                                  % (origin, _short(key), i, ", ".join(types)))
             kind, optional = types[key]
             values[key] = _coerce("sources[%d].%s" % (i, key), value, kind, optional)
         out.append(values)

@@ -2,12 +2,13 @@
 
 import logging
 import os
-import stat
+import re
 import time
 from typing import List, Optional, Tuple
 
 from ..config import SourceConfig
 from ..errors import SourceError
+from ..files import special_kind
 from .timestamps import read_sidecar
 from ..types import Frame
 from .base import Source
@@ -46,10 +47,13 @@ class VideoFileSource(Source):
                               "pattern)" % self.path)
         if os.path.isdir(self.path):
             raise SourceError("%s is a folder; pass it as the source to read its images" % self.path)
-        mode = os.stat(self.path).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # a FIFO or socket blocks in open, deaf to Ctrl-C
-            raise SourceError("%s is not a regular file (a FIFO or socket?); record the stream to a file first, "
-                              "or use --gst for a live pipe" % self.path)
+        kind = special_kind(self.path)
+        # a FIFO or socket blocks in open, deaf to Ctrl-C; of the devices only a V4L2 camera (file:///dev/video0,
+        # /dev/v4l/by-id/...) is a video
+        if kind is not None and not (kind == "a character device"
+                                     and re.match(r"^/dev/video\d+$", os.path.realpath(self.path))):
+            raise SourceError("%s is %s, not a regular file; record the stream to a file first, or use --gst for a "
+                              "live pipe" % (self.path, kind))
         cap = self._open_capture(cv2)
         ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok or first is None:

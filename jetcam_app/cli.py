@@ -183,7 +183,7 @@ def run_main(argv: List[str]) -> int:
         config = with_resolved_token(load_config(args.config, overrides_from(args)), os.environ)
         check_output_paths(config, args.config)
         if args.check:
-            from .check import check_config
+            from .doctor.check import check_config
 
             return check_config(config, args.config)
         pipeline = Pipeline(config)  # one source or several: one lifecycle

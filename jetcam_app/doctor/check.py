@@ -8,12 +8,12 @@ import shutil
 import subprocess
 from typing import Callable, List, Optional, Tuple
 
-from .doctor import (ARGUS_DAEMON, JETSON_ONLY, MISSING, OK, PLUGIN_FIXES, WARN, Check, _process_running,
+from . import (ARGUS_DAEMON, JETSON_ONLY, MISSING, OK, PLUGIN_FIXES, WARN, Check, _process_running,
                      backend_check)
-from .errors import mask_secrets
-from .registry import BACKENDS
-from .sources import gst_runner, v4l2
-from .sources.kinds import GSTREAMER, PYTHON, source_kind
+from ..errors import mask_secrets
+from ..registry import BACKENDS
+from ..sources import gst_runner, v4l2
+from ..sources.kinds import GSTREAMER, PYTHON, source_kind
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,8 +43,8 @@ def _unwritable(path: str, folder: bool = True) -> Optional[str]:
 
 def source_checks(config, jetson: bool) -> Tuple[str, List[Check]]:
     """(one line describing the source, what this machine lacks for it); a bad URI raises SourceError."""
-    from .assets import MEDIA_DIR, SAMPLE_VIDEO
-    from .sources.spec import SourceSpec, parse_source
+    from ..assets import MEDIA_DIR, SAMPLE_VIDEO
+    from ..sources.spec import SourceSpec, parse_source
 
     if config.gst:
         spec = SourceSpec("gst", config.gst)
@@ -104,9 +104,9 @@ def source_checks(config, jetson: bool) -> Tuple[str, List[Check]]:
 
 def weights_checks(model) -> Tuple[str, List[Check]]:
     """(where the weights come from, what is missing for them), without building or loading the network."""
-    from .inference.adapters.base import create_adapter
-    from .inference.adapters.nanodet_assets import default_models_dir, weights_present
-    from .inference.adapters.weights import MODELS_DIR, hub_cache_path, local_candidates, offline_hint
+    from ..inference.adapters.base import create_adapter
+    from ..inference.adapters.nanodet_assets import default_models_dir, weights_present
+    from ..inference.adapters.weights import MODELS_DIR, hub_cache_path, local_candidates, offline_hint
 
     label = "weights of %s" % model.name
     if model.random_weights:
@@ -142,7 +142,7 @@ def weights_checks(model) -> Tuple[str, List[Check]]:
 
 
 def _run_folder(output) -> str:
-    from .output.run_folder import RUNS_DIR
+    from ..output.run_folder import RUNS_DIR
 
     if output.out_dir:
         return "%s (as given)" % output.out_dir
@@ -158,8 +158,8 @@ def _run_folder(output) -> str:
 
 def output_checks(config, several: bool) -> Tuple[List[str], List[Check]]:
     """(lines describing every output, what stands in their way); a wrong extension raises OutputError."""
-    from .output.run_folder import RUNS_DIR, check_extension
-    from .sources.timestamps import sidecar_path
+    from ..output.run_folder import RUNS_DIR, check_extension
+    from ..sources.timestamps import sidecar_path
 
     out = config.output
     check_extension(out.record, "--record")
@@ -218,7 +218,7 @@ def engine_checks(config) -> Tuple[str, List[Check]]:
 def check_config(config, config_path: Optional[str] = None, out: Callable[[str], None] = print) -> int:
     """`run.py --check`: print the resolved configuration and, as notes, what this machine lacks for it; 0 = valid
     (a bad value raises ConfigError, SourceError or OutputError before anything is printed)."""
-    from .config import source_name
+    from ..config import source_name
 
     jetson = gst_runner.is_jetson()
     sources = config.sources or (config.source,)

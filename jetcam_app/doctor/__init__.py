@@ -9,11 +9,11 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .bench.environment import command_output
-from .errors import JetcamError
-from .registry import BACKENDS
-from .sources import gst_runner, v4l2
-from .sources.kinds import GSTREAMER, GSTREAMER_OR_V4L2, SourceKind, source_kind
+from ..bench.environment import command_output
+from ..errors import JetcamError
+from ..registry import BACKENDS
+from ..sources import gst_runner, v4l2
+from ..sources.kinds import GSTREAMER, GSTREAMER_OR_V4L2, SourceKind, source_kind
 
 OK, MISSING, ABSENT, WARN, INFO = "ok", "MISSING", "absent", "warn", "info"
 JETSON_ONLY = "Jetson only"
@@ -172,7 +172,7 @@ def backend_checks(backend: Optional[str]) -> List[Check]:
 
 def backend_check(name: str, needed: bool) -> Check:
     """One backend's check_available(): ok, or why not with its install hint (MISSING when needed, else absent)."""
-    from .errors import BackendUnavailable
+    from ..errors import BackendUnavailable
 
     try:
         BACKENDS.get(name).check_available()
@@ -228,7 +228,7 @@ def _source_kind(source_uri: Optional[str], checks: List[Check]) -> Tuple[Option
     """(kind, location) of the source, appending a failed check when the URI is bad."""
     if not source_uri:
         return None, ""
-    from .sources.spec import parse_source
+    from ..sources.spec import parse_source
 
     try:
         spec = parse_source(source_uri)
@@ -255,7 +255,7 @@ def run_doctor(source_uri: Optional[str] = None, backend: Optional[str] = None,
                out: Callable[[str], None] = print, cache_dir: Optional[str] = None) -> int:
     """Print the checks; 0 when everything the given source and backend need is present, 1 otherwise."""
     if cache_dir is None:
-        from .config import load_config
+        from ..config import load_config
 
         cache_dir = load_config().engine.cache_dir
     jetson = gst_runner.is_jetson()

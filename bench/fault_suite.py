@@ -45,6 +45,46 @@ CLASSES = collections.OrderedDict([
     ("14 values out of range, NaN scores", [
         "tests/test_fault_inputs.py::test_bad_input_is_one_line_and_exit_2",
         "tests/test_fault_inputs.py::test_nan_scores_are_written_as_valid_json_null_with_a_warning"]),
+    # the issue "Nothing destroyed, nothing leaked, nothing hangs"
+    ("15 several sources' outputs against every input and output", [
+        "tests/test_fault_paths.py::test_several_sources_outputs_never_overwrite_inputs_or_each_other",
+        "tests/test_fault_paths.py::test_distinct_outputs_of_several_sources_pass"]),
+    ("16 a run folder held by one run", ["tests/test_fault_paths.py::test_a_run_folder_is_held_by_one_run_and_free_again_after_sigkill"]),
+    ("17 special files (FIFOs, sockets, devices)", [
+        "tests/test_fault_files.py::test_a_fifo_in_an_image_folder_is_skipped_with_a_warning_and_the_run_ends",
+        "tests/test_fault_files.py::test_a_fifo_in_a_folder_does_not_hold_up_the_other_sources",
+        "tests/test_fault_files.py::test_a_special_file_as_source_or_config_is_one_line_naming_it"]),
+    ("18 config bombs", [
+        "tests/test_fault_files.py::test_config_bombs_end_in_one_short_line_under_an_address_space_limit",
+        "tests/test_fault_files.py::test_an_alias_is_refused_even_where_it_would_be_harmless",
+        "tests/test_fault_files.py::test_values_echoed_in_config_errors_are_cut_short"]),
+    ("19 unbounded sizes", ["tests/test_fault_bounds.py"]),
+    ("20 sources: entries range-checked", ["tests/test_fault_bounds.py"]),
+    ("21 image bombs, cut-short images, GIFs", [
+        "tests/test_fault_files.py::test_an_image_over_the_megapixel_cap_is_skipped_from_its_header_with_a_warning",
+        "tests/test_fault_files.py::test_source_max_image_mp_sets_the_cap_and_a_lone_image_over_it_is_one_line",
+        "tests/test_fault_files.py::test_a_cut_short_image_in_a_folder_is_counted_as_damaged_not_saved",
+        "tests/test_fault_files.py::test_a_lone_cut_short_jpeg_is_one_line",
+        "tests/test_fault_files.py::test_gifs_in_a_folder_are_named_in_one_warning",
+        "tests/test_fault_files.py::test_a_folder_of_gifs_only_says_so",
+        "tests/test_fault_files.py::test_header_sizes_match_what_opencv_decodes",
+        "tests/test_fault_files.py::test_a_jpeg_with_a_thumbnail_and_trailing_bytes_is_complete"]),
+    ("22 RTSP credentials and the web token masked", [
+        "tests/test_fault_secrets.py::test_mask_secrets_hides_passwords_and_tokens_only",
+        "tests/test_fault_secrets.py::test_an_unreachable_rtsp_source_shows_its_password_nowhere",
+        "tests/test_fault_secrets.py::test_a_token_from_the_environment_shows_nowhere",
+        "tests/test_fault_secrets.py::test_the_token_from_a_file_or_the_environment_and_help_that_points_away_from_ps",
+        "tests/test_fault_secrets.py::test_a_working_rtsp_run_masks_the_password_on_the_page_and_in_every_file"]),
+    ("23 the RTSP advice is true", [
+        "tests/test_fault_secrets.py::test_the_rtsp_advice_followed_literally_sends_tcp_and_keeps_the_option_from_the_server"]),
+    ("24 source names need a letter or digit", [
+        "tests/test_fault_paths.py::test_a_source_name_needs_a_letter_or_digit",
+        "tests/test_fault_paths.py::test_names_with_a_letter_or_digit_and_dots_still_pass"]),
+    ("25 odd frame sizes recorded whole", ["tests/test_fault_bounds.py"]),
+    ("26 a dead bench's leftovers", ["tests/test_fault_killed.py::test_what_a_dead_bench_left_is_removed_when_the_next_one_starts"]),
+    ("27 summary rebuilt after kill -9", [
+        "tests/test_fault_killed.py::test_a_killed_runs_summary_is_rebuilt_from_its_logs",
+        "tests/test_fault_killed.py::test_summary_of_a_folder_without_logs_is_one_line"]),
 ])
 
 

@@ -102,7 +102,7 @@ def test_export_is_cached_by_content(tmp_path):
 
 
 @pytest.mark.skipif(not (torch.cuda.is_available() or cpu_runs_half_convolutions()),
-                    reason="this torch runs no float16 convolution on the CPU (torch 2.1) and there is no GPU")
+                    reason="torch %s runs no float16 convolution on the CPU and there is no GPU" % torch.__version__)
 def test_fp16_export_has_half_io_and_leaves_the_network_fp32(tmp_path):
     network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     model = export_onnx(network, torch.zeros(1, 3, 16, 16), str(tmp_path), "tiny", precision="fp16")

@@ -125,6 +125,9 @@ def test_an_unreachable_rtsp_source_shows_its_password_nowhere(tmp_path):
                            stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
     assert check.returncode == 0 and "admin:***@127.0.0.1:9/x" in check.stdout, check.stdout + check.stderr
     assert PASSWORD not in check.stdout + check.stderr
+    doctor = subprocess.run(RUN + ["doctor", "--source", uri], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert "admin:***@127.0.0.1:9/x" in doctor.stdout and PASSWORD not in doctor.stdout + doctor.stderr
 
 
 def test_a_token_from_the_environment_shows_nowhere(tmp_path):

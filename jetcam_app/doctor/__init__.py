@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..bench.environment import command_output
-from ..errors import JetcamError
+from ..errors import JetcamError, mask_secrets
 from ..registry import BACKENDS
 from ..sources import gst_runner, v4l2
 from ..sources.kinds import GSTREAMER, GSTREAMER_OR_V4L2, SourceKind, source_kind
@@ -254,6 +254,8 @@ def _source_kind(source_uri: Optional[str], checks: List[Check]) -> Tuple[Option
 def run_doctor(source_uri: Optional[str] = None, backend: Optional[str] = None,
                out: Callable[[str], None] = print, cache_dir: Optional[str] = None) -> int:
     """Print the checks; 0 when everything the given source and backend need is present, 1 otherwise."""
+    print_line = out
+    out = lambda line: print_line(mask_secrets(line))  # noqa: E731 - an RTSP password is never printed
     if cache_dir is None:
         from ..config import load_config
 

@@ -396,6 +396,9 @@ def validate(config: Config) -> None:
     check_precision(config.engine.backend, config.engine.precision, BACKENDS.get(config.engine.backend).capabilities.precisions)
     if not 0.0 <= config.model.score_threshold <= 1.0:
         raise ConfigError("model.score_threshold must be between 0 and 1, got %s" % config.model.score_threshold)
+    if len(config.sources) > MAX_SOURCES:
+        raise ConfigError("sources has %d entries, more than the %d one process runs; split them over several "
+                          "processes, each with its own --config" % (len(config.sources), MAX_SOURCES))
     _validate_bounds(config)
     if config.pipeline.max_frames < 0 or config.pipeline.queue_size < 1:
         raise ConfigError("pipeline.max_frames must be >= 0 and pipeline.queue_size >= 1")
@@ -403,8 +406,9 @@ def validate(config: Config) -> None:
         raise ConfigError("pipeline.draw_threads must be -1 (automatic), 0 (no pool) or a thread count")
     if config.pipeline.in_flight < 0:
         raise ConfigError("pipeline.in_flight must be 0 (automatic) or the number of frames in flight on the GPU")
-    if config.pipeline.max_batch < 0:
-        raise ConfigError("pipeline.max_batch must be 0 (one frame per source) or the most frames run as one batch")
+    if not 0 <= config.pipeline.max_batch <= MAX_BATCH:
+        raise ConfigError("pipeline.max_batch must be between 0 (one frame per source) and %d, got %s; pass "
+                          "--max-batch %d or less" % (MAX_BATCH, config.pipeline.max_batch, MAX_BATCH))
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
     if config.engine.triton_timeout_s <= 0:
@@ -434,12 +438,27 @@ BOUNDS = {
 }
 
 
-def _validate_bounds(config: Config) -> None:
+# A batch holds at most one frame per source and one H200 keeps a few dozen paced 720p sources real-time
+# (docs/performance.md): 64 leaves room, and a larger batch only costs device memory (engines are built for it).
+MAX_BATCH = 64
+# Each source holds a capture thread, a lane and up to 64 MB of page-locked frame buffers (fused_stages.py): 256 is
+# already 16 GB pinned, and more sources than any one device serves in real time.
+MAX_SOURCES = 256
+
+
+def _check_bounds(section: str, values: Any, name: str) -> None:
+    """BOUNDS' keys of `section` on `values`, named `name`.KEY in the error (`sources[3].fps`)."""
     for dotted, (low, high) in BOUNDS.items():
-        section, _, key = dotted.partition(".")
-        value = getattr(getattr(config, section), key)
-        if not low <= value <= high:
-            raise ConfigError("%s must be between %s and %s, got %s" % (dotted, low, high, value))
+        prefix, _, key = dotted.partition(".")
+        if prefix == section and not low <= getattr(values, key) <= high:
+            raise ConfigError("%s.%s must be between %s and %s, got %s" % (name, key, low, high, getattr(values, key)))
+
+
+def _validate_bounds(config: Config) -> None:
+    for section in sorted({dotted.partition(".")[0] for dotted in BOUNDS} - {"source"}):
+        _check_bounds(section, getattr(config, section), section)
+    for i, source in enumerate((config.source,) + config.sources):  # one check for `source:` and every entry
+        _check_bounds("source", source, "sources[%d]" % (i - 1) if i else "source")
 
 
 def to_dict(config: Config) -> Dict[str, Any]:

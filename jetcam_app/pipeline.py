@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .config import Config, SourceConfig, source_name
+from .config import MAX_BATCH, Config, SourceConfig, source_name
 from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
 from .inference.engines.base import create_engine
@@ -190,7 +190,7 @@ class Pipeline:
             pool = frame_pool(engine, cfg.pipeline.cuda_graph, len(self.source_configs))
             opened = self._open_sources(pool)
             closers.extend(source for _, source in opened)
-            max_batch = cfg.pipeline.max_batch or len(opened)
+            max_batch = cfg.pipeline.max_batch or min(len(opened), MAX_BATCH)  # more sources share the batches
             # Fixed-shape engines are built for the largest batch and smaller ones padded (stages.py).
             engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
             closers.append(engine)

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import first_line
 from .box_outlines import OutlinePainter
-from .stages import split_outputs
+from .stages import padded_sizes, split_outputs  # noqa: F401 - padded_sizes lives with the eager warm-up
 
 log = logging.getLogger(__name__)
 _FOREACH_COPY = getattr(torch, "_foreach_copy_", None)
@@ -33,15 +33,6 @@ def copy_rows(targets: List[torch.Tensor], sources: List[torch.Tensor]) -> None:
             _FOREACH_COPY = None
     for target, source in zip(targets, sources):
         target.copy_(source, non_blocking=True)
-
-
-def padded_sizes(max_batch: int) -> List[int]:
-    """The batch sizes graphs are captured for: powers of two below max_batch, and max_batch itself."""
-    sizes, size = [], 1
-    while size < max_batch:
-        sizes.append(size)
-        size *= 2
-    return sizes + [max(1, int(max_batch))]
 
 
 def padded_size(n: int, sizes: Sequence[int]) -> int:

@@ -93,6 +93,16 @@ def batch_example(adapter, batch: int) -> torch.Tensor:
     return example.repeat((batch,) + (1,) * (example.dim() - 1)) if batch > 1 else example
 
 
+def padded_sizes(max_batch: int) -> List[int]:
+    """The batch sizes graphs are captured for and the eager stages warm up: powers of two below max_batch, and
+    max_batch itself."""
+    sizes, size = [], 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max(1, int(max_batch))]
+
+
 def split_outputs(outputs: Sequence[torch.Tensor], i: int) -> Tuple[torch.Tensor, ...]:
     """Frame i's outputs as a batch of one (what every adapter's postprocess reads: outputs[k][0])."""
     return tuple(o[i:i + 1] for o in outputs)
@@ -136,12 +146,14 @@ class EagerStages:
         self.host_buffers = None  # type: Optional[HostFramePool]  # frames are copied from wherever they were decoded
 
     def warm_up(self) -> None:
-        """Run every batch size the engine will see once, before the clock starts: cuDNN autotuning and ONNX
-        Runtime's first run of a shape happen here, not on a camera's frame. One frame at a time needs none: the
-        first frame is the only new shape."""
+        """Run the batch sizes that matter once, before the clock starts: cuDNN autotuning and ONNX Runtime's first
+        run of a shape happen here, not on a camera's frame. A fixed-shape engine sees one size; eager torch runs
+        batches as they come, and every size from 1 to max_batch would be N(N+1)/2 images (125,250 for 500 sources),
+        so it warms padded_sizes (log2 N + 1 sizes, under 3N images): the full batch and the small ones that come
+        most, the rest tune on first sight. One frame at a time needs none: the first frame is the only new shape."""
         if self.max_batch == 1:
             return
-        sizes = [self.padded_batch] if self.padded_batch else range(1, self.max_batch + 1)
+        sizes = [self.padded_batch] if self.padded_batch else padded_sizes(self.max_batch)
         example = self.adapter.example_input(self.engine.device, self.engine.input_dtype)
         for size in sizes:
             self.engine.infer(example.repeat((size,) + (1,) * (example.dim() - 1)))

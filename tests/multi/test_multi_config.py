@@ -53,7 +53,7 @@ def test_names_from_uris(uri, name):
     ("sources:\n  - {uri: a.mp4, fps: fast}\n  - b.mp4\n", "sources[0].fps must be float"),
     ("sources:\n  - {uri: a.mp4, name: x}\n  - {uri: b.mp4, name: x}\n", "two sources are named 'x'"),
     ("sources:\n  - {uri: a.mp4, name: 'a/b'}\n  - b.mp4\n", "sources[0].name 'a/b' must be"),
-    ("pipeline:\n  max_batch: -2\n", "pipeline.max_batch must be 0"),
+    ("pipeline:\n  max_batch: -2\n", "pipeline.max_batch must be between 0"),
 ])
 def test_bad_sources_name_the_fix(tmp_path, yaml_text, message):
     path = tmp_path / "bad.yaml"

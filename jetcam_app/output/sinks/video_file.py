@@ -26,13 +26,18 @@ class VideoFileSink(Sink):
     """An mp4 (mp4v) written by its own thread through a bounded queue. Lossless: write() waits for room,
     re-checking the closed flag; close() drains the queue and releases the writer so the file always plays.
 
-    Frames of another size are resized to `frame_size` (cv2.VideoWriter would silently drop them).
+    Frames of another size are resized to `frame_size` (cv2.VideoWriter would silently drop them). An odd side is
+    padded to even with a copy of the last row or column: OpenCV's writers (mp4v, H.264: 4:2:0 chroma) would
+    silently crop it, and a recording of the input must hold every pixel of it (`padded_to`, logged once).
     `copy=True` queues a copy, so the caller may keep drawing on or reusing its array."""
 
     def __init__(self, path: str, fps: float, frame_size: Tuple[int, int], queue_size: int = 32,
                  fourcc: str = "mp4v", copy: bool = True, stall_timeout_s: float = 10.0):
         self.path = path
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        width, height = self.frame_size
+        even = (width + width % 2, height + height % 2)
+        self.padded_to = even if even != self.frame_size else None  # type: Optional[Tuple[int, int]]
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.copy = copy
         self.stall_timeout_s = stall_timeout_s
@@ -51,15 +56,19 @@ class VideoFileSink(Sink):
         except OSError as e:
             raise OutputError("cannot write the video %s (%s); choose a writable path for --record / --save-input"
                               % (path, e.strerror or e)) from e
-        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps, self.frame_size)
+        if min(self.frame_size) < MIN_ENCODE_SIDE:  # padded, a 1-pixel side would be half invented
+            os.remove(path)
+            raise OutputError("cannot record %s: the frames are %dx%d, below the encoder's minimum of %dx%d; "
+                              "record a larger source" % (path, self.frame_size[0], self.frame_size[1],
+                                                          MIN_ENCODE_SIDE, MIN_ENCODE_SIDE))
+        encoded_size = self.padded_to or self.frame_size
+        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps, encoded_size)
         if not self._writer.isOpened():
             os.remove(path)
-            if min(self.frame_size) < MIN_ENCODE_SIDE:
-                raise OutputError("cannot record %s: the frames are %dx%d, below the encoder's minimum of %dx%d; "
-                                  "record a larger source" % (path, self.frame_size[0], self.frame_size[1],
-                                                              MIN_ENCODE_SIDE, MIN_ENCODE_SIDE))
             raise OutputError("OpenCV cannot encode %s with %s at %dx%d; use a .mp4 path, or an OpenCV built with FFmpeg"
-                              % (path, fourcc, self.frame_size[0], self.frame_size[1]))
+                              % (path, fourcc, encoded_size[0], encoded_size[1]))
+        if self.padded_to:
+            log.info("%s: %dx%d padded to %dx%d (the encoder needs even sizes)", path, width, height, *self.padded_to)
         self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
         self._thread.start()
 
@@ -78,6 +87,9 @@ class VideoFileSink(Sink):
                 if (image.shape[1], image.shape[0]) != self.frame_size:
                     image = cv2.resize(image, self.frame_size, interpolation=cv2.INTER_AREA)
                     self.frames_resized += 1
+                if self.padded_to:
+                    image = cv2.copyMakeBorder(image, 0, self.padded_to[1] - self.frame_size[1], 0,
+                                               self.padded_to[0] - self.frame_size[0], cv2.BORDER_REPLICATE)
                 self._check_room(image)
                 self._writer.write(image)
                 self.frames_written += 1

@@ -58,8 +58,15 @@ CLASSES = collections.OrderedDict([
         "tests/test_fault_files.py::test_config_bombs_end_in_one_short_line_under_an_address_space_limit",
         "tests/test_fault_files.py::test_an_alias_is_refused_even_where_it_would_be_harmless",
         "tests/test_fault_files.py::test_values_echoed_in_config_errors_are_cut_short"]),
-    ("19 unbounded sizes", ["tests/test_fault_bounds.py"]),
-    ("20 sources: entries range-checked", ["tests/test_fault_bounds.py"]),
+    ("19 unbounded sizes", [
+        "tests/test_fault_bounds.py::test_max_batch_beyond_the_cap_is_one_line_naming_the_key_and_the_cap",
+        "tests/test_fault_bounds.py::test_more_sources_than_the_cap_is_one_line_naming_the_key_and_the_cap",
+        "tests/test_fault_bounds.py::test_eager_warm_up_runs_the_padded_sizes_only",
+        "tests/test_fault_bounds.py::test_one_frame_at_a_time_warms_up_nothing"]),
+    ("20 sources: entries range-checked", [
+        "tests/test_fault_bounds.py::test_every_bounded_source_key_has_an_out_of_range_case",
+        "tests/test_fault_bounds.py::test_each_sources_entry_key_out_of_range_is_one_line_naming_sources_i_key",
+        "tests/test_fault_bounds.py::test_the_source_section_keeps_its_name_and_is_inherited_checked"]),
     ("21 image bombs, cut-short images, GIFs", [
         "tests/test_fault_files.py::test_an_image_over_the_megapixel_cap_is_skipped_from_its_header_with_a_warning",
         "tests/test_fault_files.py::test_source_max_image_mp_sets_the_cap_and_a_lone_image_over_it_is_one_line",
@@ -80,7 +87,8 @@ CLASSES = collections.OrderedDict([
     ("24 source names need a letter or digit", [
         "tests/test_fault_paths.py::test_a_source_name_needs_a_letter_or_digit",
         "tests/test_fault_paths.py::test_names_with_a_letter_or_digit_and_dots_still_pass"]),
-    ("25 odd frame sizes recorded whole", ["tests/test_fault_bounds.py"]),
+    ("25 odd frame sizes recorded whole", [
+        "tests/test_fault_bounds.py::test_odd_sized_input_is_recorded_whole_padded_to_even"]),
     ("26 a dead bench's leftovers", ["tests/test_fault_killed.py::test_what_a_dead_bench_left_is_removed_when_the_next_one_starts"]),
     ("27 summary rebuilt after kill -9", [
         "tests/test_fault_killed.py::test_a_killed_runs_summary_is_rebuilt_from_its_logs",

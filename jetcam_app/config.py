@@ -4,14 +4,11 @@ import dataclasses
 import logging
 import os
 import re
-import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import yaml
-
 from .errors import MASK, ConfigError, mask_secrets_in
-from .files import FileTooLargeError, NotRegularFileError, read_regular
+from .files import read_yaml, short_value
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.yaml")
@@ -43,87 +40,15 @@ def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError("%s must be true or false, got %s" % (key, _short(value)))
+        raise ConfigError("%s must be true or false, got %s" % (key, short_value(value)))
     if isinstance(value, bool):  # YAML `true` is an int to Python; a count or a rate is never a yes/no
-        raise ConfigError("%s must be %s, got %s" % (key, kind.__name__, _short(value)))
+        raise ConfigError("%s must be %s, got %s" % (key, kind.__name__, short_value(value)))
     try:
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value)
     except (TypeError, ValueError) as e:
-        raise ConfigError("%s must be %s, got %s" % (key, kind.__name__, _short(value))) from e
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """A user's value as error messages echo it: its repr on one line, cut to `limit` characters (a config value can
-    be megabytes long; reprlib never builds the whole repr)."""
-    text = _REPR.repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple = 3, 6, 6, 6
-MAX_CONFIG_BYTES = 1 << 20  # a jetcam config is a few KB, 32 cameras included; PyYAML takes minutes per 100 MB
-MAX_CONFIG_DEPTH = 32  # a jetcam config nests 3 levels (sources: - uri:); 20,000 brackets would overflow the stack
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """SafeLoader without aliases and with a nesting limit: a 422-byte file of nested aliases (billion laughs)
-    expands to gigabytes, and deep nesting is a RecursionError in the composer. compose_node is the one place
-    every node passes through, the same in PyYAML 5 and 6."""
-
-    _depth = 0
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        where = "config file %s line %d" % (self.name, event.start_mark.line + 1)
-        if isinstance(event, yaml.AliasEvent):
-            raise ConfigError("%s: aliases (*%s) are not allowed in a jetcam config; write the value out in full"
-                              % (where, _short(event.anchor, 40)[1:-1]))
-        if self._depth >= MAX_CONFIG_DEPTH:
-            raise ConfigError("%s: nested too deeply (more than %d levels); a jetcam config nests 3 (check the "
-                              "brackets)" % (where, MAX_CONFIG_DEPTH))
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _read_yaml(path: str) -> Mapping[str, Any]:
-    try:
-        text = read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
-        loader = _ConfigLoader(text)
-        loader.name = path  # the reader of a str names it "<unicode string>"
-        try:
-            return loader.get_single_data() or {}
-        finally:
-            loader.dispose()
-    except FileNotFoundError as e:
-        raise ConfigError("config file not found: %s" % path) from e
-    except yaml.YAMLError as e:  # the first line of PyYAML's message may quote a tag of any length
-        raise ConfigError("config file %s is not valid YAML: %s" % (path, _cut(str(e).splitlines()[0]))) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError("config file %s is not UTF-8 text (%s); save it as UTF-8 YAML" % (path, e.reason)) from e
-    except RecursionError as e:  # the depth limit above stops the composer; this is for any other recursion
-        raise ConfigError("config file %s is nested too deeply for YAML to read; a jetcam config nests 3 levels"
-                          % path) from e
-    except NotRegularFileError as e:  # a FIFO would block open() forever
-        raise ConfigError("cannot read the config file %s: it is %s, not a regular file; pass a YAML file to "
-                          "--config" % (path, e.kind)) from e
-    except FileTooLargeError as e:
-        raise ConfigError("config file %s is %d KB, more than the %d KB a jetcam config can be; pass a jetcam "
-                          "YAML file to --config" % (path, e.size // 1024, e.limit // 1024)) from e
-    except OSError as e:  # no permission, an I/O error
-        raise ConfigError("cannot read the config file %s (%s); pass a readable YAML file to --config"
-                          % (path, e.strerror or e)) from e
-    except ValueError as e:  # e.g. an integer of more digits than int() converts (Python 3.11+)
-        raise ConfigError("config file %s holds a value YAML cannot convert (%s)" % (path, _cut(str(e)))) from e
-
-
-def _cut(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+        raise ConfigError("%s must be %s, got %s" % (key, kind.__name__, short_value(value))) from e
 
 
 def _yaml_defaults(section: str):
@@ -144,7 +69,7 @@ def _yaml_defaults(section: str):
     return decorate
 
 
-_PACKAGED = _read_yaml(DEFAULT_CONFIG)
+_PACKAGED = read_yaml(DEFAULT_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -259,7 +184,7 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
             data["sources"] = _source_entries(values, origin)  # type: ignore[assignment]  # a list replaces
             continue
         if section not in _SECTION_TYPES:
-            raise ConfigError("%s: unknown section %s; valid sections: %s" % (origin, _short(section),
+            raise ConfigError("%s: unknown section %s; valid sections: %s" % (origin, short_value(section),
                                                                                ", ".join(_SECTION_TYPES)))
         if values is None:
             continue
@@ -273,7 +198,7 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
                 continue
             types = _field_types(_SECTION_TYPES[section])
             if key not in types:
-                raise ConfigError("%s: unknown key %s; valid keys: %s" % (origin, _short("%s.%s" % (section, key)),
+                raise ConfigError("%s: unknown key %s; valid keys: %s" % (origin, short_value("%s.%s" % (section, key)),
                                                                          ", ".join(types)))
             kind, optional = types[key]
             data.setdefault(section, {})[key] = _coerce("%s.%s" % (section, key), value, kind, optional)
@@ -298,7 +223,7 @@ def _source_entries(entries: Any, origin: str) -> List[Dict[str, Any]]:
         for key, value in entry.items():
             if key not in types:
                 raise ConfigError("%s: unknown key %s in sources[%d]; valid keys: %s"
-                                  % (origin, _short(key), i, ", ".join(types)))
+                                  % (origin, short_value(key), i, ", ".join(types)))
             kind, optional = types[key]
             values[key] = _coerce("sources[%d].%s" % (i, key), value, kind, optional)
         out.append(values)
@@ -334,11 +259,11 @@ def _named_sources(entries: List[Dict[str, Any]], base: Dict[str, Any]) -> Tuple
     for i, name in enumerate(c.name for c in configs):
         # a letter or digit too: '.' and '..' name folders, and the page's /sources/<name>/ links would resolve away
         if name and not (re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) and re.search(r"[A-Za-z0-9]", name)):
-            raise ConfigError("sources[%d].name %r must be 1-64 letters, digits, '_', '-' or '.' with at least one "
-                              "letter or digit (it names files and page links), e.g. cam%d" % (i, name, i))
+            raise ConfigError("sources[%d].name %s must be 1-64 letters, digits, '_', '-' or '.' with at least one "
+                              "letter or digit (it names files and page links), e.g. cam%d" % (i, short_value(name), i))
     for name in given:
         if given.count(name) > 1:
-            raise ConfigError("two sources are named %r; give each source its own name" % name)
+            raise ConfigError("two sources are named %s; give each source its own name" % short_value(name))
     derived = [source_name("gst://" if c.gst else c.uri) for c in configs]
     unnamed = [d for c, d in zip(configs, derived) if not c.name]
     taken = set(given)
@@ -363,7 +288,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any
     """The defaults (configs/default.yaml, via the dataclasses) < `path` < overrides ({"section.key": value}); then validate."""
     data = {}  # type: Dict[str, Dict[str, Any]]
     if path:
-        _merge(data, _read_yaml(path), path)
+        _merge(data, read_yaml(path), path)
     nested = {}  # type: Dict[str, Dict[str, Any]]
     for dotted, value in (overrides or {}).items():
         if dotted == "sources":  # several --source flags: a list of URIs that replaces the file's list
@@ -388,11 +313,11 @@ def validate(config: Config) -> None:
     from .registry import BACKENDS, MODELS
 
     if config.model.name not in MODELS:
-        raise ConfigError("unknown model '%s'; choose one of: %s" % (config.model.name, ", ".join(MODELS.choices())))
+        raise ConfigError("unknown model %s; choose one of: %s" % (short_value(config.model.name), ", ".join(MODELS.choices())))
     if config.engine.backend not in BACKENDS:
-        raise ConfigError("unknown backend '%s'; choose one of: %s" % (config.engine.backend, ", ".join(BACKENDS.choices())))
+        raise ConfigError("unknown backend %s; choose one of: %s" % (short_value(config.engine.backend), ", ".join(BACKENDS.choices())))
     if config.engine.precision not in PRECISIONS:
-        raise ConfigError("unknown precision '%s'; choose one of: %s" % (config.engine.precision, ", ".join(PRECISIONS)))
+        raise ConfigError("unknown precision %s; choose one of: %s" % (short_value(config.engine.precision), ", ".join(PRECISIONS)))
     check_precision(config.engine.backend, config.engine.precision, BACKENDS.get(config.engine.backend).capabilities.precisions)
     if not 0.0 <= config.model.score_threshold <= 1.0:
         raise ConfigError("model.score_threshold must be between 0 and 1, got %s" % config.model.score_threshold)
@@ -414,7 +339,7 @@ def validate(config: Config) -> None:
     if config.engine.triton_timeout_s <= 0:
         raise ConfigError("engine.triton_timeout_s must be > 0 (seconds a Triton request may take)")
     if not config.output.name or os.sep in config.output.name or config.output.name in (".", ".."):
-        raise ConfigError("output.name must be a plain folder name (no '%s'), got %r" % (os.sep, config.output.name))
+        raise ConfigError("output.name must be a plain folder name (no '%s'), got %s" % (os.sep, short_value(config.output.name)))
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
 

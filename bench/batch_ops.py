@@ -20,9 +20,9 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "
 
 from jetcam_app.config import EngineConfig, load_config  # noqa: E402
 from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
-from jetcam_app.inference.batch_stages import batch_example  # noqa: E402
+from jetcam_app.inference.stages import batch_example  # noqa: E402
 from jetcam_app.inference.engines.base import create_engine  # noqa: E402
-from jetcam_app.inference.fused_batch_stages import batch_body  # noqa: E402
+from jetcam_app.inference.graph_parts import batch_body  # noqa: E402
 from test_batch_stages import nanodet  # noqa: E402
 
 

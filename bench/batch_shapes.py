@@ -1,7 +1,7 @@
 """Benchmark: how a fixed-shape engine should take a batch of k frames from several sources, on ONNX Runtime.
 
 Three ways, same model, same inputs: (1) k calls of the batch-1 graph; (2) the graph built for --max-batch frames,
-padded (what multi_source.py does for ONNX Runtime, TensorRT and --cuda-graph); (3) one graph with a dynamic batch
+padded (what the pipeline does for ONNX Runtime, TensorRT and --cuda-graph); (3) one graph with a dynamic batch
 axis. Prints ms per call and per frame for k = 1..max-batch. Not a test: speed is measured, never asserted.
 
     python bench/batch_shapes.py --model nanodet --max-batch 4 --runs 20
@@ -20,7 +20,7 @@ from common import machine, write_json  # also puts the repository on sys.path
 
 from jetcam_app.config import load_config  # noqa: E402
 from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
-from jetcam_app.inference.batch_stages import batch_example  # noqa: E402
+from jetcam_app.inference.stages import batch_example  # noqa: E402
 from jetcam_app.inference.engines.torch_engine import cpu_threads  # noqa: E402
 
 

@@ -22,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "multi")]
 
-import jetcam_app.pipeline as multi_source  # noqa: E402
+import jetcam_app.pipeline as pipeline_module  # noqa: E402
 from conftest import write_index_video  # noqa: E402
 from index_model import IndexAdapter  # noqa: E402
 from jetcam_app.config import SourceConfig, load_config  # noqa: E402
@@ -31,7 +31,7 @@ from jetcam_app.sources.spec import create_source  # noqa: E402
 
 def one_run(video: str, n: int, out: str, freeze: bool) -> dict:
     pauses, state = [], {"running": False}
-    real = multi_source.frozen_heap
+    real = pipeline_module.frozen_heap
 
     @contextlib.contextmanager
     def watched():  # only the run's own collections count, not the one before it
@@ -50,13 +50,13 @@ def one_run(video: str, n: int, out: str, freeze: bool) -> dict:
 
     config = load_config(overrides={"output.out_dir": out, "output.headless": True, "engine.threads": 1})
     sources = [("s%d" % i, create_source(SourceConfig(uri=video, pace=True))) for i in range(n)]
-    multi_source.frozen_heap = watched
+    pipeline_module.frozen_heap = watched
     gc.callbacks.append(timed)
     try:
-        summary = multi_source.Pipeline(config, sources=sources, adapter=IndexAdapter()).run()
+        summary = pipeline_module.Pipeline(config, sources=sources, adapter=IndexAdapter()).run()
     finally:
         gc.callbacks.remove(timed)
-        multi_source.frozen_heap = real
+        pipeline_module.frozen_heap = real
     sections = list(summary["sources"].values())
     full = [ms for generation, ms in pauses if generation == 2]
     return {"frozen": freeze, "collections": len(pauses), "full_collections": len(full),

@@ -243,7 +243,7 @@ def main() -> None:
     p.add_argument("--backend", default="cpu")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--cuda-graph", dest="cuda_graph", action="store_true", default=None,
-                   help="the fused CUDA graph (on CUDA: the batches through FusedBatchStages); default: the app's")
+                   help="the fused CUDA graph (on CUDA: the batches through FusedStages); default: the app's")
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="the eager batch path (BatchStages), to compare with the fused one")
     p.add_argument("--random-weights", action="store_true")

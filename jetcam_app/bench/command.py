@@ -286,7 +286,7 @@ def _finish(options: BenchOptions, rows: List[Dict[str, Any]], inputs: Optional[
     from .analysis import analyse
 
     interrupted = isinstance(error, KeyboardInterrupt)
-    by = error.args[0] if interrupted and error.args else "Ctrl-C"  # the signal's name (signals.py)
+    by = error.args[0] if interrupted and error.args else "Ctrl-C"  # the signal's name (errors.on_stop_signals)
     for row in rows:
         if row["status"] in ("pending", "running"):
             row.update(status="interrupted" if interrupted else "failed",

@@ -131,8 +131,6 @@ def _test_fault(backend: str, precision: str, out_dir: str) -> None:
 
 
 def _build(job: Dict[str, Any]):
-    import torch
-
     from ..inference.adapters.base import build_core, create_adapter
     from ..config import EngineConfig, ModelConfig
     from ..inference.engines.base import create_engine

@@ -91,7 +91,7 @@ class SourceLane:
         self.end_reason = ""
         # the emitter's side
         self.live = bool(source.is_live)
-        self.still_images = bool(getattr(source, "still_images", False))
+        self.still_images = bool(source.still_images)
         self.target_fps = target_fps
         self.budget_ms = 1000.0 / target_fps
         self.sink = sink
@@ -99,7 +99,6 @@ class SourceLane:
         self.frame_names = frame_names
         self.rolling = RollingStats(1.0)
         self.accumulated = TimingAccumulator()
-        self.overlay = None  # type: Any  # made on its first drawing: it caches per-frame-size metrics
         self.processed = 0
         self.last_draw_ms = 0.0
         self.last_emitted = None  # type: Optional[float]  # perf_counter of its last frame's result

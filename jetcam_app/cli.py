@@ -27,6 +27,7 @@ OVERRIDES = {
     "mosaic": "output.mosaic", "max_batch": "pipeline.max_batch",
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
     "http_token": "output.http_token", "http_token_file": "output.http_token_file",
+    "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones",
 }
 
 
@@ -48,7 +49,8 @@ def add_defaults_to_help(parser: argparse.ArgumentParser, overrides: Dict[str, s
         if isinstance(action, argparse._StoreConstAction):  # a switch: on when the default is what it sets
             action.help += " (default: %s)" % ("on" if value == action.const else "off")
             continue
-        action.help += " (default: %s)" % ("none" if value is None else value)
+        shown = "none" if value is None or value in ((), []) else value
+        action.help += " (default: %s)" % (shown,)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-hud", dest="hud", action="store_false", default=None,
                    help="no HUD (heads-up display: the rate, stage times, memory and real-time verdict drawn in a "
                    "corner of the frame; default: shown)")
+    t = p.add_argument_group("tracks, lines and zones (events.jsonl; summary.json's lines and zones)")
+    t.add_argument("--track", action="store_true", default=None,
+                   help="track objects (ByteTrack; the tracker: section of the config): IDs in the labels and in "
+                   "predictions.jsonl's track_ids; --line and --zone turn it on by themselves")
+    t.add_argument("--line", action="append", metavar="NAME:X1,Y1,X2,Y2",
+                   help="count tracks crossing the segment from (X1,Y1) to (X2,Y2), per class and direction; "
+                   "pixels, or fractions of the frame when all four are <= 1; 'in' is A->B turned a quarter turn "
+                   "counter-clockwise (a line drawn top to bottom counts left-to-right as in); repeatable; every "
+                   "source without lines of its own gets these")
+    t.add_argument("--zone", action="append", metavar="NAME:X1,Y1,X2,Y2,X3,Y3[,...]",
+                   help="a polygon zone: occupancy, entries, exits and dwell time per class; repeatable")
     add_defaults_to_help(p, OVERRIDES)
     return p
 

@@ -30,7 +30,17 @@ def _field_types(cls) -> Dict[str, Tuple[type, bool]]:
     return out
 
 
+def _structured(key: str, value: Any) -> Any:
+    """A list-valued key (a source's lines and zones) checked and made immutable by its parser."""
+    from .regions import lines_from_config, zones_from_config
+
+    parsers = {"lines": lines_from_config, "zones": zones_from_config}
+    return parsers[key.rpartition(".")[2]](value, key)
+
+
 def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
+    if kind is tuple:
+        return _structured(key, value)
     if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~") and optional):
         if optional:
             return None
@@ -88,6 +98,8 @@ class SourceConfig:
     capture: str
     gst: Optional[str]
     name: Optional[str]  # a short name for logs and file names; several sources get one from their URI
+    lines: tuple  # regions.LineSpec: counting lines (they turn tracking on)
+    zones: tuple  # regions.ZoneSpec: zones with occupancy and dwell time (they turn tracking on)
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,21 @@ class OverlayConfig:
 
 
 @dataclass(frozen=True)
+@_yaml_defaults("tracker")
+class TrackerConfig:
+    enabled: bool
+    track_high_thresh: float
+    track_low_thresh: float
+    new_track_thresh: float
+    track_buffer: int
+    match_thresh: float
+    fuse_score: bool
+    probation_frames: int
+    class_match: bool
+    trail_frames: int
+
+
+@dataclass(frozen=True)
 @_yaml_defaults("stats")
 class StatsConfig:
     interval_s: float
@@ -166,6 +193,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     # Two or more sources run together (pipeline.py); a list of one is the same as `source:`.
     sources: Tuple[SourceConfig, ...] = ()
 
@@ -173,6 +201,7 @@ class Config:
 _SECTION_TYPES = {
     "source": SourceConfig, "model": ModelConfig, "engine": EngineConfig, "pipeline": PipelineConfig,
     "output": OutputConfig, "overlay": OverlayConfig, "stats": StatsConfig,
+    "tracker": TrackerConfig,
 }
 
 
@@ -342,6 +371,9 @@ def validate(config: Config) -> None:
         raise ConfigError("output.name must be a plain folder name (no '%s'), got %s" % (os.sep, short_value(config.output.name)))
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
+    if config.tracker.track_low_thresh > config.tracker.track_high_thresh:
+        raise ConfigError("tracker.track_low_thresh (%s) must not exceed tracker.track_high_thresh (%s)"
+                          % (config.tracker.track_low_thresh, config.tracker.track_high_thresh))
 
 
 def check_precision(backend: str, precision: str, precisions: Sequence[str]) -> None:
@@ -360,6 +392,9 @@ BOUNDS = {
     "source.height": (1, 16384), "source.fps": (0.001, 10000.0), "source.timeout_s": (0.001, 86400.0),
     "source.reconnect_attempts": (0, 1000000), "source.flip": (0, 7), "source.decode_threads": (0, 64),
     "engine.threads": (0, 4096), "engine.trt_workspace_mb": (1, 1 << 20),
+    "tracker.track_high_thresh": (0.0, 1.0), "tracker.track_low_thresh": (0.0, 1.0),
+    "tracker.new_track_thresh": (0.0, 1.0), "tracker.match_thresh": (0.0, 1.0), "tracker.track_buffer": (0, 100000),
+    "tracker.probation_frames": (1, 1000), "tracker.trail_frames": (0, 1000),
 }
 
 

@@ -12,11 +12,13 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .analytics.wiring import any_tracked, check_task, detector_config, source_analytics
 from .config import MAX_BATCH, Config, SourceConfig, source_name
 from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
@@ -25,6 +27,7 @@ from .inference.fused_stages import frame_pool, make_stages
 from .inference.stages import Stages, batch_example
 from .output.diskspace import SpaceReserve
 from .output.emitter import QUEUED_BATCHES, FrameEmitter
+from .output.events_log import EventLog
 from .output.live_status import LiveStatus, SourceStatus
 from .output.progress import ProgressReporter
 from .output.run_folder import prepare_outputs
@@ -169,7 +172,9 @@ class Pipeline:
         self.out_dir = out_dir
         log.info("results go to %s", out_dir)
         try:
-            adapter = self._adapter or create_adapter(cfg.model)
+            # tracked sources: the detector keeps the low-score boxes ByteTrack's second match needs
+            adapter = self._adapter or create_adapter(detector_config(cfg, self.source_configs))
+            check_task(cfg, self.source_configs, adapter.task)
             engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
         except BaseException:  # noqa: B902 - the folder is free again, then re-raised
             folder_lock.release()
@@ -195,7 +200,9 @@ class Pipeline:
             engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
             closers.append(engine)
             stages = make_stages(adapter, engine, cfg.pipeline.cuda_graph, max_batch,
-                                 outline_boxes=cfg.overlay.enabled, in_flight=cfg.pipeline.in_flight,
+                                 # outlines drawn on the GPU would show the low-score boxes kept for tracking
+                                 outline_boxes=cfg.overlay.enabled and not any_tracked(cfg, self.source_configs),
+                                 in_flight=cfg.pipeline.in_flight,
                                  host_buffers=pool)
             stages.warm_up()
             # every source here delivers 3-channel BGR frames; a frame of another shape is captured on sight
@@ -269,6 +276,11 @@ class Pipeline:
         closers.append(ProgressReporter(status).start())  # closed after the emitter: the last count shows
         bell = Doorbell()
         lanes = []
+        events = None
+        if any_tracked(cfg, self.source_configs):
+            events = EventLog(os.path.join(out_dir, "events.jsonl"))
+            closers.append(events)  # closed by the emitter; here too should the run fail before the emitter exists
+        configs = {self._name(c): c for c in self.source_configs}
         for (name, source), target_fps in zip(opened, targets):
             recorder = wiring.input_recorder(cfg.output, several, name, source.nominal_fps or target_fps)
             if recorder is not None:
@@ -280,13 +292,16 @@ class Pipeline:
                                     on_frame=recorder.write if recorder is not None else None, sink=sink,
                                     log_name=None if several else prediction_source(self.source_configs[0]),
                                     frame_names=not several))
+            lanes[-1].analytics = source_analytics(cfg, configs.get(name, cfg.source), name,
+                                                   source.nominal_fps or target_fps,
+                                                   events.write if events is not None else None)
         mosaic_fps = max(targets)
         # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of their own and
         # overlap with the next batch's inference.
         emitter = FrameEmitter(cfg, out_dir, adapter, stats, lanes,
                                wiring.mosaic_sinks(cfg.output, several, headless, mosaic_fps, web), mosaic_fps,
                                threaded=headless, on_error=self.request_stop, gpu_outlines=stages.outlines_on_device,
-                               live_status=status)
+                               live_status=status, events=events)
         return lanes, emitter
 
     def _loop(self, stages: Stages, scheduler: Scheduler, emitter: FrameEmitter) -> None:

@@ -19,7 +19,7 @@ class Frame:
     name: Optional[str] = None  # the image's file name (image sources); None for video and cameras
 
 
-def _detection_name(class_names: Sequence[str], label: int) -> str:
+def detection_name(class_names: Sequence[str], label: int) -> str:
     """The name of a detection's class id: "class N" where the list has none."""
     if 0 <= label < len(class_names) and class_names[label]:
         return class_names[label]
@@ -29,7 +29,7 @@ def _detection_name(class_names: Sequence[str], label: int) -> str:
 @functools.lru_cache(maxsize=8)
 def _encoded_names(class_names: Tuple[str, ...]) -> List[str]:
     """Each class id's name as a JSON string, for predictions.jsonl."""
-    return [json.dumps(_detection_name(class_names, i)) for i in range(len(class_names))]
+    return [json.dumps(detection_name(class_names, i)) for i in range(len(class_names))]
 
 
 @functools.lru_cache(maxsize=512)
@@ -48,20 +48,30 @@ class Detections:
     scores: np.ndarray  # (N,) float32
     labels: np.ndarray  # (N,) int64 class ids
     class_names: Sequence[str] = field(default_factory=list, repr=False)
+    track_ids: Optional[np.ndarray] = None  # (N,) int64 with tracking on: each box's track ID, -1 = none (yet)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
     def name_of(self, label: int) -> str:
-        return _detection_name(self.class_names, label)
+        return detection_name(self.class_names, label)
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        out = {
             "boxes": np.round(self.boxes.astype(np.float64), 2).tolist(),
             "scores": np.round(self.scores.astype(np.float64), 4).tolist(),
             "labels": [int(v) for v in self.labels],
             "names": [self.name_of(int(v)) for v in self.labels],
-        }
+        }  # type: Dict[str, Any]
+        if self.track_ids is not None:
+            out["track_ids"] = [int(v) if v >= 0 else None for v in self.track_ids]
+        return out
+
+    def track_ids_json(self) -> str:
+        """',"track_ids":[12,null,...]' for a JSON line, or "" with tracking off (the line stays as it was)."""
+        if self.track_ids is None:
+            return ""
+        return ',"track_ids":[' + ",".join(str(v) if v >= 0 else "null" for v in self.track_ids.tolist()) + "]"
 
     def json_line(self, frame_index: int) -> str:
         """{"frame": frame_index, **to_json()} as compact JSON with sorted keys: the same values json.dumps writes
@@ -71,6 +81,7 @@ class Detections:
         scores = np.round(self.scores.astype(np.float64), 4)
         if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
             record = dict(self.to_json(), frame=int(frame_index))
+            record.pop("track_ids", None)  # track_ids_json() adds them, after the caller's "source"
             return json.dumps(record, sort_keys=True, separators=(",", ":"))
         labels = self.labels.tolist()
         encoded = _encoded_names(tuple(self.class_names))

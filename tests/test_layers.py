@@ -6,13 +6,14 @@ import os
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "jetcam_app")
-FLOOR = ("config", "registry", "errors", "types", "verdict", "files")
+FLOOR = ("config", "registry", "errors", "types", "verdict", "files", "regions")
 # layer -> the layers it must not import (the frame's path: sources -> inference -> output; the commands on top)
 FORBIDDEN = {
     "floor": ("sources", "inference", "output", "bench", "pipeline", "cli", "doctor"),
     "sources": ("inference", "output", "bench", "pipeline", "cli", "doctor"),
     "inference": ("sources", "output", "bench", "pipeline", "cli", "doctor"),
     "output": ("bench", "pipeline", "cli", "doctor"),
+    "analytics": ("sources", "inference", "output", "bench", "pipeline", "cli", "doctor"),
 }
 
 

@@ -49,6 +49,7 @@ class Processed:
     result: Result
     timing: FrameTiming
     outlined: bool = False  # frame.image already shows the result's box outlines (drawn on the GPU)
+    scene: Any = None  # analytics.scene.SceneSnapshot with tracking on: lines, zones and trails to draw
 
 
 @runtime_checkable

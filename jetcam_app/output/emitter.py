@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..config import Config
 from ..errors import first_line
 from ..inference.stages import Processed
+from ..types import Detections
 from ..stats import StatsPoller, usable_cores
 from ..verdict import service_ms
 from .live_status import LiveStatus
@@ -46,7 +47,7 @@ class FrameEmitter:
     def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, lanes: Sequence[Any],
                  mosaic_sinks: Optional[Sink] = None, mosaic_fps: float = 0.0, threaded: bool = False,
                  on_error: Optional[Callable[[str], None]] = None, gpu_outlines: bool = False,
-                 live_status: Optional[LiveStatus] = None):
+                 live_status: Optional[LiveStatus] = None, events: Any = None):
         self.config = config
         self.adapter = adapter
         self.stats = stats
@@ -64,6 +65,7 @@ class FrameEmitter:
         self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"),
                                     extra_columns=("source",) if self.several else ())
         self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
+        self.events = events  # output.events_log.EventLog where a source is tracked; its lanes' analytics write it
         self.processed = 0
         self.error = None  # type: Optional[BaseException]
         self._reported = False
@@ -97,6 +99,7 @@ class FrameEmitter:
         """A batch's processed frames, each with its lane."""
         if self._queue is None:
             for lane, done in batch:
+                self._analyze(lane, done)
                 hud = self._hud(lane, done)
                 self._complete(lane, done, hud, self._draw(lane, done, hud))
             return
@@ -122,6 +125,7 @@ class FrameEmitter:
                 continue  # drain: a failed emitter keeps accepting so the main thread never blocks
             try:
                 for lane, done in batch:
+                    self._analyze(lane, done)
                     hud = self._hud(lane, done)
                     if self._pool is None or not self._draws[id(lane)]:
                         self._complete_drawn(pending, until=0)  # rows stay in order
@@ -149,6 +153,18 @@ class FrameEmitter:
             lane, done, hud, drawing = pending.popleft()
             self._complete(lane, done, hud, drawing.result())
 
+    @staticmethod
+    def _analyze(lane, done: Processed) -> None:
+        """Tracks, lines and zones, in each source's frame order, before the frame is drawn: the result becomes the
+        detections above the score threshold with their track IDs, and the scene what the overlay adds."""
+        analytics = lane.analytics
+        if analytics is None or not isinstance(done.result, Detections):
+            return
+        frame = done.frame
+        height, width = frame.image.shape[:2]
+        done.result, done.scene = analytics.process(frame.index, frame.timestamp_s, (width, height), done.result,
+                                                    lane.source.reconnects)
+
     def _hud(self, lane, done: Processed) -> HudInfo:
         timing, sample, cfg = done.timing, self.stats.latest(), self.config
         p95_ms = lane.rolling.p95_ms()
@@ -169,7 +185,7 @@ class FrameEmitter:
         if overlay is None:
             overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
         t0 = time.perf_counter()
-        image = overlay.annotate(done.frame.image, done.result, hud, done.outlined)
+        image = overlay.annotate(done.frame.image, done.result, hud, done.outlined, scene=done.scene)
         return image, (time.perf_counter() - t0) * 1e3
 
     def _complete(self, lane, done: Processed, hud: HudInfo, drawn) -> None:
@@ -199,7 +215,8 @@ class FrameEmitter:
         lane.last_emitted = t2
         self.processed += 1
         if self.live_status is not None:
-            self.live_status.publish(self._slot_of[id(lane)], hud, lane.processed, frame.index, lane.captured())
+            self.live_status.publish(self._slot_of[id(lane)], hud, lane.processed, frame.index, lane.captured(),
+                                     counts=None if lane.analytics is None else lane.analytics.live())
         if self.mosaic is not None and t2 - self._mosaic_at >= self._mosaic_period_s:
             self._mosaic_at = t2
             self.mosaic_sinks.write(self.mosaic.compose(), self.mosaics)
@@ -216,8 +233,12 @@ class FrameEmitter:
             self._pool.shutdown()
             self._pool = None
         first = None  # type: Optional[BaseException]
-        closers = [lane.sink for lane in self.lanes if lane.sink is not None]  # type: List[Any]
-        for closer in closers + [self.mosaic_sinks, self.timing_log, self.prediction_log]:
+        # the tracks still open end with the run (their track_ended and zone_left events), before the log closes
+        closers = [lane.analytics for lane in self.lanes if lane.analytics is not None]  # type: List[Any]
+        closers += [lane.sink for lane in self.lanes if lane.sink is not None]
+        for closer in closers + [self.mosaic_sinks, self.timing_log, self.prediction_log, self.events]:
+            if closer is None:
+                continue
             try:
                 closer.close()
             except Exception as e:  # noqa: BLE001 - every file gets its close(); the first failure is raised after

@@ -119,6 +119,9 @@ class PredictionLog:
             line = result.json_line(frame_index)
             if source is not None:  # "source" sorts after every key json_line writes (boxes .. scores)
                 line = line[:-1] + ',"source":' + json.dumps(source) + "}"
+            tracks = result.track_ids_json()  # and "track_ids" after "source"
+            if tracks:
+                line = line[:-1] + tracks + "}"
         else:
             record = dict(result.to_json()) if result is not None else {}
             record["frame"] = int(frame_index)

@@ -41,6 +41,13 @@ def _common(facts: RunFacts) -> Dict[str, Any]:
             "graph_fallbacks": facts.stages.fallbacks if facts.stages is not None else None}
 
 
+def _analytics(lane) -> Dict[str, Any]:
+    """A tracked source's counts: lines, zones, tracks and its events; {} for a source not tracked."""
+    if getattr(lane, "analytics", None) is None:
+        return {}
+    return dict(lane.analytics.summary(), events=lane.analytics.events)
+
+
 def one_source_summary(facts: RunFacts, lane, timings) -> Dict[str, Any]:
     """One source: its figures at the top (`timings`: the timing log's, which holds only its frames)."""
     source = lane.source
@@ -49,7 +56,8 @@ def one_source_summary(facts: RunFacts, lane, timings) -> Dict[str, Any]:
     extra = dict(_common(facts), **{
         "unprocessed_at_stop": max(0, lane.captured() - lane.processed - dropped),
         "source": source.describe(), "reconnects": source.reconnects, "out_dir": facts.out_dir,
-        "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames})
+        "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames},
+        **_analytics(lane))
     return build_summary(lane.captured(), lane.processed, dropped, facts.wall_s, timings,
                          lane.target_fps, dict(extra, **facts.engine_health))
 
@@ -63,14 +71,14 @@ def several_sources_summary(facts: RunFacts, lanes: Sequence[Any], processed: in
         own_wall_s = (lane.last_emitted - facts.started) if lane.last_emitted is not None else facts.wall_s
         dropped = lane.dropped() + lane.lost
         sections[lane.name] = build_summary(lane.captured(), lane.processed, dropped, own_wall_s, lane.accumulated,
-                                            lane.target_fps, {
+                                            lane.target_fps, dict({
             "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
             "end_reason": lane.end_reason or facts.stop_reason,
             "error": None if capture.error is None else first_line(capture.error),
             "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,
             "unprocessed_at_stop": max(0, lane.captured() - lane.processed - dropped),
             "engine_dropped_frames": lane.lost,
-        })
+        }, **_analytics(lane)))
     for name, reason in facts.failed_to_open.items():
         sections[name] = {"error": reason, "opened": False}
     ok = [s["realtime"]["ok"] for s in sections.values() if "realtime" in s]

@@ -102,6 +102,7 @@ class SourceLane:
         self.processed = 0
         self.last_draw_ms = 0.0
         self.last_emitted = None  # type: Optional[float]  # perf_counter of its last frame's result
+        self.analytics = None  # type: Any  # analytics.scene.SourceAnalytics when this source is tracked
 
     @property
     def channel(self):

@@ -1,0 +1,190 @@
+"""ByteTrack (Zhang et al., 2022), written from the paper: high-score detections are matched to the tracks first,
+then the low-score ones continue tracks the first match left (an occluded object's score drops before it vanishes);
+a Kalman filter predicts each track; a lost track waits `track_buffer` frames to be found again.
+
+What the anchors' users reported shaped the rest: a new track is on probation and carries no ID (an ID that
+flickers into existence for one false positive is what inflates counts); IDs are per tracker (one per source), start
+at 1 and are never reused, also across a reconnect; with class_match a track never takes a box of another class."""
+
+from dataclasses import dataclass, field
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+
+from ..config import TrackerConfig
+from . import kalman
+from .assignment import BLOCKED, assign, iou_matrix
+
+LOW_MATCH_THRESH = 0.5  # 1 - IoU for the low-score match: ByteTrack's value, these boxes are less sure
+PROBATION_MATCH_THRESH = 0.7  # 1 - IoU for a track on probation: a new track must overlap its next box well
+
+
+@dataclass(eq=False)  # a track is itself: compared by identity
+class Track:
+    label: int
+    box: np.ndarray  # xyxy, the last detection's
+    score: float
+    first_frame: int
+    last_frame: int
+    first_t: float
+    last_t: float
+    mean: np.ndarray = field(repr=False, default=None)  # Kalman state (8,)
+    cov: np.ndarray = field(repr=False, default=None)  # (8, 8)
+    track_id: int = 0  # 0 while on probation
+    hits: int = 1  # frames in a row it was seen while on probation
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
+
+
+class TrackUpdate(NamedTuple):
+    ids: np.ndarray  # (N,) int64 per detection: its track's ID, -1 = none (on probation, or no track)
+    started: List[Track]  # tracks confirmed this frame
+    ended: List[Track]  # confirmed tracks lost for longer than the buffer
+
+
+class ByteTracker:
+    """One source's tracks. update() once per processed frame, in order."""
+
+    def __init__(self, config: TrackerConfig, fps: float = 30.0):
+        self.config = config
+        self.max_lost = max(1, int(round(config.track_buffer * (fps or 30.0) / 30.0)))
+        self.tracked = []  # type: List[Track]  # confirmed and seen last frame
+        self.lost = []  # type: List[Track]  # confirmed, not seen lately
+        self.probation = []  # type: List[Track]
+        self.next_id = 1
+        self.confirmed_total = 0
+        self._last_frame = None  # type: Optional[int]
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, frame_index: int,
+               t_s: float) -> TrackUpdate:
+        cfg = self.config
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        ids = np.full(len(scores), -1, np.int64)
+        steps = 1 if self._last_frame is None else max(1, frame_index - self._last_frame)  # drops leave gaps
+        self._last_frame = frame_index
+        everyone = self.tracked + self.lost + self.probation
+        self._predict(everyone, steps)
+        high = np.nonzero(scores >= cfg.track_high_thresh)[0]
+        low = np.nonzero((scores >= cfg.track_low_thresh) & (scores < cfg.track_high_thresh))[0]
+        owner = {}  # detection index -> track
+
+        # 1. confirmed tracks (found and lost) with the high-score boxes
+        pool = self.tracked + self.lost
+        matches, left_tracks, left_high = self._match(pool, boxes, scores, labels, high, cfg.match_thresh,
+                                                      cfg.fuse_score)
+        for ti, di in matches:
+            owner[high[di]] = pool[ti]
+        # 2. tracks that were found last frame and not now, with the low-score boxes
+        recent = [pool[i] for i in left_tracks if i < len(self.tracked)]  # pool lists the found ones first
+        matches2, left_recent, _ = self._match(recent, boxes, scores, labels, low, LOW_MATCH_THRESH, False)
+        for ti, di in matches2:
+            owner[low[di]] = recent[ti]
+        # 3. tracks on probation with the high-score boxes left
+        rest = high[left_high]
+        matches3, _, left_new = self._match(self.probation, boxes, scores, labels, rest, PROBATION_MATCH_THRESH,
+                                            cfg.fuse_score)
+        for ti, di in matches3:
+            owner[rest[di]] = self.probation[ti]
+        self._correct(owner, boxes, scores, labels, frame_index, t_s)
+
+        started = []  # type: List[Track]
+        probation = []  # type: List[Track]
+        for track in self.probation:
+            if track.last_frame != frame_index:
+                continue  # missed once on probation: gone, it never had an ID
+            track.hits += 1
+            if track.hits >= cfg.probation_frames:
+                self._confirm(track)
+                started.append(track)
+            else:
+                probation.append(track)
+        for di in rest[left_new]:  # new tracks from the confident boxes nobody took
+            if scores[di] < cfg.new_track_thresh:
+                continue
+            track = self._new_track(boxes[di], scores[di], labels[di], frame_index, t_s)
+            owner[di] = track
+            if cfg.probation_frames <= 1:
+                self._confirm(track)
+                started.append(track)
+            else:
+                probation.append(track)
+        self.probation = probation
+
+        ended = []  # type: List[Track]
+        tracked, lost = [], []
+        for track in self.tracked + self.lost:
+            if track.last_frame == frame_index:
+                tracked.append(track)
+            elif frame_index - track.last_frame > self.max_lost:
+                ended.append(track)
+            else:
+                lost.append(track)
+        tracked.extend(t for t in started)
+        self.tracked, self.lost = tracked, lost
+        for di, track in owner.items():
+            if track.confirmed:
+                ids[di] = track.track_id
+        return TrackUpdate(ids, started, ended)
+
+    def end_all(self) -> List[Track]:
+        """Every confirmed track ends (a reconnect, the run's end); the ID counter goes on."""
+        ended = self.tracked + self.lost
+        self.tracked, self.lost, self.probation = [], [], []
+        self._last_frame = None
+        return ended
+
+    @property
+    def active(self) -> List[Track]:
+        """Confirmed tracks, found or lost."""
+        return self.tracked + self.lost
+
+    def _confirm(self, track: Track) -> None:
+        track.track_id = self.next_id
+        self.next_id += 1
+        self.confirmed_total += 1
+
+    def _new_track(self, box, score, label, frame_index: int, t_s: float) -> Track:
+        means, covs = kalman.initiate(kalman.xyxy_to_xyah(box))
+        return Track(label=int(label), box=np.array(box, np.float64), score=float(score), first_frame=frame_index,
+                     last_frame=frame_index, first_t=t_s, last_t=t_s, mean=means[0], cov=covs[0])
+
+    @staticmethod
+    def _predict(tracks: List[Track], steps: int) -> None:
+        if not tracks:
+            return
+        means, covs = kalman.predict(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]), steps)
+        for track, mean, cov in zip(tracks, means, covs):
+            track.mean, track.cov = mean, cov
+
+    @staticmethod
+    def _correct(owner, boxes, scores, labels, frame_index: int, t_s: float) -> None:
+        if not owner:
+            return
+        items = list(owner.items())
+        tracks = [t for _, t in items]
+        det = np.array([d for d, _ in items])
+        means, covs = kalman.update(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]),
+                                    kalman.xyxy_to_xyah(boxes[det]))
+        for (di, track), mean, cov in zip(items, means, covs):
+            track.mean, track.cov = mean, cov
+            track.box, track.score = boxes[di].copy(), float(scores[di])
+            track.last_frame, track.last_t = frame_index, t_s
+
+    def _match(self, tracks: List[Track], boxes, scores, labels, det_idx: np.ndarray, threshold: float,
+               fuse: bool):
+        """(matches (track i, position in det_idx), unmatched track positions, unmatched det positions)."""
+        if not tracks or not len(det_idx):
+            return [], list(range(len(tracks))), list(range(len(det_idx)))
+        predicted = kalman.xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
+        overlap = iou_matrix(predicted, boxes[det_idx])
+        if fuse:
+            overlap = overlap * scores[det_idx][None, :]
+        cost = 1.0 - overlap
+        if self.config.class_match:
+            track_labels = np.array([t.label for t in tracks])
+            cost = np.where(track_labels[:, None] == labels[det_idx][None, :], cost, BLOCKED)
+        return assign(cost, threshold)

@@ -157,3 +157,29 @@ if [ "$step" = one-path ]; then
   fi
   (cd /tmp && tar -czf "$OUT/one_path.tgz" op/*/summary.json)  # one file: the device tool brings back only so many
 fi
+if [ "$step" = tracking ]; then
+  # What tracking with 4 lines and 2 zones costs on the GPU machine, side by side with it off, the order swapped each
+  # round: one source NanoDet fp16 unpaced (720p), and N = 32 paced at 30 fps (carry media, models/nanodet).
+  m="--backend cuda --precision fp16"
+  lz="--line a:0.5,0,0.5,1 --line b:0,0.5,1,0.5 --line c:0.25,0,0.25,1 --line d:0.75,0,0.75,1"
+  lz="$lz --zone z1:0.1,0.1,0.45,0.1,0.45,0.45,0.1,0.45 --zone z2:0.55,0.55,0.9,0.55,0.9,0.9,0.55,0.9"
+  $py bench/loop_video.py /tmp/bbb720.mp4 /tmp/bbb720long.mp4 --times 4
+  $py bench/tracking_cost.py 2>&1 | tail -12
+  for round in 1 2; do
+    order="on off"; [ "$round" = 2 ] && order="off on"
+    for variant in $order; do
+      extra=""; [ $variant = on ] && extra="$lz"
+      echo "== one source, nanodet, tracking $variant, round $round"
+      # shellcheck disable=SC2086
+      $py run.py --headless $m --model nanodet --source /tmp/bbb720long.mp4 --max-frames ${FRAMES:-4000} $extra \
+        --out "/tmp/tr/one_${variant}_$round" 2>&1 | grep "^frames:"
+    done
+  done
+  for variant in off on; do
+    echo "== N = 32 paced at 30 fps, tracking $variant"
+    app=(); [ $variant = on ] && for a in $lz; do [[ $a == --* ]] && flag=$a || app+=("--app-arg=$flag $a"); done
+    $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced "${app[@]}" \
+      --json "$OUT/tracking_paced_n32_$variant.json" | tail -4
+  done
+  (cd /tmp && tar -czf "$OUT/tracking.tgz" tr/*/summary.json tr/*/events.jsonl 2>/dev/null)
+fi

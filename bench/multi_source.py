@@ -102,6 +102,8 @@ def app_command(args: argparse.Namespace, sources: Sequence[str], out: str, extr
         cmd.append("--random-weights")
     if args.decode_threads is not None:
         cmd += ["--decode-threads", str(args.decode_threads)]
+    for arg in args.app_arg or ():  # e.g. tracking with lines and zones, to measure what it costs
+        cmd += arg.split()
     return cmd + list(extra)
 
 
@@ -250,6 +252,8 @@ def main() -> None:
     p.add_argument("--decode-threads", type=int, help="the app's --decode-threads (default: the app's)")
     p.add_argument("--parts", default="paced,unpaced")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--app-arg", action="append", help="more arguments for every app run, e.g. "
+                   "--app-arg='--line a:0.5,0,0.5,1' (repeatable; split on spaces)")
     p.add_argument("--keep", help="copy each one-process run's timing.csv and summary.json into this folder")
     args = p.parse_args()
     args.paced_frames = args.paced_frames or int(round(10 * args.pace_fps))

@@ -6,7 +6,7 @@ import os
 from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "jetcam_app")
-FLOOR = ("config", "registry", "errors", "types", "verdict", "files", "regions")
+FLOOR = ("config", "config_checks", "registry", "errors", "types", "verdict", "files", "regions")
 # layer -> the layers it must not import (the frame's path: sources -> inference -> output; the commands on top)
 FORBIDDEN = {
     "floor": ("sources", "inference", "output", "bench", "pipeline", "cli", "doctor"),

@@ -16,13 +16,17 @@ def _empty() -> Dict[str, Any]:
 
 
 def _figures(latest: tuple) -> Dict[str, Any]:
-    """The JSON-ready figures of one published (hud, processed, frame_index, captured, time)."""
-    hud, processed, frame_index, captured, _ = latest
-    return {"processed": processed, "captured": captured, "frame_index": frame_index,
-            "fps": round(hud.fps, 3), "stage_ms": {k: round(v, 3) for k, v in hud.stage_ms.items()},
-            "dropped": hud.dropped, "realtime": hud.realtime_ok, "p95_ms": hud.p95_ms,
-            "budget_ms": hud.budget_ms, "rss_mb": hud.rss_mb, "ram_used_mb": hud.ram_used_mb,
-            "ram_total_mb": hud.ram_total_mb, "gpu_mb": hud.gpu_mb, "still_images": hud.still_images}
+    """The JSON-ready figures of one published (hud, processed, frame_index, captured, time, counts); "counts" only
+    with tracking on, so /stats.json without it is as it was."""
+    hud, processed, frame_index, captured, _, counts = latest
+    out = {"processed": processed, "captured": captured, "frame_index": frame_index,
+           "fps": round(hud.fps, 3), "stage_ms": {k: round(v, 3) for k, v in hud.stage_ms.items()},
+           "dropped": hud.dropped, "realtime": hud.realtime_ok, "p95_ms": hud.p95_ms,
+           "budget_ms": hud.budget_ms, "rss_mb": hud.rss_mb, "ram_used_mb": hud.ram_used_mb,
+           "ram_total_mb": hud.ram_total_mb, "gpu_mb": hud.gpu_mb, "still_images": hud.still_images}
+    if counts is not None:
+        out["counts"] = counts
+    return out
 
 
 class SourceStatus:
@@ -50,16 +54,22 @@ class LiveStatus:
         self.started = time.monotonic()
         self._latest_of = [None] * len(self.sources)  # type: List[Optional[tuple]]
 
-    def publish(self, slot: int, hud: HudInfo, processed: int, frame_index: int, captured: int) -> None:
-        """The newest figures of the source at `slot` (its index in `sources`)."""
-        self._latest_of[slot] = (hud, processed, frame_index, captured, time.monotonic())  # atomic under the GIL
+    def publish(self, slot: int, hud: HudInfo, processed: int, frame_index: int, captured: int,
+                counts: Optional[Dict[str, Any]] = None) -> None:
+        """The newest figures of the source at `slot` (its index in `sources`). `counts`: its lines', zones' and
+        tracks' counts (SourceAnalytics.live(), a dict of its own that is not changed afterwards), None without
+        tracking."""
+        # one tuple assignment: atomic under the GIL, and all a reader needs
+        self._latest_of[slot] = (hud, processed, frame_index, captured, time.monotonic(), counts)
 
     def note(self, slot: int, state: str) -> None:
         """A source's state: "ended", "failed"; from any thread."""
         self.sources[slot].state = state
 
     def snapshot(self) -> Dict[str, Any]:
-        """A JSON-ready dict: the fixed info, the HUD's figures and the counts (None before the first frame)."""
+        """A JSON-ready dict: the fixed info, the HUD's figures and the counts (None before the first frame); with
+        tracking on, "counts" (lines, zones, tracks) at the top for one source, in each source's section for
+        several."""
         latest_of = list(self._latest_of)
         out = dict(self.info)  # type: Dict[str, Any]
         out.update({"elapsed_s": round(time.monotonic() - self.started, 3), "total_frames": self.total_frames})

@@ -1,10 +1,10 @@
-"""Drawing on the frame in place: boxes with labels and scores, top-k text, and the HUD (heads-up display: the
-run's numbers) in the corner that covers no label and no box's top edge."""
+"""Drawing on the frame in place: the scene (lines, zones, trails: scene_overlay.py), boxes with labels and scores,
+top-k text, and the HUD (heads-up display: the run's numbers) in the corner that covers no count, no label and no
+box's top edge."""
 
-import functools
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -12,17 +12,13 @@ import numpy as np
 from ..config import OverlayConfig
 from ..inference.box_outlines import PALETTE_SIZE, box_thickness, class_color
 from ..types import Classification, Detections
+from .scene_overlay import BLACK, FONT, LINE_TYPE, WHITE, SceneStyle, draw_geometry, label_plate, line_marks, \
+    paste_plates
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 GREEN = (0, 200, 0)
 RED = (0, 0, 255)
 GREY = (128, 128, 128)
-WHITE = (255, 255, 255)
-BLACK = (0, 0, 0)
 HUD_STAGES = ("pre", "infer", "post", "draw")
-# Anti-aliased Hershey text costs ~0.8 ms a line at 720p on a desktop core (several times that on a Nano's A57);
-# LINE_8 costs ~0.1 ms, and drawing must stay a small share of the frame budget.
-LINE_TYPE = cv2.LINE_8
 MAX_LABELS = 25
 
 
@@ -75,31 +71,16 @@ def _corner_costs(corners: np.ndarray, rects: np.ndarray, weights: np.ndarray) -
     return overlaps.astype(np.int64) @ weights
 
 
-def _text_color_on(bg: Tuple[int, int, int]) -> Tuple[int, int, int]:
-    b, g, r = bg
-    return BLACK if (0.114 * b + 0.587 * g + 0.299 * r) > 140 else WHITE
-
-
-@functools.lru_cache(maxsize=2048)
-def _label_plate(text: str, color: Tuple[int, int, int], scale: float, thickness: int, pad: int) -> np.ndarray:
-    """The label as an image: `text` on a plate of `color` (2,048 kept: ~80 classes x the scores seen lately)."""
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
-    plate = np.empty((th + base + pad + 1, tw + 2 * pad + 1, 3), np.uint8)
-    plate[:] = color
-    cv2.putText(plate, text, (pad, th + pad // 2), FONT, scale, _text_color_on(color), thickness, LINE_TYPE)
-    plate.setflags(write=False)
-    return plate
-
-
 class Overlay:
     """annotate(image, result, hud) draws in place and returns the image; text is scaled to the frame height.
 
-    The HUD's place: the first corner (top-left, top-right, bottom-left, bottom-right) where it covers no label
-    and no box's top edge; when every corner covers some, the one covering fewest. It is chosen when the HUD is
+    The HUD's place: the first corner (top-left, top-right, bottom-left, bottom-right) where it covers no count
+    plate of the scene, no label and no box's top edge; when every corner covers some, the one covering fewest
+    (count plates first). It is chosen when the HUD is
     rendered (10 times a second), so it does not hop between corners from frame to frame and costs little at
     hundreds of fps; labels it would hide in between move out of its way (below it, or above it at the bottom).
-    last_hud_rect and last_label_rects give what was drawn (x0, y0, x1, y1, exclusive ends) so tests can check that
-    they never meet."""
+    last_hud_rect, last_label_rects and last_scene_rects give what was drawn (x0, y0, x1, y1, exclusive ends) so
+    tests can check that they never meet."""
 
     def __init__(self, config: Optional[OverlayConfig] = None):
         self.config = config or OverlayConfig()
@@ -107,10 +88,12 @@ class Overlay:
         self.last_warning_rect = None  # type: Optional[Tuple[int, int, int, int]]
         self.last_hud_rect = None  # type: Optional[Tuple[int, int, int, int]]
         self.last_label_rects = []  # type: List[Tuple[int, int, int, int]]
+        self.last_scene_rects = []  # type: List[Tuple[int, int, int, int]]  # the scene's text plates
         self._scale_for = None  # type: Optional[Tuple[int, int]]
         self._hud_layer = None  # type: Optional[HudLayer]
         self._placed_for = None  # type: Optional[HudLayer]  # the rendering the HUD's corner was chosen for
         self._hud_rect = (0, 0, 0, 0)
+        self._placed_among = []  # type: List[Tuple[int, int, int, int]]  # the scene plates it was placed among
 
     def _metrics(self, height: int, width: int) -> None:
         if self._scale_for == (height, width):
@@ -131,25 +114,33 @@ class Overlay:
         (_, hud_text_h), hud_base = cv2.getTextSize("Hg", FONT, self.hud_scale, self.hud_thickness)
         self.hud_line_h = hud_text_h + hud_base + max(2, int(4 * self.hud_scale))
         self.hud_pad = max(2, int(5 * self.hud_scale))
+        self.scene_style = SceneStyle(self.scale, self.thickness, self.pad, self.box_thickness)
 
     def annotate(self, image_bgr: np.ndarray, result, hud: Optional[HudInfo] = None,
-                 outlined: bool = False) -> np.ndarray:
-        """`outlined`: the image already shows the detections' box outlines (drawn on the GPU: box_outlines.py)."""
+                 outlined: bool = False, scene=None) -> np.ndarray:
+        """`outlined`: the image already shows the detections' box outlines (drawn on the GPU: box_outlines.py).
+        `scene`: an analytics.scene.SceneSnapshot, drawn under the boxes; its count plates above their outlines."""
         h, w = image_bgr.shape[:2]
         self._metrics(h, w)
         labels = []  # type: List[list]  # [plate, x, y] kept inside the frame
         boxes = np.zeros((0, 4), np.int64)
+        scene_plates = []  # type: List[list]
+        if self.config.enabled and scene is not None:
+            scene_plates = draw_geometry(image_bgr, scene, self.scene_style)
         if self.config.enabled and result is not None:
             if isinstance(result, Detections):
                 labels, boxes = self._detections(image_bgr, result, outlined)
             elif isinstance(result, Classification):
                 labels = self._classification(image_bgr, result)
+        self.last_scene_rects = scene_rects = paste_plates(image_bgr, scene_plates) if scene_plates else []
         self.last_hud_rect = None
         hud_layer = self._hud_for(h, w, hud) if self.config.hud and hud is not None else None
         hx0 = hy0 = hx1 = hy1 = -1  # the HUD's rectangle; labels under it move next to it
         if hud_layer is not None and hud_layer.layer.size:
-            if self._placed_for is not hud_layer:  # placed again with each rendering, 10 times a second
-                self._placed_for, self._hud_rect = hud_layer, self._place_hud(h, w, hud_layer, labels, boxes)
+            # placed again with each rendering (10 times a second), and at once when a count plate moves or grows
+            if self._placed_for is not hud_layer or scene_rects != self._placed_among:
+                self._placed_for, self._placed_among = hud_layer, scene_rects
+                self._hud_rect = self._place_hud(h, w, hud_layer, labels, boxes, scene_rects, scene)
             self.last_hud_rect = hx0, hy0, hx1, hy1 = self._hud_rect
         rects = []
         for plate, x, y in labels:
@@ -171,14 +162,15 @@ class Overlay:
         """[plate, x, y]: the cached label plate (text on its class colour) with its top-left corner kept inside
         the frame; pasted later by one array copy (drawn afresh it costs two OpenCV calls, each handing the GIL
         to another thread and back)."""
-        plate = _label_plate(text, color, self.scale, self.thickness, self.pad)
+        plate = label_plate(text, color, self.scale, self.thickness, self.pad)
         ph, pw = plate.shape[:2]
         return [plate, int(min(max(0, x), max(0, w - pw))), int(min(max(0, y), max(0, h - ph)))]
 
     def _detections(self, image: np.ndarray, det: Detections, outlined: bool = False):
         """Outlines drawn, labels placed (not yet pasted); returns (labels, the boxes in whole pixels).
         Every box is drawn; only the best MAX_LABELS get a text label: a hundred labels (random weights, crowds)
-        are unreadable and would cost ~10 ms of Python per frame."""
+        are unreadable and would cost ~10 ms of Python per frame. With tracking on, a label starts with its
+        track's ID ("#12 person 0.87"); a box on probation (ID -1) is labelled as without tracking."""
         if not len(det):
             return [], np.zeros((0, 4), np.int64)
         h, w = image.shape[:2]
@@ -188,11 +180,13 @@ class Overlay:
         best = np.argsort(-det.scores, kind="stable")[:MAX_LABELS]
         rise = self.text_h + self.text_base + self.pad
         labels = []
-        for (x0, y0), label, score in zip(corners[best, :2].tolist(), det.labels[best].tolist(),
-                                          det.scores[best].tolist()):
+        ids = det.track_ids[best].tolist() if det.track_ids is not None else [-1] * len(best)
+        for (x0, y0), label, score, track in zip(corners[best, :2].tolist(), det.labels[best].tolist(),
+                                                 det.scores[best].tolist(), ids):
             above = y0 - rise
-            labels.append(self._placed("%s %.2f" % (det.name_of(label), score), x0, above if above >= 0 else y0,
-                                       class_color(label), h, w))
+            text = "%s %.2f" % (det.name_of(label), score) if track < 0 else \
+                "#%d %s %.2f" % (track, det.name_of(label), score)
+            labels.append(self._placed(text, x0, above if above >= 0 else y0, class_color(label), h, w))
         return labels, corners
 
     def _draw_outlines(self, image: np.ndarray, corners: np.ndarray, labels: np.ndarray) -> None:
@@ -217,25 +211,30 @@ class Overlay:
                              class_color(int(cls.class_ids[i])) if i == 0 else (40, 40, 40), h, w)
                 for i, text in enumerate(lines)]
 
-    def _place_hud(self, h: int, w: int, hud: HudLayer, labels: List[list], boxes: np.ndarray):
-        """The first corner covering no label and no box top edge, preferring one that covers fewest boxes;
-        else the corner covering fewest labels and top edges. A label or top edge weighs more than every box
-        together, so the first corner of least weight is that choice."""
+    def _place_hud(self, h: int, w: int, hud: HudLayer, labels: List[list], boxes: np.ndarray,
+                   scene_rects: Sequence[Tuple[int, int, int, int]] = (), scene=None):
+        """The first corner covering no scene plate (a line's counts, a zone's name), no label and no box top
+        edge, preferring one that covers least of the boxes and the scene's lines; else the corner covering
+        fewest of them, scene plates first. A scene plate weighs more than everything else together and a label
+        or top edge more than every box and line together, so the first corner of least weight is that choice."""
         lh, lw = hud.layer.shape[:2]
         m = self.pad
         x0, y0, x1, y1 = max(0, m), max(0, m), max(0, w - lw - m), max(0, h - lh - m)
         corners = np.array(((x0, y0), (x1, y0), (x0, y1), (x1, y1)), np.int64)
         corners = np.concatenate([corners, np.minimum(corners + (lw, lh), (w, h))], 1)
+        marks = line_marks(scene.lines, self.box_thickness) if scene is not None else np.zeros((0, 4), np.int64)
         n = len(boxes)
-        if not labels and not n:
+        if not labels and not n and not scene_rects and not len(marks):
             return tuple(corners[0].tolist())
         rects = np.array([(x, y, x + p.shape[1], y + p.shape[0]) for p, x, y in labels], np.int64).reshape(-1, 4)
         boxes = np.clip(boxes.astype(np.int64), 0, [w, h, w, h])
         tops = boxes.copy()
         tops[:, 3] = tops[:, 1] + self.box_thickness
-        weights = np.ones(len(rects) + 2 * n, np.int64)
-        weights[:len(rects) + n] = n + 1
-        cost = _corner_costs(corners, np.concatenate([rects, tops, boxes]), weights)
+        weights = np.ones(len(rects) + 2 * n + len(marks), np.int64)
+        weights[:len(rects) + n] = n + len(marks) + 1
+        plates = np.array(scene_rects, np.int64).reshape(-1, 4)
+        weights = np.concatenate([np.full(len(plates), int(weights.sum()) + 1, np.int64), weights])
+        cost = _corner_costs(corners, np.concatenate([plates, rects, tops, boxes, marks]), weights)
         return tuple(corners[int(np.argmin(cost))].tolist())  # argmin: the first of equal cost, in corner order
 
     def _hud_lines(self, hud: HudInfo) -> List[str]:

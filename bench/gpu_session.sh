@@ -97,7 +97,6 @@ if [ "$step" = multi-check ]; then
   mkdir -p "$OLD/models" && ln -sfn "$PWD/models/nanodet" "$OLD/models/nanodet" && ln -sfn "$PWD/media" "$OLD/media"
   # 8,000 frames a run: 8 processes started together take seconds to all be running, so shorter runs barely overlap.
   m="--backend cuda --precision fp16"
-  $py bench/loop_video.py /tmp/bbb720.mp4 /tmp/bbb720long.mp4 --times 4
   for round in 1 2 3 4; do
     order="new old"; [ $((round % 2)) = 0 ] && order="old new"
     for tree in $order; do
@@ -123,7 +122,6 @@ if [ "$step" = one-path ]; then
   mkdir -p "$OLD/models" && ln -sfn "$PWD/models/nanodet" "$OLD/models/nanodet" && ln -sfn "$PWD/media" "$OLD/media"
   m="--backend cuda --precision fp16"
   parts=${PARTS:-one,multi}
-  $py bench/loop_video.py /tmp/bbb720.mp4 /tmp/bbb720long.mp4 --times 4
   if [[ $parts == *one* ]]; then
     for round in 1 2; do
       order="new old"; [ "$round" = 2 ] && order="old new"
@@ -159,11 +157,10 @@ if [ "$step" = one-path ]; then
 fi
 if [ "$step" = tracking ]; then
   # What tracking with 4 lines and 2 zones costs on the GPU machine, side by side with it off, the order swapped each
-  # round: one source NanoDet fp16 unpaced (720p), and N = 32 paced at 30 fps (carry media, models/nanodet).
+  # round: one source NanoDet fp16 unpaced (the bikes clip looped), and N = 32 paced at 30 fps (carry media, models/nanodet).
   m="--backend cuda --precision fp16"
   lz="--line a:0.5,0,0.5,1 --line b:0,0.5,1,0.5 --line c:0.25,0,0.25,1 --line d:0.75,0,0.75,1"
   lz="$lz --zone z1:0.1,0.1,0.45,0.1,0.45,0.45,0.1,0.45 --zone z2:0.55,0.55,0.9,0.55,0.9,0.9,0.55,0.9"
-  $py bench/loop_video.py /tmp/bbb720.mp4 /tmp/bbb720long.mp4 --times 4
   $py bench/tracking_cost.py 2>&1 | tail -12
   for round in 1 2; do
     order="on off"; [ "$round" = 2 ] && order="off on"
@@ -171,14 +168,14 @@ if [ "$step" = tracking ]; then
       extra=""; [ $variant = on ] && extra="$lz"
       echo "== one source, nanodet, tracking $variant, round $round"
       # shellcheck disable=SC2086
-      $py run.py --headless $m --model nanodet --source /tmp/bbb720long.mp4 --max-frames ${FRAMES:-4000} $extra \
+      $py run.py --headless $m --model nanodet --source /tmp/bikes5000.mp4 --max-frames ${FRAMES:-3000} $extra \
         --out "/tmp/tr/one_${variant}_$round" 2>&1 | grep "^frames:"
     done
   done
   for variant in off on; do
     echo "== N = 32 paced at 30 fps, tracking $variant"
     app=(); [ $variant = on ] && for a in $lz; do [[ $a == --* ]] && flag=$a || app+=("--app-arg=$flag $a"); done
-    $py bench/multi_source.py $m --source /tmp/bbb720.mp4 --n 32 --parts paced "${app[@]}" \
+    $py bench/multi_source.py $m --source /tmp/bikes5000.mp4 --n 32 --parts paced "${app[@]}" \
       --json "$OUT/tracking_paced_n32_$variant.json" | tail -4
   done
   (cd /tmp && tar -czf "$OUT/tracking.tgz" tr/*/summary.json tr/*/events.jsonl 2>/dev/null)

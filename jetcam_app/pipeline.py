@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .analytics.wiring import any_tracked, check_task, detector_config, source_analytics
+from .analytics.wiring import any_tracked, check_task, detector_config, shown_exact, source_analytics
 from .config import MAX_BATCH, Config, SourceConfig, source_name
 from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
@@ -173,7 +173,7 @@ class Pipeline:
         log.info("results go to %s", out_dir)
         try:
             # tracked sources: the detector keeps the low-score boxes ByteTrack's second match needs
-            adapter = self._adapter or create_adapter(detector_config(cfg, self.source_configs))
+            adapter = self._adapter or shown_exact(create_adapter(detector_config(cfg, self.source_configs)), cfg)
             check_task(cfg, self.source_configs, adapter.task)
             engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
         except BaseException:  # noqa: B902 - the folder is free again, then re-raised

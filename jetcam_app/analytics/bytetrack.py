@@ -28,8 +28,7 @@ class Track:
     last_frame: int
     first_t: float
     last_t: float
-    mean: np.ndarray = field(repr=False, default=None)  # Kalman state (8,)
-    cov: np.ndarray = field(repr=False, default=None)  # (8, 8)
+    slot: int = field(repr=False, default=-1)  # its row of the tracker's Kalman states (_States)
     track_id: int = 0  # 0 while on probation
     hits: int = 1  # frames in a row it was seen while on probation
 
@@ -44,6 +43,35 @@ class TrackUpdate(NamedTuple):
     ended: List[Track]  # confirmed tracks lost for longer than the buffer
 
 
+class _States:
+    """Every live track's Kalman state, one row (slot) each of two arrays: predicting, matching and correcting many
+    tracks then index the arrays once, where stacking one small array per track was most of update()'s time."""
+
+    def __init__(self, capacity: int = 64):
+        self.means = np.zeros((capacity, 8))
+        self.covs = np.zeros((capacity, 8, 8))
+        self._free = list(range(capacity - 1, -1, -1))
+
+    def add(self, mean: np.ndarray, cov: np.ndarray) -> int:
+        if not self._free:  # double: rows already handed out keep their slots
+            n = len(self.means)
+            self.means = np.concatenate([self.means, np.zeros_like(self.means)])
+            self.covs = np.concatenate([self.covs, np.zeros_like(self.covs)])
+            self._free = list(range(2 * n - 1, n - 1, -1))
+        slot = self._free.pop()
+        self.means[slot], self.covs[slot] = mean, cov
+        return slot
+
+    def release(self, tracks: List["Track"]) -> None:
+        for track in tracks:
+            self._free.append(track.slot)
+            track.slot = -1
+
+
+def _slots(tracks: List[Track]) -> np.ndarray:
+    return np.array([t.slot for t in tracks], np.intp)
+
+
 class ByteTracker:
     """One source's tracks. update() once per processed frame, in order."""
 
@@ -53,6 +81,7 @@ class ByteTracker:
         self.tracked = []  # type: List[Track]  # confirmed and seen last frame
         self.lost = []  # type: List[Track]  # confirmed, not seen lately
         self.probation = []  # type: List[Track]
+        self.states = _States()
         self.next_id = 1
         self.confirmed_total = 0
         self._last_frame = None  # type: Optional[int]
@@ -60,7 +89,7 @@ class ByteTracker:
     def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, frame_index: int,
                t_s: float) -> TrackUpdate:
         cfg = self.config
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        boxes = np.array(boxes, np.float64).reshape(-1, 4)  # a copy: tracks keep views of its rows
         scores = np.asarray(scores, np.float64).reshape(-1)
         labels = np.asarray(labels, np.int64).reshape(-1)
         ids = np.full(len(scores), -1, np.int64)
@@ -95,7 +124,8 @@ class ByteTracker:
         probation = []  # type: List[Track]
         for track in self.probation:
             if track.last_frame != frame_index:
-                continue  # missed once on probation: gone, it never had an ID
+                self.states.release([track])  # missed once on probation: gone, it never had an ID
+                continue
             track.hits += 1
             if track.hits >= cfg.probation_frames:
                 self._confirm(track)
@@ -125,6 +155,7 @@ class ByteTracker:
                 lost.append(track)
         tracked.extend(t for t in started)
         self.tracked, self.lost = tracked, lost
+        self.states.release(ended)
         for di, track in owner.items():
             if track.confirmed:
                 ids[di] = track.track_id
@@ -133,6 +164,7 @@ class ByteTracker:
     def end_all(self) -> List[Track]:
         """Every confirmed track ends (a reconnect, the run's end); the ID counter goes on."""
         ended = self.tracked + self.lost
+        self.states.release(ended + self.probation)
         self.tracked, self.lost, self.probation = [], [], []
         self._last_frame = None
         return ended
@@ -149,29 +181,25 @@ class ByteTracker:
 
     def _new_track(self, box, score, label, frame_index: int, t_s: float) -> Track:
         means, covs = kalman.initiate(kalman.xyxy_to_xyah(box))
-        return Track(label=int(label), box=np.array(box, np.float64), score=float(score), first_frame=frame_index,
-                     last_frame=frame_index, first_t=t_s, last_t=t_s, mean=means[0], cov=covs[0])
+        return Track(label=int(label), box=box, score=float(score), first_frame=frame_index,
+                     last_frame=frame_index, first_t=t_s, last_t=t_s, slot=self.states.add(means[0], covs[0]))
 
-    @staticmethod
-    def _predict(tracks: List[Track], steps: int) -> None:
+    def _predict(self, tracks: List[Track], steps: int) -> None:
         if not tracks:
             return
-        means, covs = kalman.predict(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]), steps)
-        for track, mean, cov in zip(tracks, means, covs):
-            track.mean, track.cov = mean, cov
+        slots, states = _slots(tracks), self.states
+        states.means[slots], states.covs[slots] = kalman.predict(states.means[slots], states.covs[slots], steps)
 
-    @staticmethod
-    def _correct(owner, boxes, scores, labels, frame_index: int, t_s: float) -> None:
+    def _correct(self, owner, boxes, scores, labels, frame_index: int, t_s: float) -> None:
         if not owner:
             return
-        items = list(owner.items())
-        tracks = [t for _, t in items]
-        det = np.array([d for d, _ in items])
-        means, covs = kalman.update(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]),
-                                    kalman.xyxy_to_xyah(boxes[det]))
-        for (di, track), mean, cov in zip(items, means, covs):
-            track.mean, track.cov = mean, cov
-            track.box, track.score = boxes[di].copy(), float(scores[di])
+        tracks = list(owner.values())
+        det = np.fromiter(owner.keys(), np.intp, len(owner))
+        slots, states = _slots(tracks), self.states
+        states.means[slots], states.covs[slots] = kalman.update(states.means[slots], states.covs[slots],
+                                                                kalman.xyxy_to_xyah(boxes[det]))
+        for di, track, score in zip(det.tolist(), tracks, scores[det].tolist()):
+            track.box, track.score = boxes[di], score
             track.last_frame, track.last_t = frame_index, t_s
 
     def _match(self, tracks: List[Track], boxes, scores, labels, det_idx: np.ndarray, threshold: float,
@@ -179,7 +207,7 @@ class ByteTracker:
         """(matches (track i, position in det_idx), unmatched track positions, unmatched det positions)."""
         if not tracks or not len(det_idx):
             return [], list(range(len(tracks))), list(range(len(det_idx)))
-        predicted = kalman.xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
+        predicted = kalman.xyah_to_xyxy(self.states.means[_slots(tracks), :4])
         overlap = iou_matrix(predicted, boxes[det_idx])
         if fuse:
             overlap = overlap * scores[det_idx][None, :]

@@ -24,9 +24,11 @@ def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
 
 
 def _stds(h: np.ndarray, position: float, velocity: float, aspect: float, aspect_velocity: float) -> np.ndarray:
-    """(N, 8) standard deviations for tracks of heights h."""
-    return np.stack([position * h, position * h, np.full_like(h, aspect), position * h,
-                     velocity * h, velocity * h, np.full_like(h, aspect_velocity), velocity * h], axis=1)
+    """(N, 8) standard deviations for tracks of heights h: position and velocity terms scale with the height, the
+    aspect's are constant (one broadcast rather than eight columns stacked)."""
+    scale = np.array([position, position, 0.0, position, velocity, velocity, 0.0, velocity])
+    constant = np.array([0.0, 0.0, aspect, 0.0, 0.0, 0.0, aspect_velocity, 0.0])
+    return h[:, None] * scale + constant
 
 
 def initiate(measurements: np.ndarray):
@@ -48,10 +50,9 @@ def predict(means: np.ndarray, covs: np.ndarray, steps: float = 1.0):
     motion[np.arange(NDIM), np.arange(NDIM) + NDIM] = steps
     stds = _stds(means[:, 3], POSITION_WEIGHT, VELOCITY_WEIGHT, 1e-2, 1e-5)
     idx = np.arange(8)
-    noise = np.zeros_like(covs)
-    noise[:, idx, idx] = stds ** 2 * steps
     means = means @ motion.T
-    covs = motion @ covs @ motion.T + noise
+    covs = motion @ covs @ motion.T
+    covs[:, idx, idx] += stds ** 2 * steps
     return means, covs
 
 
@@ -60,8 +61,8 @@ def update(means: np.ndarray, covs: np.ndarray, measurements: np.ndarray):
     if not len(means):
         return means, covs
     z = np.asarray(measurements, np.float64).reshape(-1, NDIM)
-    r = np.stack([POSITION_WEIGHT * means[:, 3], POSITION_WEIGHT * means[:, 3],
-                  np.full(len(means), 1e-1), POSITION_WEIGHT * means[:, 3]], axis=1) ** 2
+    r = (means[:, 3:4] * np.array([POSITION_WEIGHT, POSITION_WEIGHT, 0.0, POSITION_WEIGHT])
+         + np.array([0.0, 0.0, 1e-1, 0.0])) ** 2
     innovation_cov = covs[:, :NDIM, :NDIM].copy()
     idx = np.arange(NDIM)
     innovation_cov[:, idx, idx] += r

@@ -36,7 +36,7 @@ class ZoneView(NamedTuple):
 class TrailView(NamedTuple):
     track_id: int
     label: int
-    points: np.ndarray  # (M, 2) int32, oldest first
+    points: Sequence[Tuple[int, int]]  # pixels, oldest first (the overlay makes the array when it draws)
 
 
 class SceneSnapshot(NamedTuple):
@@ -73,6 +73,7 @@ class SourceAnalytics:
         self._labels = {}  # type: Dict[int, int]
         self._class_names = ()  # type: Sequence[str]
         self._live = self._counts()
+        self._live_events = -1  # rebuilt on the first frame, once the lines and zones are placed
 
     def _place(self, width: int, height: int) -> None:
         self._frame_size = (width, height)
@@ -124,7 +125,8 @@ class SourceAnalytics:
                     self._emit(event)
         self._end_tracks(update.ended)
         trails = self._trail(ids, det)
-        self._live = self._counts()
+        if self.events != self._live_events:  # every count changes with an event: rebuilt only then
+            self._live, self._live_events = self._counts(), self.events
         keep = det.scores > self.score_threshold
         shown = Detections(det.boxes[keep], det.scores[keep], det.labels[keep], det.class_names,
                            track_ids=ids[keep])
@@ -134,16 +136,17 @@ class SourceAnalytics:
         length = self.config.trail_frames
         if length <= 0:
             return ()
-        centres = anchors(det.boxes, "center")
+        seen = np.nonzero(ids >= 0)[0]
+        # one rounding and one tolist for all of them: per-track numpy calls were most of this method's time
+        centres = np.rint(anchors(det.boxes[seen], "center")).astype(np.int64).tolist()
         views = []
-        for i in np.nonzero(ids >= 0)[0].tolist():
-            track_id = int(ids[i])
+        for track_id, label, centre in zip(ids[seen].tolist(), det.labels[seen].tolist(), centres):
             trail = self._trails.get(track_id)
             if trail is None:
                 trail = self._trails[track_id] = collections.deque(maxlen=length)
-            trail.append((int(round(centres[i, 0])), int(round(centres[i, 1]))))
-            self._labels[track_id] = int(det.labels[i])
-            views.append(TrailView(track_id, self._labels[track_id], np.array(trail, np.int32)))
+            trail.append(tuple(centre))
+            self._labels[track_id] = label
+            views.append(TrailView(track_id, label, tuple(trail)))
         return tuple(views)
 
     def _snapshot(self, trails: Tuple[TrailView, ...]) -> SceneSnapshot:

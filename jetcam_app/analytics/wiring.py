@@ -27,6 +27,15 @@ def detector_config(config: Config, sources: Sequence[SourceConfig]) -> ModelCon
     return dataclasses.replace(model, score_threshold=min(model.score_threshold, config.tracker.track_low_thresh))
 
 
+def shown_exact(adapter: Any, config: Config) -> Any:
+    """The adapter with its device results held exact down to --score-threshold, what is drawn and logged: the
+    boxes below it, there for the tracker only, may be the best few hundred candidates (STATIC_TOPK) rather than
+    all, where the whole low band would send most frames down the slower dynamic path (measured on the H200:
+    64% of NanoDet frames at 0.1, docs/performance.md)."""
+    adapter.exact_threshold = max(adapter.config.score_threshold, config.model.score_threshold)
+    return adapter
+
+
 def check_task(config: Config, sources: Sequence[SourceConfig], task: str) -> None:
     if task != "detection" and any_tracked(config, sources):
         raise ConfigError("tracking, lines and zones need a detection model; %s classifies whole images: use "

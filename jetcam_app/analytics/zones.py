@@ -13,15 +13,28 @@ from ..regions import ZoneSpec
 
 def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """(K,) bool: which points lie inside the polygon (even-odd rule, every edge at once)."""
-    if not len(points):
-        return np.zeros(0, bool)
-    x, y = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return (straddles & (x < cross_x)).sum(axis=1) % 2 == 1
+    return _Edges(polygon).inside(points)
+
+
+class _Edges:
+    """A polygon's edges, prepared once: a zone tests its points every frame."""
+
+    def __init__(self, polygon: np.ndarray):
+        polygon = np.asarray(polygon, np.float64)
+        self.x1, self.y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
+        x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
+        self.y2 = y2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = (x2 - self.x1) / (y2 - self.y1)  # x per y; inf on flat edges, which never straddle
+
+    def inside(self, points: np.ndarray) -> np.ndarray:
+        if not len(points):
+            return np.zeros(0, bool)
+        x, y = points[:, 0:1], points[:, 1:2]
+        straddles = (self.y1 > y) != (self.y2 > y)
+        with np.errstate(invalid="ignore"):
+            cross_x = self.x1 + (y - self.y1) * self.slope
+        return (straddles & (x < cross_x)).sum(axis=1) % 2 == 1
 
 
 class _Visit:
@@ -42,6 +55,7 @@ class ZoneCounter:
     def __init__(self, spec: ZoneSpec, polygon: np.ndarray):
         self.spec = spec
         self.polygon = np.asarray(polygon, np.float64)
+        self._edges = _Edges(self.polygon)
         self.entries = collections.Counter()  # type: collections.Counter
         self.exits = collections.Counter()  # type: collections.Counter
         self.max_occupancy = collections.Counter()  # type: collections.Counter
@@ -62,7 +76,7 @@ class ZoneCounter:
                t_s: float) -> List[Dict[str, Any]]:
         """This frame's confirmed tracks; the entries, exits and loitering events completed now."""
         events = []
-        inside = inside_polygon(points, self.polygon) if len(ids) else np.zeros(0, bool)
+        inside = self._edges.inside(points) if len(ids) else np.zeros(0, bool)
         classes = self.spec.classes
         for track_id, now_inside, label in zip(ids.tolist(), inside.tolist(), labels):
             if classes and label not in classes:

@@ -1,6 +1,8 @@
 """The device path with static shapes (the fused CUDA graph's pre/post): static NMS against torchvision, each
 adapter's static postprocessing against its dynamic one, and on CUDA the fused graph against the eager stages."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +108,38 @@ def test_static_postprocess_equals_postprocess(name, photos):
             np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
     if name == "ssd300_vgg16":
         assert len(expected) > 10  # random SSD300 weights keep many boxes: the NMS had work to do
+
+
+@pytest.mark.parametrize("name", ("nanodet", "ssd300_vgg16"))
+def test_tracked_static_postprocess_is_exact_above_the_shown_threshold(name, photos):
+    """Tracking lowers the adapter's threshold to track_low_thresh (0.1) and holds the device result exact only
+    above --score-threshold (shown_exact): those boxes equal postprocess()'s; the low band is a subset of its. Two
+    of NanoDet's photos have more low-band candidates than STATIC_TOPK: exact in all of it, they would fall back."""
+    from jetcam_app.analytics.wiring import shown_exact
+
+    config = load_config(None, {"model.name": name, "model.random_weights": name != "nanodet", "tracker.enabled": True})
+    adapter = create_adapter(dataclasses.replace(config.model, score_threshold=0.1))
+    network = build_core(adapter).eval()
+    assert shown_exact(adapter, config).exact_threshold == config.model.score_threshold
+    low_band = shown_total = 0
+    for image in (photos["astronaut"], photos["coffee"], photos["motorcycle_left"]):
+        with torch.inference_mode():
+            outputs = network(adapter.prepare_tensor(torch.from_numpy(image), torch.float32))
+            expected = adapter.postprocess(outputs, image.shape[:2])
+            got = adapter.unpack(adapter.static_postprocess(outputs, image.shape[:2]).numpy())
+        assert got is not None
+        if name == "nanodet" and image is not photos["coffee"]:  # exact in all the low band too: no fallback saved
+            adapter.exact_threshold = 0.1
+            assert adapter.unpack(adapter.static_postprocess(outputs, image.shape[:2]).numpy()) is None
+            adapter.exact_threshold = config.model.score_threshold
+        shown, want = got.scores > adapter.exact_threshold, expected.scores > adapter.exact_threshold
+        np.testing.assert_array_equal(got.labels[shown], expected.labels[want])
+        np.testing.assert_allclose(got.boxes[shown], expected.boxes[want], atol=1e-3)
+        rows = {(int(l), round(float(v), 5)) for l, v in zip(expected.labels, expected.scores)}
+        assert {(int(l), round(float(v), 5)) for l, v in zip(got.labels, got.scores)} <= rows
+        low_band, shown_total = low_band + int((~shown).sum()), shown_total + int(shown.sum())
+    assert shown_total > 0
+    assert low_band > 0 or name != "nanodet"  # its real weights give the tracker's band boxes (random SSD's: none)
 
 
 def test_prepare_tensor_matches_cuda_preprocess_recipe(photos):

@@ -24,6 +24,9 @@ class ModelAdapter:
         self.config = config
         self.class_names = []  # type: List[str]
         self.random_weights = config.random_weights
+        # The device path's result must equal postprocess()'s for the boxes above this score; below it (the boxes a
+        # tracker's second match takes, under a lowered config.score_threshold) it may hold only the best candidates.
+        self.exact_threshold = config.score_threshold
 
     def build_network(self) -> torch.nn.Module:
         """The core in eval mode with its weights (config.weights, the default weights, or random)."""

@@ -217,7 +217,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         class_rank = (labels[:, None] == labels[None, :]).tril(-1).sum(1)  # better candidates of the same class
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
-        return nms_and_pack(cand_boxes, out_boxes, top_scores, labels, valid, (flat > self.config.score_threshold).sum(),
+        return nms_and_pack(cand_boxes, out_boxes, top_scores, labels, valid, (flat > self.exact_threshold).sum(),
                             self.config.iou_threshold, self.config.max_detections)
 
     def static_postprocess_batch(self, outputs: Sequence[torch.Tensor], image_hw: Tuple[int, int]) -> torch.Tensor:
@@ -235,7 +235,7 @@ class _TorchvisionSsdAdapter(ModelAdapter):
         valid = (top_scores > self.config.score_threshold) & (class_rank < self.topk_candidates)
         out_boxes = cand_boxes * self._box_scale(image_hw, cand_boxes.device)
         return nms_and_pack(cand_boxes, out_boxes, top_scores, labels, valid,
-                            (flat > self.config.score_threshold).sum(-1), self.config.iou_threshold,
+                            (flat > self.exact_threshold).sum(-1), self.config.iou_threshold,
                             self.config.max_detections)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:

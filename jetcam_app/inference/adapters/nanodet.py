@@ -198,7 +198,7 @@ class NanoDetAdapter(ModelAdapter):
         cand_boxes = boxes[torch.div(top, NUM_CLASSES, rounding_mode="floor")]
         frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
         return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
-                            top_scores > self.config.score_threshold, (flat > self.config.score_threshold).sum(),
+                            top_scores > self.config.score_threshold, (flat > self.exact_threshold).sum(),
                             self.config.iou_threshold, self.config.max_detections)
 
     def static_postprocess_batch(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
@@ -209,7 +209,7 @@ class NanoDetAdapter(ModelAdapter):
         cand_boxes = torch.gather(boxes, 1, (top // NUM_CLASSES).unsqueeze(-1).expand(top.shape + (4,)))
         frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
         return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
-                            top_scores > self.config.score_threshold, (flat > self.config.score_threshold).sum(-1),
+                            top_scores > self.config.score_threshold, (flat > self.exact_threshold).sum(-1),
                             self.config.iou_threshold, self.config.max_detections)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:

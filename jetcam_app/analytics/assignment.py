@@ -10,26 +10,27 @@ log = logging.getLogger(__name__)
 BLOCKED = 1e6  # the cost of a pair that must never be matched (other class, below the overlap threshold)
 
 
-def _solver():
-    """(name, function(cost) -> list of (row, col)) for the best solver importable here."""
+def _solvers():
+    """{name: function(cost) -> (rows, cols) int arrays}, the best first, of those importable here."""
+    found = {}
     try:
         import lap  # type: ignore
 
-        def solve_lap(cost: np.ndarray) -> List[Tuple[int, int]]:
+        def solve_lap(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
             _, x, _ = lap.lapjv(cost, extend_cost=True)
-            return [(i, int(j)) for i, j in enumerate(x) if j >= 0]
-        return "lap", solve_lap
+            rows = np.nonzero(x >= 0)[0]
+            return rows, x[rows]
+        found["lap"] = solve_lap
     except ImportError:
         pass
     try:
         from scipy.optimize import linear_sum_assignment  # type: ignore
 
-        def solve_scipy(cost: np.ndarray) -> List[Tuple[int, int]]:
-            rows, cols = linear_sum_assignment(cost)
-            return list(zip(rows.tolist(), cols.tolist()))
-        return "scipy", solve_scipy
+        found["scipy"] = linear_sum_assignment
     except ImportError:
-        return "built-in Hungarian (install lap==0.5.13 for a faster solver)", hungarian
+        pass
+    found["built-in Hungarian (install lap==0.5.13 for a faster solver)"] = hungarian_arrays
+    return found
 
 
 def hungarian(cost: np.ndarray) -> List[Tuple[int, int]]:
@@ -74,7 +75,13 @@ def hungarian(cost: np.ndarray) -> List[Tuple[int, int]]:
     return sorted((c, r) for r, c in pairs) if transposed else sorted(pairs)
 
 
-SOLVER_NAME, _SOLVE = _solver()
+def hungarian_arrays(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    pairs = hungarian(cost)
+    return (np.array([r for r, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64))
+
+
+SOLVERS = _solvers()
+SOLVER_NAME, _SOLVE = next(iter(SOLVERS.items()))
 
 
 def assign(cost: np.ndarray, threshold: float) -> Tuple[List[Tuple[int, int]], List[int], List[int]]:
@@ -84,10 +91,12 @@ def assign(cost: np.ndarray, threshold: float) -> Tuple[List[Tuple[int, int]], L
         return [], list(range(rows)), list(range(cols))
     # costs above the threshold are blocked before solving, so no allowed pair is given up to make room for one
     bounded = np.where(cost <= threshold, cost, BLOCKED)
-    matches = [(r, c) for r, c in _SOLVE(bounded) if cost[r, c] <= threshold]
-    matched_rows, matched_cols = {r for r, _ in matches}, {c for _, c in matches}
-    return (matches, [r for r in range(rows) if r not in matched_rows],
-            [c for c in range(cols) if c not in matched_cols])
+    r, c = _SOLVE(bounded)
+    ok = cost[r, c] <= threshold
+    r, c = r[ok], c[ok]
+    free_rows, free_cols = np.ones(rows, bool), np.ones(cols, bool)
+    free_rows[r], free_cols[c] = False, False
+    return (list(zip(r.tolist(), c.tolist())), np.nonzero(free_rows)[0].tolist(), np.nonzero(free_cols)[0].tolist())
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

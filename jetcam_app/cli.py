@@ -27,7 +27,7 @@ OVERRIDES = {
     "mosaic": "output.mosaic", "max_batch": "pipeline.max_batch",
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
     "http_token": "output.http_token", "http_token_file": "output.http_token_file",
-    "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones",
+    "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones", "webhook": "output.webhooks",
 }
 
 
@@ -155,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "source without lines of its own gets these")
     t.add_argument("--zone", action="append", metavar="NAME:X1,Y1,X2,Y2,X3,Y3[,...]",
                    help="a polygon zone: occupancy, entries, exits and dwell time per class; repeatable")
+    n = p.add_argument_group("events to other systems (MQTT, webhooks; docs/events.md)")
+    n.add_argument("--mqtt", metavar="mqtt://[user@]host:1883[/prefix]",
+                   help="publish events, counts, occupancy and stats to this MQTT broker (mqtts:// for TLS; the "
+                   "password from $JETCAM_MQTT_PASSWORD or output.mqtt.password_file, never here; prefix default "
+                   "jetcam) (default: off)")
+    n.add_argument("--mqtt-snapshots", action="store_true", default=None,
+                   help="also publish each source's annotated JPEG of its latest event (retained) (default: off)")
+    n.add_argument("--mqtt-discovery", action="store_true", default=None,
+                   help="also publish Home Assistant discovery configs (sensors for counts and occupancy, events for "
+                   "crossings), again whenever Home Assistant comes online (default: off)")
+    n.add_argument("--webhook", action="append", metavar="URL",
+                   help="POST each event's JSON to this URL, retried with backoff; repeatable (headers and event "
+                   "types: output.webhooks in the config)")
     add_defaults_to_help(p, OVERRIDES)
     return p
 
@@ -166,6 +179,10 @@ def overrides_from(args: argparse.Namespace) -> Dict[str, object]:
         overrides["source.uri"] = uris[0]
     elif uris is not None:
         overrides["sources"] = list(uris)
+    mqtt = {k: v for k, v in (("url", getattr(args, "mqtt", None)), ("snapshots", getattr(args, "mqtt_snapshots", None)),
+                              ("discovery", getattr(args, "mqtt_discovery", None))) if v is not None}
+    if mqtt:  # over the config file's output.mqtt, key by key
+        overrides["output.mqtt"] = mqtt
     return overrides
 
 

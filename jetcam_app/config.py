@@ -30,17 +30,22 @@ def _field_types(cls) -> Dict[str, Tuple[type, bool]]:
     return out
 
 
-def _structured(key: str, value: Any) -> Any:
-    """A list-valued key (a source's lines and zones) checked and made immutable by its parser."""
+def _structured(key: str, value: Any, previous: Any = ()) -> Any:
+    """A structured key (a source's lines and zones, the MQTT broker, the webhooks) checked and made immutable by
+    its parser; the broker's mapping goes over the `previous` one, so a flag adds to a config file's section."""
+    from .notify_config import mqtt_from_config, webhooks_from_config
     from .regions import lines_from_config, zones_from_config
 
-    parsers = {"lines": lines_from_config, "zones": zones_from_config}
-    return parsers[key.rpartition(".")[2]](value, key)
+    name = key.rpartition(".")[2]
+    if name == "mqtt":
+        return mqtt_from_config(value, key, previous)
+    parsers = {"lines": lines_from_config, "zones": zones_from_config, "webhooks": webhooks_from_config}
+    return parsers[name](value, key)
 
 
-def _coerce(key: str, value: Any, kind: type, optional: bool) -> Any:
+def _coerce(key: str, value: Any, kind: type, optional: bool, previous: Any = ()) -> Any:
     if kind is tuple:
-        return _structured(key, value)
+        return _structured(key, value, previous)
     if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~") and optional):
         if optional:
             return None
@@ -154,6 +159,8 @@ class OutputConfig:
     http_host: str
     http_token: Optional[str]
     http_token_file: Optional[str]
+    mqtt: tuple  # notify_config.MqttSpec, or () = off
+    webhooks: tuple  # notify_config.WebhookSpec each
 
 
 @dataclass(frozen=True)
@@ -230,7 +237,8 @@ def _merge(data: Dict[str, Dict[str, Any]], update: Mapping[str, Any], origin: s
                 raise ConfigError("%s: unknown key %s; valid keys: %s" % (origin, short_value("%s.%s" % (section, key)),
                                                                          ", ".join(types)))
             kind, optional = types[key]
-            data.setdefault(section, {})[key] = _coerce("%s.%s" % (section, key), value, kind, optional)
+            previous = data.get(section, {}).get(key, ())
+            data.setdefault(section, {})[key] = _coerce("%s.%s" % (section, key), value, kind, optional, previous)
 
 
 def _source_entries(entries: Any, origin: str) -> List[Dict[str, Any]]:
@@ -344,4 +352,8 @@ def to_dict(config: Config) -> Dict[str, Any]:
     data = dataclasses.asdict(config)
     if data["output"]["http_token"]:
         data["output"]["http_token"] = MASK
+    out = config.output  # named tuples: asdict would leave bare tuples
+    data["output"]["mqtt"] = out.mqtt._asdict() if out.mqtt else None
+    data["output"]["webhooks"] = [dict(w._asdict(), events=list(w.events), headers={
+        k: v if v.startswith("${") else MASK for k, v in w.headers}) for w in out.webhooks]
     return mask_secrets_in(data)

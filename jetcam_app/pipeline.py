@@ -28,6 +28,7 @@ from .inference.stages import Stages, batch_example
 from .output.diskspace import SpaceReserve
 from .output.emitter import QUEUED_BATCHES, FrameEmitter
 from .output.events_log import EventLog
+from .output.notify.hub import build_notifier
 from .output.live_status import LiveStatus, SourceStatus
 from .output.progress import ProgressReporter
 from .output.run_folder import prepare_outputs
@@ -120,6 +121,7 @@ class Pipeline:
         self._engine = engine
         self._adapter = adapter
         self.summary = {}  # type: Dict[str, Any]
+        self.notifier = None  # type: Any  # output.notify.hub.Notifier where MQTT or webhooks are asked for
         self.failed_to_open = {}  # type: Dict[str, str]
         self.out_dir = None  # type: Optional[str]  # the run folder, once created
         self.started_unix = None  # type: Optional[float]  # time.time() when the clock started
@@ -247,6 +249,8 @@ class Pipeline:
                 self.summary = (one_source_summary(facts, lone, emitter.timing_log.accumulated) if lone is not None
                                 else several_sources_summary(facts, lanes, emitter.processed,
                                                              emitter.timing_log.accumulated))
+                if self.notifier is not None:  # published, dropped and reconnects per output
+                    self.summary["outputs"] = self.notifier.summary()
                 write_summary(self.summary, out_dir, reserve)
             reserve.release()
             folder_lock.release()
@@ -277,10 +281,17 @@ class Pipeline:
         bell = Doorbell()
         lanes = []
         events = None
+        configs = {self._name(c): c for c in self.source_configs}
         if any_tracked(cfg, self.source_configs):
             events = EventLog(os.path.join(out_dir, "events.jsonl"))
             closers.append(events)  # closed by the emitter; here too should the run fail before the emitter exists
-        configs = {self._name(c): c for c in self.source_configs}
+        # MQTT and webhooks: a broker that is down is a warning and retried; the cameras go on
+        self.notifier = build_notifier(cfg.output.mqtt, cfg.output.webhooks, [
+            (name, [spec.name for spec in configs.get(name, cfg.source).lines],
+             [spec.name for spec in configs.get(name, cfg.source).zones]) for name, _ in opened])
+        if self.notifier is not None:
+            closers.append(self.notifier)  # closed by the emitter, after the tracks that end with the run
+        on_event = _fan_out(events, self.notifier)
         for (name, source), target_fps in zip(opened, targets):
             recorder = wiring.input_recorder(cfg.output, several, name, source.nominal_fps or target_fps)
             if recorder is not None:
@@ -293,15 +304,14 @@ class Pipeline:
                                     log_name=None if several else prediction_source(self.source_configs[0]),
                                     frame_names=not several))
             lanes[-1].analytics = source_analytics(cfg, configs.get(name, cfg.source), name,
-                                                   source.nominal_fps or target_fps,
-                                                   events.write if events is not None else None)
+                                                   source.nominal_fps or target_fps, on_event)
         mosaic_fps = max(targets)
         # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of their own and
         # overlap with the next batch's inference.
         emitter = FrameEmitter(cfg, out_dir, adapter, stats, lanes,
                                wiring.mosaic_sinks(cfg.output, several, headless, mosaic_fps, web), mosaic_fps,
                                threaded=headless, on_error=self.request_stop, gpu_outlines=stages.outlines_on_device,
-                               live_status=status, events=events)
+                               live_status=status, events=events, notifier=self.notifier)
         return lanes, emitter
 
     def _loop(self, stages: Stages, scheduler: Scheduler, emitter: FrameEmitter) -> None:
@@ -350,6 +360,18 @@ class Pipeline:
             if lane.capture.is_alive():
                 lane.source.close()
                 lane.capture.join(5.0)
+
+
+def _fan_out(events: Any, notifier: Any) -> Any:
+    """The analytics' event callback: events.jsonl first (the durable record), then MQTT and webhooks."""
+    if notifier is None:
+        return events.write if events is not None else None
+
+    def on_event(event: Dict[str, Any]) -> None:
+        if events is not None:
+            events.write(event)
+        notifier.event(event)
+    return on_event
 
 
 def _emit_batch(emitter: FrameEmitter, lanes: List[SourceLane], results: List[Any]) -> None:

@@ -31,10 +31,10 @@ step_done() { [ -f "$stamp_dir/$1" ] && [ "$(cat "$stamp_dir/$1")" = "$2" ]; }
 mark_done() { echo "$2" > "$stamp_dir/$1"; }
 
 if [ "$want_tests" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${JETCAM_SKIP_APT:-0}" != 1 ]; then
-  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev chromium chromium-driver"
+  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev chromium chromium-driver mosquitto"
   # shellcheck disable=SC2086
   if ! dpkg -s $apt_pkgs >/dev/null 2>&1; then
-    echo "setup: installing GStreamer and Chromium from Debian (for the camera and web page tests; a few minutes)"
+    echo "setup: installing GStreamer, Chromium and mosquitto from Debian (for the camera, web page and MQTT tests; a few minutes)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $apt_pkgs >/dev/null
   fi
 fi
@@ -49,7 +49,7 @@ else
     # JetPack's torch, torchvision, cv2 and TensorRT come through system site packages; pip adds the rest.
     "$vpy" -c "import torch, torchvision, cv2" || { echo "setup: JetPack's torch, torchvision and OpenCV must be installed first (see README, Jetson)"; exit 2; }
     echo "setup: installing jetcam_app and its Python packages (pip)"
-    "$vpy" -m pip install -q -e ".[jetson,report]"
+    "$vpy" -m pip install -q -e ".[jetson,report,mqtt]"
     # PyPI has no aarch64 onnxruntime for every Python (none for JetPack 4.6's 3.6): the backend is optional there
     "$vpy" -m pip install -q -e ".[onnx]" || echo "setup: onnx/onnxruntime not installed for this Python on aarch64" \
       "(the onnxruntime backend is unavailable; NVIDIA's Jetson Zoo has onnxruntime-gpu wheels): the rest works"
@@ -60,7 +60,7 @@ else
       "$vpy" -m pip install -q "torch${JETCAM_TORCH_SPEC:-==2.14.1}" "torchvision${JETCAM_TORCHVISION_SPEC:-==0.29.1}"
     fi
     echo "setup: installing jetcam_app and its Python packages (pip)"
-    "$vpy" -m pip install -q -e ".[desktop,onnx,report]"
+    "$vpy" -m pip install -q -e ".[desktop,onnx,report,mqtt]"
   fi
   if [ "$want_tests" = 1 ]; then
     echo "setup: installing the test tools (pytest, vermin, onnx, selenium, ...)"

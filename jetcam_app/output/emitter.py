@@ -47,7 +47,7 @@ class FrameEmitter:
     def __init__(self, config: Config, out_dir: str, adapter, stats: StatsPoller, lanes: Sequence[Any],
                  mosaic_sinks: Optional[Sink] = None, mosaic_fps: float = 0.0, threaded: bool = False,
                  on_error: Optional[Callable[[str], None]] = None, gpu_outlines: bool = False,
-                 live_status: Optional[LiveStatus] = None, events: Any = None):
+                 live_status: Optional[LiveStatus] = None, events: Any = None, notifier: Any = None):
         self.config = config
         self.adapter = adapter
         self.stats = stats
@@ -66,6 +66,7 @@ class FrameEmitter:
                                     extra_columns=("source",) if self.several else ())
         self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
         self.events = events  # output.events_log.EventLog where a source is tracked; its lanes' analytics write it
+        self.notifier = notifier  # output.notify.hub.Notifier: MQTT and webhooks, told after each frame
         self.processed = 0
         self.error = None  # type: Optional[BaseException]
         self._reported = False
@@ -188,6 +189,18 @@ class FrameEmitter:
         image = overlay.annotate(done.frame.image, done.result, hud, done.outlined, scene=done.scene)
         return image, (time.perf_counter() - t0) * 1e3
 
+    def _snapshot(self, done: Processed, hud: HudInfo, image) -> Optional[bytes]:
+        """The frame as drawn, as a JPEG (drawn now where nothing else drew it): an event's snapshot."""
+        import cv2
+
+        if image is None:
+            overlay = self._overlays.get(threading.get_ident())
+            if overlay is None:
+                overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
+            image = overlay.annotate(done.frame.image, done.result, hud, done.outlined, scene=done.scene)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return jpeg.tobytes() if ok else None
+
     def _complete(self, lane, done: Processed, hud: HudInfo, drawn) -> None:
         """Sinks and log rows; the row's memory and drop figures are the ones the frame's HUD shows."""
         image, draw_ms = drawn
@@ -217,6 +230,10 @@ class FrameEmitter:
         if self.live_status is not None:
             self.live_status.publish(self._slot_of[id(lane)], hud, lane.processed, frame.index, lane.captured(),
                                      counts=None if lane.analytics is None else lane.analytics.live())
+        if self.notifier is not None:
+            self.notifier.frame(lane.name, frame.index, done.result, hud,
+                                None if lane.analytics is None else lane.analytics.live(),
+                                lambda: self._snapshot(done, hud, image))
         if self.mosaic is not None and t2 - self._mosaic_at >= self._mosaic_period_s:
             self._mosaic_at = t2
             self.mosaic_sinks.write(self.mosaic.compose(), self.mosaics)
@@ -243,6 +260,8 @@ class FrameEmitter:
                 closer.close()
             except Exception as e:  # noqa: BLE001 - every file gets its close(); the first failure is raised after
                 first = first or e
+        if self.notifier is not None:  # after the analytics: the tracks ended with the run go out too
+            self.notifier.close({lane.name: lane.analytics.live() for lane in self.lanes if lane.analytics is not None})
         if self.error is not None and not self._reported:
             self._reported = True
             raise self.error

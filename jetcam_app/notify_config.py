@@ -8,7 +8,7 @@ import re
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, mask_secrets
 from .files import short_value
 
 PASSWORD_ENV = "JETCAM_MQTT_PASSWORD"
@@ -105,16 +105,18 @@ def _check_prefix(prefix: str, key: str) -> str:
 
 
 def _mqtt_url(url: str, key: str) -> Dict[str, Any]:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as e:
-        raise ConfigError("%s %s is not a broker URL (%s); e.g. %s" % (key, short_value(url), e, MQTT_EXAMPLE)) from e
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError("%s %s is not a broker URL; e.g. %s" % (key, short_value(url), MQTT_EXAMPLE))
+    parts = urlsplit(url)
+    # the password first: every later message echoes the URL, and a shortened echo could cut the mask's '@'
     if parts.password is not None:
         raise ConfigError("%s: the password may not be in the URL (it would show in `ps` and the logs); put it in "
                           "$%s or output.mqtt.password_file" % (key, PASSWORD_ENV))
+    shown = short_value(mask_secrets(url))
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError("%s %s is not a broker URL (%s); e.g. %s" % (key, shown, e, MQTT_EXAMPLE)) from e
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError("%s %s is not a broker URL; e.g. %s" % (key, shown, MQTT_EXAMPLE))
     tls = parts.scheme == "mqtts"
     out = {"host": parts.hostname, "port": port or (8883 if tls else 1883), "tls": tls}
     if parts.username:
@@ -179,16 +181,16 @@ def _webhook(entry: Any, key: str) -> WebhookSpec:
                                                                  ", ".join(_WEBHOOK_KEYS)))
         fields[name] = _typed("%s.%s" % (key, name), item, _WEBHOOK_KEYS[name])
     parts = urlsplit(fields["url"])
+    if parts.username is not None:  # before any message that echoes the URL
+        raise ConfigError("%s: no user or password in the URL; send a token header instead, e.g. headers: "
+                          "{Authorization: '${JETCAM_WEBHOOK_TOKEN}'}" % key)
+    shown = short_value(mask_secrets(fields["url"]))
     try:
         parts.port
     except ValueError:
-        raise ConfigError("%s url %s has a bad port; e.g. %s" % (key, short_value(fields["url"]), WEBHOOK_EXAMPLE))
+        raise ConfigError("%s url %s has a bad port; e.g. %s" % (key, shown, WEBHOOK_EXAMPLE))
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("%s url %s must be an http:// or https:// URL; e.g. %s"
-                          % (key, short_value(fields["url"]), WEBHOOK_EXAMPLE))
-    if parts.username is not None:
-        raise ConfigError("%s: no user or password in the URL; send a token header instead, e.g. headers: "
-                          "{Authorization: '${JETCAM_WEBHOOK_TOKEN}'}" % key)
+        raise ConfigError("%s url %s must be an http:// or https:// URL; e.g. %s" % (key, shown, WEBHOOK_EXAMPLE))
     events = tuple(str(e) for e in fields.get("events", ()))
     unknown = [e for e in events if e not in EVENT_TYPES]
     if unknown:

@@ -34,6 +34,8 @@ class Broker:
         self.proc = None
         lines = ["listener %d 127.0.0.1" % self.port, "persistence false",
                  "log_dest file %s" % os.path.join(self.folder, "mosquitto.log")]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to its own user, who cannot read pytest's tmp folders
         if self.users:
             passwd = os.path.join(self.folder, "passwd")
             open(passwd, "w").close()

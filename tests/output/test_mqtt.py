@@ -82,13 +82,15 @@ def test_a_scene_publishes_lifecycles_crossings_counts_and_occupancy(tmp_path, b
     assert live.wait_for(lambda m: ("t/available", b"offline", False) in m)
     objects = [json.loads(p) for _, p, _ in live.on("t/events")]
     assert [o["type"] for o in objects][0] == "new" and objects[-1]["type"] == "end"
-    assert objects[0]["after"]["current_zones"] == []  # like Frigate: no zones in `new`
+    assert objects[0]["after"]["current_zones"] == []  # like Frigate: no zones in `new`, but the box and score
+    assert len(objects[0]["after"]["box"]) == 4 and objects[0]["after"]["score"] == pytest.approx(0.9)
     entered = [o for o in objects if "bay" in o["after"]["current_zones"] and "bay" not in o["before"]["current_zones"]]
     assert len(entered) == 1 and entered[0]["type"] == "update"  # the automation trigger, exactly once
     assert objects[-1]["after"]["crossings"][0]["line"] == "door"
     assert objects[-1]["after"]["entered_zones"] == ["bay"] and objects[-1]["after"]["end_time"] is not None
     crossings = [json.loads(p) for _, p, _ in live.on("t/cam/line/door")]
-    assert [(c["event_type"], c["in_total"], c["out_total"], c["in"]) for c in crossings] == [("in", 1, 0, {"person": 1})]
+    got = [(c["event_type"], c["in_total"], c["out_total"], c["in"]) for c in crossings]
+    assert got == [("in", 1, 0, {"person": 1})]
     assert live.on("t/cam/stats") and json.loads(live.on("t/cam/stats")[-1][1])["source"] == "cam"
     live.close()
     # a subscriber that comes later gets the retained state: the final counts, the occupancy (the person left the
@@ -108,8 +110,9 @@ def test_the_last_will_says_offline_when_the_app_is_killed(tmp_path, broker):
     sub = Subscriber(broker.port, "k/available")
     env = dict(os.environ, PYTHONPATH=ROOT)
     err = open(str(tmp_path / "stderr.txt"), "w+")
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), "--source", "test://320x240@30?frames=100000",
-                             "--model", "mobilenet_v2", "--random-weights", "--headless", "--out", str(tmp_path / "run"),
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), "--source",
+                             "test://320x240@30?frames=100000", "--model", "mobilenet_v2", "--random-weights",
+                             "--headless", "--out", str(tmp_path / "run"),
                              "--mqtt", "mqtt://127.0.0.1:%d/k" % broker.port], env=env,
                             stdout=subprocess.DEVNULL, stderr=err)
     try:

@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...notify_config import MqttSpec, WebhookSpec
-from .lifecycle import Lifecycles
+from .lifecycle import Lifecycles, shown as lifecycle_shown
 
 COUNTS_INTERVAL_S = 1.0  # retained counts at most this often per source (and once more at the end)
 SNAPSHOT_INTERVAL_S = 1.0  # an event's snapshot at most this often per source: a JPEG costs milliseconds
@@ -61,8 +61,8 @@ class Notifier:
             return
         state = self._sources[source]
         now = self._clock()
-        self._flush(state, counts, now)
         track_ids = getattr(result, "track_ids", None)
+        self._flush(state, counts, now, result if track_ids is not None else None)
         if track_ids is not None:
             state.lifecycles.frame(result.boxes, result.scores, track_ids, frame_index)
             self._lifecycle_messages(state)
@@ -76,10 +76,19 @@ class Notifier:
             state.stats_at = now
             self.mqtt.publish(self.mqtt.topics.source(source, "stats"), stats_payload(source, hud))
 
-    def _flush(self, state: _SourceState, counts: Optional[Dict[str, Any]], now: float, final: bool = False) -> None:
+    def _flush(self, state: _SourceState, counts: Optional[Dict[str, Any]], now: float, shown: Any = None,
+               final: bool = False) -> None:
         topics, zones_hit = self.mqtt.topics, set()
         events, state.pending = state.pending, []
+        where = None  # track ID -> its row in this frame's shown detections, for the `new` messages' boxes
         for event in events:
+            if event.get("event") == "track_started" and shown is not None:
+                if where is None:
+                    where = {int(t): i for i, t in enumerate(shown.track_ids.tolist()) if t >= 0}
+                row = where.get(int(event["track_id"]))
+                if row is not None:
+                    state.lifecycles.event(event, *lifecycle_shown(shown.boxes, shown.scores, row))
+                    continue
             state.lifecycles.event(event)
             kind = event.get("event")
             if kind == "line_crossed":
@@ -108,7 +117,8 @@ class Notifier:
         for message in state.lifecycles.messages():
             self.mqtt.publish(self.mqtt.topics.events, message)
 
-    def close(self, final_counts: Optional[Dict[str, Dict[str, Any]]] = None, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    def close(self, final_counts: Optional[Dict[str, Dict[str, Any]]] = None,
+              timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """The run ends: the last events (tracks ended with the run) and final counts go, then every queue drains
         within timeout_s."""
         if self._closed:

@@ -36,12 +36,14 @@ class Lifecycles:
         self._out.append({"type": kind, "source": self.source, "before": obj.sent, "after": after})
         obj.sent, obj.sent_at, obj.changed = after, now, False
 
-    def event(self, event: Dict[str, Any]) -> None:
+    def event(self, event: Dict[str, Any], box: Optional[List[float]] = None, score: Optional[float] = None) -> None:
+        """An analytics event; a track_started comes with the box and score it was shown with on its frame, where
+        it was shown (like Frigate's `new`, which has them)."""
         kind, track_id, now = event.get("event"), event.get("track_id"), self._clock()
         if kind == "track_started":
             state = {"id": "%s-%d" % (self.source, track_id), "track_id": track_id, "source": self.source,
-                     "camera": self.source, "label": event.get("label"), "score": None, "top_score": None,
-                     "box": None, "start_time": round(now, 3), "end_time": None, "frame": event.get("frame"),
+                     "camera": self.source, "label": event.get("label"), "score": score, "top_score": score,
+                     "box": box, "start_time": round(now, 3), "end_time": None, "frame": event.get("frame"),
                      "current_zones": [], "entered_zones": [], "crossings": [], "loitering": False,
                      "active": True}
             obj = self._objects[track_id] = _Object(state, now)
@@ -85,8 +87,7 @@ class Lifecycles:
             if obj is None:
                 continue
             state = obj.state
-            score = round(float(scores[i]), 4)
-            box = [round(float(v), 1) for v in boxes[i]]
+            box, score = shown(boxes, scores, i)
             if box != state["box"]:
                 if state["box"] is not None:
                     obj.changed = True
@@ -98,3 +99,8 @@ class Lifecycles:
     def messages(self) -> List[Dict[str, Any]]:
         out, self._out = self._out, []
         return out
+
+
+def shown(boxes: np.ndarray, scores: np.ndarray, i: int):
+    """The i-th detection's box (pixels, 0.1) and score (4 places), as the messages carry them."""
+    return [round(float(v), 1) for v in boxes[i]], round(float(scores[i]), 4)

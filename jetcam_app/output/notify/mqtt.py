@@ -3,18 +3,21 @@ connected and turned `offline` by the broker through the last will when the app 
 from a bounded outbox, waiting for the broker while it is away (paho reconnects with backoff); a refused login is
 one clear error and the run goes on without MQTT. Credentials are never logged or echoed."""
 
+import collections
 import json
 import logging
 import ssl
 import threading
+import time
 from typing import Any, Callable, Optional, Tuple
 
 from ...errors import BackendUnavailable
 from ...notify_config import PASSWORD_ENV, MqttSpec
-from .outbox import Outbox
+from .outbox import Closing, Outbox, finite
 from .topics import Topics
 
 log = logging.getLogger(__name__)
+WINDOW = 200  # messages out to the broker at once, awaiting its receipt
 _REFUSED = {4: "bad user name or password", 5: "not authorised", 134: "bad user name or password",
             135: "not authorised", 2: "client id rejected", 133: "client id rejected"}
 
@@ -41,6 +44,9 @@ class MqttOutput:
         self.reconnects = 0
         self.error = None  # type: Optional[str]
         self._connected = threading.Event()
+        self._lock = threading.Lock()
+        self._inflight = collections.deque()  # type: collections.deque  # MQTTMessageInfo of messages not yet received
+        self.received = 0
         self._connects = 0
         self._away_logged = False
         self._on_online = on_online  # Home Assistant came (back) online: discovery again
@@ -59,6 +65,7 @@ class MqttOutput:
                                  cert_reqs=ssl.CERT_REQUIRED)
         self._client.will_set(self.topics.available, "offline", qos=1, retain=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.max_inflight_messages_set(WINDOW)
         self._client.on_connect = self._connected_cb
         self._client.on_disconnect = self._disconnected_cb
         self._client.on_connect_fail = self._connect_failed_cb
@@ -82,9 +89,9 @@ class MqttOutput:
         if code:
             why = _REFUSED.get(code, "refused the connection (code %d)" % code)
             self.error = "the broker refused the login: %s" % why
-            log.error("MQTT broker %s:%d: %s; the run goes on without MQTT (check the user in --mqtt and the "
-                      "password in $%s or output.mqtt.password_file)", self.spec.host, self.spec.port, why,
-                      PASSWORD_ENV)
+            log.error("MQTT broker %s:%d refused the login (%s); the run goes on without MQTT (check the user in "
+                      "--mqtt and the password in $%s or output.mqtt.password_file)", self.spec.host, self.spec.port,
+                      why, PASSWORD_ENV)
             client.disconnect()  # no reconnecting with a refused login
             return
         self._connects += 1
@@ -105,7 +112,9 @@ class MqttOutput:
             self._away("connection lost")
 
     def _connect_failed_cb(self, client, userdata) -> None:
-        self._away("not reachable")
+        # a failed TLS handshake looks the same from here: name the likely fix
+        self._away("not reachable" + (" (with TLS: is output.mqtt.ca the CA that signed the broker's certificate?)"
+                                      if self.spec.tls else ""))
 
     def _message_cb(self, client, userdata, message) -> None:
         if message.topic == self.topics.ha_status and message.payload == b"online" and self._on_online:
@@ -114,31 +123,56 @@ class MqttOutput:
     def publish(self, topic: str, payload: Any, retain: bool = False) -> bool:
         """Queue a message (a dict or list goes as JSON, bytes as they are); never blocks."""
         if isinstance(payload, (dict, list)):
-            payload = json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+            try:
+                payload = json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+            except ValueError:  # a NaN or infinity: null, as events.jsonl writes it (never an error in the frame's way)
+                payload = json.dumps(finite(payload), separators=(",", ":"), sort_keys=True)
         return self.outbox.put((topic, payload, retain))
 
     def _deliver(self, message: Tuple[str, Any, bool]) -> bool:
+        """Hand the message to paho once connected; up to WINDOW of them wait for the broker's receipt at once
+        (one at a time, a loopback broker took 430 a second; paho keeps unreceipted QoS 1/2 messages and sends
+        them again after a reconnect)."""
         topic, payload, retain = message
-        while True:
+        while not self._connected.is_set():
             if self.error is not None:
                 return False
-            while not self._connected.is_set():
-                if self.error is not None:
-                    return False
-                self.outbox.wait(0.1)
-            info = self._client.publish(topic, payload, qos=self.spec.qos, retain=retain)
-            if self.spec.qos == 0:
-                return info.rc == 0
-            # paho keeps a QoS 1/2 message and sends it again after a reconnect: wait for the broker's receipt
-            while not info.is_published():
-                if self.error is not None:
-                    return False
-                self.outbox.wait(0.002 if self._connected.is_set() else 0.1)
-            return True
+            self.outbox.wait(0.1)
+        if self.error is not None:
+            return False
+        info = self._client.publish(topic, payload, qos=self.spec.qos, retain=retain)
+        with self._lock:
+            self._inflight.append(info)
+        self._settle(WINDOW)
+        return True
+
+    def _settle(self, most: int) -> None:
+        """Count the received ones; wait while more than `most` are still out."""
+        while True:
+            with self._lock:
+                while self._inflight and self._inflight[0].is_published():
+                    self._inflight.popleft()
+                    self.received += 1
+                waiting = len(self._inflight)
+            if waiting <= most or self.error is not None:
+                return
+            self.outbox.wait(0.001)
 
     def close(self, timeout_s: float) -> None:
-        """Deliver what is queued (up to timeout_s), then say `offline` and leave cleanly."""
+        """Deliver what is queued (up to timeout_s), then say `offline` and leave cleanly; messages the broker has
+        not received by then count as dropped."""
+        deadline = time.monotonic() + timeout_s
         self.outbox.close(timeout_s)
+        while time.monotonic() < deadline and self.error is None:
+            with self._lock:
+                if not self._inflight:
+                    break
+            try:
+                self._settle(0)
+            except Closing:
+                break
+            time.sleep(0.005)
+        self._settle_now()
         if self._connected.is_set():
             info = self._client.publish(self.topics.available, "offline", qos=1, retain=True)
             try:
@@ -148,8 +182,25 @@ class MqttOutput:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def _settle_now(self) -> None:
+        with self._lock:
+            while self._inflight and self._inflight[0].is_published():
+                self._inflight.popleft()
+                self.received += 1
+
+    def counts(self) -> dict:
+        """published: received by the broker; dropped: over the queue's bound, or not received by the end."""
+        self._settle_now()
+        counts = self.outbox.counts()
+        with self._lock:
+            out = len(self._inflight)
+            received = self.received
+        closed = self.outbox.closing and self.outbox._thread is None
+        return {"published": received, "dropped": counts["dropped"] + (out if closed else 0),
+                "failed": counts["failed"], "queued": counts["queued"] + (0 if closed else out)}
+
     def summary(self) -> dict:
-        out = dict(self.outbox.counts(), broker=self.spec.describe(), reconnects=self.reconnects)
+        out = dict(self.counts(), broker=self.spec.describe(), reconnects=self.reconnects)
         if self.error:
             out["error"] = self.error
         return out

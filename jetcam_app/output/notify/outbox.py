@@ -3,6 +3,7 @@ webhook's server) is never in the frame's way: put() never blocks; beyond the bo
 counted; close() delivers what is queued within a timeout and counts the rest as dropped."""
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -129,6 +130,17 @@ class Outbox:
         with self._lock:
             return {"published": self.published, "dropped": self.dropped, "failed": self.failed,
                     "queued": self._queue.qsize()}
+
+
+def finite(value: Any) -> Any:
+    """The value with every NaN or infinity as None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 _END = object()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ... import __version__
 from ...notify_config import WebhookSpec
-from .outbox import Closing, Outbox
+from .outbox import Closing, Outbox, finite
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,11 @@ class WebhookOutput:
     def event(self, event: Dict[str, Any]) -> None:
         if not self.spec.events or event.get("event") in self.spec.events:
             # encoded now: the dict may change after this call, and a bad value fails here, once
-            self._outbox.put(json.dumps(event, default=_json_default).encode("utf-8"))
+            try:
+                body = json.dumps(event, default=_json_default, allow_nan=False)
+            except ValueError:  # NaN or infinity: null, as events.jsonl writes it
+                body = json.dumps(finite(event), default=_json_default)
+            self._outbox.put(body.encode("utf-8"))
 
     def _post(self, body: bytes) -> None:
         headers = {"Content-Type": "application/json", "User-Agent": "jetcam_app/%s" % __version__}

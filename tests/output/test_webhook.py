@@ -5,9 +5,10 @@ a refusal is given up at once, and no token reaches the log; the config accepts 
 import json
 import logging
 import socket
+import socketserver
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -17,6 +18,10 @@ from jetcam_app.notify_config import WebhookSpec
 from jetcam_app.output.notify.webhook import WebhookOutput
 
 TOKEN = "Bearer s3cret-webhook-token"
+
+
+class ThreadingHTTPServer(socketserver.ThreadingMixIn, HTTPServer):  # http.server's own is Python 3.7+
+    daemon_threads = True
 
 
 def crossing(i, kind="line_crossed"):

@@ -155,6 +155,21 @@ if [ "$step" = one-path ]; then
   fi
   (cd /tmp && tar -czf "$OUT/one_path.tgz" op/*/summary.json)  # one file: the device tool brings back only so many
 fi
+if [ "$step" = tracking-workers ]; then
+  # N = 32 paced NanoDet sources with 4 lines and 2 zones each: the trackers in worker processes (automatic: 4 on
+  # 16 cores) and in the app's process, and tracking off, one after the other (carry media, models/nanodet).
+  m="--backend cuda --precision fp16"
+  lz=(--app-arg="--line a:0.5,0,0.5,1" --app-arg="--line b:0,0.5,1,0.5" --app-arg="--line c:0.25,0,0.25,1"
+      --app-arg="--line d:0.75,0,0.75,1" --app-arg="--zone z1:0.1,0.1,0.45,0.1,0.45,0.45,0.1,0.45"
+      --app-arg="--zone z2:0.55,0.55,0.9,0.55,0.9,0.9,0.55,0.9")
+  for w in -1 0 off; do
+    echo "== N = 32 paced at 30 fps, tracker workers $w"
+    args=("${lz[@]}" --app-arg="--tracker-workers $w"); [ $w = off ] && args=()
+    # shellcheck disable=SC2086
+    $py bench/multi_source.py $m --source /tmp/bikes5000.mp4 --n 32 --parts paced "${args[@]}" \
+      --json "$OUT/tracking_workers_n32_$w.json" | tail -4
+  done
+fi
 if [ "$step" = tracking ]; then
   # What tracking with 4 lines and 2 zones costs on the GPU machine, side by side with it off, the order swapped each
   # round: one source NanoDet fp16 unpaced (the bikes clip looped), and N = 32 paced at 30 fps (carry media, models/nanodet).

@@ -28,6 +28,7 @@ OVERRIDES = {
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
     "http_token": "output.http_token", "http_token_file": "output.http_token_file",
     "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones", "webhook": "output.webhooks",
+    "tracker_workers": "tracker.workers",
 }
 
 
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "pixels, or fractions of the frame when all four are <= 1; 'in' is A->B turned a quarter turn "
                    "counter-clockwise (a line drawn top to bottom counts left-to-right as in); repeatable; every "
                    "source without lines of its own gets these")
+    t.add_argument("--tracker-workers", type=int, metavar="N",
+                   help="processes that track the sources (their trackers' Python then holds no GIL of the app's): "
+                   "0 = in the app's process, -1 = automatic (from 8 tracked sources on 8+ cores)")
     t.add_argument("--zone", action="append", metavar="NAME:X1,Y1,X2,Y2,X3,Y3[,...]",
                    help="a polygon zone: occupancy, entries, exits and dwell time per class; repeatable")
     n = p.add_argument_group("events to other systems (MQTT, webhooks; docs/events.md)")

@@ -183,6 +183,7 @@ class TrackerConfig:
     probation_frames: int
     class_match: bool
     trail_frames: int
+    workers: int  # worker processes for the trackers (analytics/pool.py); -1 = automatic
 
 
 @dataclass(frozen=True)

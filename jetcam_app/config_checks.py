@@ -68,6 +68,7 @@ BOUNDS = {
     "tracker.track_high_thresh": (0.0, 1.0), "tracker.track_low_thresh": (0.0, 1.0),
     "tracker.new_track_thresh": (0.0, 1.0), "tracker.match_thresh": (0.0, 1.0), "tracker.track_buffer": (0, 100000),
     "tracker.probation_frames": (1, 1000), "tracker.trail_frames": (0, 1000),
+    "tracker.workers": (-1, 64),
 }
 
 

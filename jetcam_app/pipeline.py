@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .analytics.wiring import any_tracked, check_task, detector_config, shown_exact, source_analytics
+from .analytics.wiring import any_tracked, check_task, detector_config, shown_exact, sources_analytics
 from .config import MAX_BATCH, Config, SourceConfig, source_name
 from .errors import JetcamError, first_line
 from .inference.adapters.base import build_core, create_adapter
@@ -303,8 +303,12 @@ class Pipeline:
                                     on_frame=recorder.write if recorder is not None else None, sink=sink,
                                     log_name=None if several else prediction_source(self.source_configs[0]),
                                     frame_names=not several))
-            lanes[-1].analytics = source_analytics(cfg, configs.get(name, cfg.source), name,
-                                                   source.nominal_fps or target_fps, on_event)
+        analytics = sources_analytics(cfg, [(name, configs.get(name, cfg.source), source.nominal_fps or fps)
+                                             for (name, source), fps in zip(opened, targets)], on_event, usable_cores())
+        for lane in lanes:
+            lane.analytics = analytics[lane.name]
+            if getattr(lane.analytics, "pool", None) is not None:
+                closers.append(lane.analytics.pool)  # the workers end should the run fail before the emitter exists
         mosaic_fps = max(targets)
         # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of their own and
         # overlap with the next batch's inference.

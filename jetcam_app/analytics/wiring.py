@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from ..config import Config, ModelConfig, SourceConfig
 from ..errors import ConfigError
+from .pool import remote_sources, spec_of, worker_count
 from .scene import SourceAnalytics
 
 
@@ -41,6 +42,21 @@ def check_task(config: Config, sources: Sequence[SourceConfig], task: str) -> No
         raise ConfigError("tracking, lines and zones need a detection model; %s classifies whole images: use "
                           "--model nanodet (or another detector), or leave out --track, --line and --zone"
                           % config.model.name)
+
+
+def sources_analytics(config: Config, entries: Sequence[Any], on_event: Optional[Callable[[Dict[str, Any]], None]],
+                      cores: int) -> Dict[str, Any]:
+    """{name: its analytics} for entries of (name, SourceConfig, fps): SourceAnalytics in this process, or, for
+    many tracked sources on a machine with the cores (tracker.workers), pool.RemoteAnalytics in worker processes."""
+    tracked_entries = [(name, source, fps) for name, source, fps in entries if tracked(config, source)]
+    workers = worker_count(config.tracker.workers, len(tracked_entries), cores)
+    if not workers:
+        return {name: source_analytics(config, source, name, fps, on_event) for name, source, fps in entries}
+    specs = [spec_of(name, config.tracker, source.lines, source.zones, fps or 30.0, config.model.score_threshold)
+             for name, source, fps in tracked_entries]
+    out = dict.fromkeys([name for name, _, _ in entries])  # type: Dict[str, Any]
+    out.update(remote_sources(specs, workers, config.model.score_threshold, on_event))
+    return out
 
 
 def source_analytics(config: Config, source: SourceConfig, name: str, fps: float,

@@ -99,6 +99,7 @@ class FrameEmitter:
     def emit(self, batch: List[Tuple[Any, Processed]]) -> None:
         """A batch's processed frames, each with its lane."""
         if self._queue is None:
+            self._analyze_remote(batch)
             for lane, done in batch:
                 self._analyze(lane, done)
                 hud = self._hud(lane, done)
@@ -125,6 +126,7 @@ class FrameEmitter:
             if self.error is not None:
                 continue  # drain: a failed emitter keeps accepting so the main thread never blocks
             try:
+                self._analyze_remote(batch)
                 for lane, done in batch:
                     self._analyze(lane, done)
                     hud = self._hud(lane, done)
@@ -155,11 +157,24 @@ class FrameEmitter:
             self._complete(lane, done, hud, drawing.result())
 
     @staticmethod
+    def _analyze_remote(batch: List[Tuple[Any, Processed]]) -> None:
+        """The batch's sources tracked in worker processes (analytics.pool): all of them at once."""
+        remote = [(lane, done) for lane, done in batch
+                  if getattr(lane.analytics, "pool", None) is not None and isinstance(done.result, Detections)]
+        if not remote:
+            return
+        items = [(lane.name, done.frame.index, done.frame.timestamp_s,
+                  (done.frame.image.shape[1], done.frame.image.shape[0]), done.result, lane.source.reconnects)
+                 for lane, done in remote]
+        for (lane, done), answer in zip(remote, remote[0][0].analytics.pool.process(items)):
+            done.result, done.scene = lane.analytics.apply(done.result, answer)
+
+    @staticmethod
     def _analyze(lane, done: Processed) -> None:
         """Tracks, lines and zones, in each source's frame order, before the frame is drawn: the result becomes the
         detections above the score threshold with their track IDs, and the scene what the overlay adds."""
         analytics = lane.analytics
-        if analytics is None or not isinstance(done.result, Detections):
+        if analytics is None or getattr(analytics, "pool", None) is not None or not isinstance(done.result, Detections):
             return
         frame = done.frame
         height, width = frame.image.shape[:2]

@@ -162,6 +162,7 @@ if [ "$step" = tracking-workers ]; then
   lz=(--app-arg="--line a:0.5,0,0.5,1" --app-arg="--line b:0,0.5,1,0.5" --app-arg="--line c:0.25,0,0.25,1"
       --app-arg="--line d:0.75,0,0.75,1" --app-arg="--zone z1:0.1,0.1,0.45,0.1,0.45,0.45,0.1,0.45"
       --app-arg="--zone z2:0.55,0.55,0.9,0.55,0.9,0.9,0.55,0.9")
+  $py bench/tracking_workers.py --workers 0 2 4 | tail -7
   for w in -1 0 off; do
     echo "== N = 32 paced at 30 fps, tracker workers $w"
     args=("${lz[@]}" --app-arg="--tracker-workers $w"); [ $w = off ] && args=()

@@ -50,7 +50,8 @@ def _scene(tmp_path, port, frames=40):
     """One person walking left to right through a zone and across a line at x=320 (30 fps)."""
     config = load_config(None, {"source.lines": ["door:320,0,320,480"],
                                 "source.zones": ["bay:250,200,600,200,600,479,250,479"],
-                                "output.mqtt": {"url": "mqtt://127.0.0.1:%d/t" % port, "stats_interval_s": 0.1}})
+                                "output.mqtt": {"url": "mqtt://127.0.0.1:%d/t" % port, "stats_interval_s": 0.1,
+                                                "snapshots": True}})
     notifier = build_notifier(config.output.mqtt, (), [("cam", ["door"], ["bay"])])
     events = EventLog(str(tmp_path / "events.jsonl"))
 
@@ -103,6 +104,10 @@ def test_a_scene_publishes_lifecycles_crossings_counts_and_occupancy(tmp_path, b
     assert counts["lines"]["door"]["in_total"] == 1 and counts["zones"]["bay"]["entries"] == {"person": 1}
     assert retained["t/cam/zone/bay/person"] == b"0" and retained["t/cam/zone/bay/all"] == b"0"
     assert "t/events" not in retained and "t/cam/line/door" not in retained  # events are not state
+    import cv2
+
+    snapshot = cv2.imdecode(np.frombuffer(retained["t/cam/snapshot"], np.uint8), cv2.IMREAD_COLOR)
+    assert snapshot.shape == (480, 640, 3) and snapshot.any()  # the drawn frame: on black, the line and labels
     late.close()
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from jetcam_app.cli import main
 
-from .mqtt_broker import Broker, Subscriber, needs_broker
+from mqtt_broker import Broker, Subscriber, needs_broker
 
 jsonschema = pytest.importorskip("jsonschema")
 pytest.importorskip("paho.mqtt.client")

@@ -23,7 +23,7 @@ from jetcam_app.sources.spec import create_source
 from jetcam_app.stats import StatsPoller
 from jetcam_app.types import Detections, Frame, FrameTiming
 
-from .mqtt_broker import Broker, Subscriber, needs_broker
+from mqtt_broker import Broker, Subscriber, needs_broker
 
 pytestmark = needs_broker
 pytest.importorskip("paho.mqtt.client")

@@ -115,15 +115,15 @@ def delivery_rate(port: int, messages: int, qos: int) -> float:
     return rate
 
 
-def scene(frames: int):
-    """Twelve people walking across a 640x480 frame, each across the line and through the zone (and out of the
-    frame, ending its track), spaced so that about one event comes each frame."""
-    out, n = [], 12
+def scene(frames: int, n: int = 12):
+    """n people walking across a 640x480 frame, each across the line and through the zone (and out of the frame,
+    ending its track): 12 give about 0.8 events a frame, 16 about one."""
+    out = []
     for i in range(frames):
         boxes = []
         for k in range(n):
             x = (i * 9 + k * 53) % 700 - 30
-            y = 40 + 34 * k
+            y = 40 + (34 if n <= 12 else 400 // n) * k
             boxes.append([x - 12, y - 16, x + 12, y + 16])
         boxes = np.array(boxes, np.float32)
         keep = (boxes[:, 0] > 0) & (boxes[:, 2] < 640)
@@ -132,7 +132,7 @@ def scene(frames: int):
     return out
 
 
-def emitter_fps(folder: str, frames, mqtt_url, hook_url) -> tuple:
+def emitter_fps(folder: str, frames, mqtt_url, hook_url, pace_fps: float = 0.0) -> tuple:
     """(frames/s until the last frame is emitted, events, the outputs' summary): the drain at close is left out,
     it is not the frames' time."""
     overrides = {"source.lines": ["door:320,0,320,480"], "source.zones": ["bay:100,20,300,20,300,460,100,460"]}
@@ -155,12 +155,18 @@ def emitter_fps(folder: str, frames, mqtt_url, hook_url) -> tuple:
     emitter = FrameEmitter(config, folder, _Adapter(), stats, [lane], threaded=True, events=events, notifier=notifier)
     image = np.zeros((480, 640, 3), np.uint8)
     start = time.perf_counter()
+    cpu0 = time.process_time()
     for i, det in enumerate(frames):
+        if pace_fps:  # a camera's rate: the frame is due at i / fps
+            time.sleep(max(0.0, start + i / pace_fps - time.perf_counter()))
         emitter.emit([(lane, Processed(Frame(image, i, i / 30.0, time.perf_counter()), det, FrameTiming()))])
     while lane.processed < len(frames):
         time.sleep(0.0005)
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu0  # every thread of this process: the emitter, the outboxes, paho
     emitter.close()
+    if pace_fps:
+        return len(frames) / wall, events.rows, notifier.summary() if notifier is not None else {}, cpu / wall
     stats.stop()
     published = notifier.summary() if notifier is not None else {}
     return len(frames) / wall, events.rows, published
@@ -216,6 +222,20 @@ def main() -> int:
                 print("  round %d, %-14s: %7.1f frames/s (%.3f ms a frame), %d events (%.2f a frame, %.0f a second "
                       "at 30 fps)%s" % (r + 1, name, fps, 1e3 / fps, rows, rows / len(frames),
                                         30 * rows / len(frames), extra))
+        paced = scene(600, 16)
+        print("emitter paced at 30 fps, 600 frames (20 s) of 16 people walking through; the process's CPU time:")
+        for r in range(args.rounds):
+            for name in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                url = mqtt_url if name == "on" else None
+                fps, rows, out, cpu = emitter_fps(os.path.join(folder, "paced_%s%d" % (name, r)), paced, url,
+                                                  hook if url else None, pace_fps=30.0)
+                extra = ""
+                if out:
+                    extra = "; MQTT %d published, %d dropped; webhook %d posted, %d dropped" % (
+                        out["mqtt"]["published"], out["mqtt"]["dropped"], out["webhooks"][0]["published"],
+                        out["webhooks"][0]["dropped"])
+                print("  round %d, MQTT + webhook %-3s: %5.2f fps, %.1f events a second, CPU %.1f %% of a core%s"
+                      % (r + 1, name, fps, rows * fps / len(paced), 100 * cpu, extra))
         if args.pipeline_frames:
             print("pipeline (run.py, sample video, NanoDet, %d frames, a line and a zone):" % args.pipeline_frames)
             for r in range(args.rounds):

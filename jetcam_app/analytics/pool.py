@@ -138,11 +138,13 @@ class RemoteAnalytics:
         self.pool, self.source = pool, name
         self.score_threshold = score_threshold
         self.on_event = on_event
+        self.events = 0  # as SourceAnalytics.events: every event this source emitted
         self._live = {}  # type: Dict[str, Any]
         self._summary = None  # type: Optional[Dict[str, Any]]
 
     def apply(self, det: Detections, answer) -> Tuple[Detections, SceneSnapshot]:
         ids, snapshot, events, live = answer
+        self.events += len(events)
         for event in events:
             if self.on_event is not None:
                 self.on_event(event)
@@ -155,6 +157,7 @@ class RemoteAnalytics:
     def close(self) -> None:
         events, summary, live = self.pool.close().get(self.source, ([], self._live, self._live))
         if self._summary is None:
+            self.events += len(events)
             for event in events:
                 if self.on_event is not None:
                     self.on_event(event)

@@ -72,6 +72,21 @@ def test_worker_processes_track_exactly_as_the_app_process(tmp_path):
     assert there[3] == here[3]  # what the overlay draws
 
 
+def test_a_run_with_worker_processes_writes_what_one_without_writes(tmp_path, capsys):
+    from jetcam_app.cli import main
+
+    outs = {}
+    for workers in (0, 2):
+        out = tmp_path / ("run%d" % workers)
+        code = main(["--source", "sample", "--source", "sample", "--headless", "--max-frames", "20", "--out", str(out),
+                     "--line", "door:0.5,0,0.5,1", "--tracker-workers", str(workers)])
+        assert code == 0, capsys.readouterr().err
+        summary = json.load(open(str(out / "summary.json")))
+        outs[workers] = (open(str(out / "events.jsonl")).read(),
+                         {name: (s["lines"], s["tracks"], s["events"]) for name, s in summary["sources"].items()})
+    assert outs[0][0] and outs[2] == outs[0]
+
+
 def test_the_automatic_choice_keeps_few_sources_and_small_machines_in_process():
     assert worker_count(-1, 32, 16) == 4 and worker_count(-1, 8, 8) == 2
     assert worker_count(-1, 7, 64) == 0 and worker_count(-1, 32, 4) == 0  # few sources, or few cores

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...notify_config import MqttSpec, WebhookSpec
 from .lifecycle import Lifecycles, shown as lifecycle_shown
+from .topics import discovery
 
 COUNTS_INTERVAL_S = 1.0  # retained counts at most this often per source (and once more at the end)
 SNAPSHOT_INTERVAL_S = 1.0  # an event's snapshot at most this often per source: a JPEG costs milliseconds
@@ -40,8 +41,6 @@ class Notifier:
 
     def discovery(self, mqtt: Any = None) -> None:
         """Home Assistant's discovery configs (from the MQTT thread when it connects or HA comes online)."""
-        from .topics import discovery
-
         mqtt = mqtt or self.mqtt
         for topic, config in discovery(mqtt.topics, [(s.name, s.lines, s.zones) for s in self._sources.values()]):
             mqtt.publish(topic, config, retain=True)
@@ -171,13 +170,9 @@ def build_notifier(mqtt_spec: Any, webhook_specs: Sequence[WebhookSpec],
         return None
     from .webhook import WebhookOutput
 
-    hooks = [WebhookOutput(spec) for spec in webhook_specs]
-    notifier = Notifier(None, hooks, sources)
-    if mqtt_spec:
+    notifier = Notifier(None, [WebhookOutput(spec) for spec in webhook_specs], sources, mqtt_spec or None)
+    if mqtt_spec:  # made after the notifier: it asks the notifier for the discovery configs when it connects
         from .mqtt import MqttOutput
 
         notifier.mqtt = MqttOutput(mqtt_spec, on_online=notifier.discovery)
-        notifier.spec = mqtt_spec
-        for state in notifier._sources.values():
-            state.lifecycles.update_interval_s = mqtt_spec.update_interval_s
     return notifier

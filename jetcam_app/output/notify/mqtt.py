@@ -8,7 +8,6 @@ import json
 import logging
 import ssl
 import threading
-import time
 from typing import Any, Callable, Optional, Tuple
 
 from ...errors import BackendUnavailable
@@ -148,31 +147,25 @@ class MqttOutput:
 
     def _settle(self, most: int) -> None:
         """Count the received ones; wait while more than `most` are still out."""
-        while True:
-            with self._lock:
-                while self._inflight and self._inflight[0].is_published():
-                    self._inflight.popleft()
-                    self.received += 1
-                waiting = len(self._inflight)
-            if waiting <= most or self.error is not None:
-                return
+        while self._settle_now() > most and self.error is None:
             self.outbox.wait(0.001)
+
+    def _settle_now(self) -> int:
+        """Count the received ones, oldest first; how many are still out."""
+        with self._lock:
+            while self._inflight and self._inflight[0].is_published():
+                self._inflight.popleft()
+                self.received += 1
+            return len(self._inflight)
 
     def close(self, timeout_s: float) -> None:
         """Deliver what is queued (up to timeout_s), then say `offline` and leave cleanly; messages the broker has
         not received by then count as dropped."""
-        deadline = time.monotonic() + timeout_s
         self.outbox.close(timeout_s)
-        while time.monotonic() < deadline and self.error is None:
-            with self._lock:
-                if not self._inflight:
-                    break
-            try:
-                self._settle(0)
-            except Closing:
-                break
-            time.sleep(0.005)
-        self._settle_now()
+        try:
+            self._settle(0)  # the last receipts, within the same drain time (wait() raises Closing past it)
+        except Closing:
+            pass
         if self._connected.is_set():
             info = self._client.publish(self.topics.available, "offline", qos=1, retain=True)
             try:
@@ -182,20 +175,13 @@ class MqttOutput:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def _settle_now(self) -> None:
-        with self._lock:
-            while self._inflight and self._inflight[0].is_published():
-                self._inflight.popleft()
-                self.received += 1
-
     def counts(self) -> dict:
         """published: received by the broker; dropped: over the queue's bound, or not received by the end."""
-        self._settle_now()
+        out = self._settle_now()
         counts = self.outbox.counts()
         with self._lock:
-            out = len(self._inflight)
             received = self.received
-        closed = self.outbox.closing and self.outbox._thread is None
+        closed = self.outbox.closed
         return {"published": received, "dropped": counts["dropped"] + (out if closed else 0),
                 "failed": counts["failed"], "queued": counts["queued"] + (0 if closed else out)}
 

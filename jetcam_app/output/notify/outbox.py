@@ -79,6 +79,11 @@ class Outbox:
     def closing(self) -> bool:
         return self._deadline is not None
 
+    @property
+    def closed(self) -> bool:
+        """close() has returned: nothing more will be attempted."""
+        return self._deadline is not None and self._thread is None
+
     def time_left(self) -> float:
         """Seconds until close() gives up (a long time while running)."""
         return 3600.0 if self._deadline is None else max(0.0, self._deadline - time.monotonic())

@@ -1,8 +1,8 @@
 """Tracking many sources in worker processes: each source's SourceAnalytics lives in one worker (sources dealt out
 in turn), the emitter sends a batch's detections to every worker at once and waits for their answers, its process
-free meanwhile. In one process the trackers' Python holds the GIL: 32 paced NanoDet sources with 4 lines and 2 zones
-reached 21.6 fps of 30 on an H100 machine (docs/performance.md). The results are the in-process ones exactly (same
-class, same order); the events come back with them and are written by the app's process."""
+free meanwhile. In one process the trackers' Python holds the GIL that decoding and inference need
+(docs/performance.md, Tracking). The results are the in-process ones exactly (same class, same order); the
+events come back with them and are written by the app's process."""
 
 import logging
 import multiprocessing

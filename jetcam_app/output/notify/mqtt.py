@@ -130,7 +130,7 @@ class MqttOutput:
 
     def _deliver(self, message: Tuple[str, Any, bool]) -> bool:
         """Hand the message to paho once connected; up to WINDOW of them wait for the broker's receipt at once
-        (one at a time, a loopback broker took 430 a second; paho keeps unreceipted QoS 1/2 messages and sends
+        (one at a time was the bottleneck: docs/performance.md; paho keeps unreceipted QoS 1/2 messages and sends
         them again after a reconnect)."""
         topic, payload, retain = message
         while not self._connected.is_set():

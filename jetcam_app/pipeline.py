@@ -307,8 +307,8 @@ class Pipeline:
                                              for (name, source), fps in zip(opened, targets)], on_event, usable_cores())
         for lane in lanes:
             lane.analytics = analytics[lane.name]
-            if getattr(lane.analytics, "pool", None) is not None:
-                closers.append(lane.analytics.pool)  # the workers end should the run fail before the emitter exists
+        pools = {id(a.pool): a.pool for a in analytics.values() if getattr(a, "pool", None) is not None}
+        closers.extend(pools.values())  # the workers end should the run fail before the emitter exists
         mosaic_fps = max(targets)
         # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of their own and
         # overlap with the next batch's inference.

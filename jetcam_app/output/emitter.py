@@ -174,7 +174,9 @@ class FrameEmitter:
         """Tracks, lines and zones, in each source's frame order, before the frame is drawn: the result becomes the
         detections above the score threshold with their track IDs, and the scene what the overlay adds."""
         analytics = lane.analytics
-        if analytics is None or getattr(analytics, "pool", None) is not None or not isinstance(done.result, Detections):
+        if analytics is None or not isinstance(done.result, Detections):
+            return
+        if getattr(analytics, "pool", None) is not None:  # tracked in a worker: _analyze_remote did it
             return
         frame = done.frame
         height, width = frame.image.shape[:2]
@@ -197,22 +199,24 @@ class FrameEmitter:
         """(annotated image, draw ms); (None, 0) where nothing shows or records this source's frames."""
         if not self._draws[id(lane)]:
             return None, 0.0
-        overlay = self._overlays.get(threading.get_ident())
-        if overlay is None:
-            overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
+        overlay = self._overlay()
         t0 = time.perf_counter()
         image = overlay.annotate(done.frame.image, done.result, hud, done.outlined, scene=done.scene)
         return image, (time.perf_counter() - t0) * 1e3
+
+    def _overlay(self) -> Overlay:
+        """This thread's overlay (it caches per-frame-size metrics)."""
+        overlay = self._overlays.get(threading.get_ident())
+        if overlay is None:
+            overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
+        return overlay
 
     def _snapshot(self, done: Processed, hud: HudInfo, image) -> Optional[bytes]:
         """The frame as drawn, as a JPEG (drawn now where nothing else drew it): an event's snapshot."""
         import cv2
 
         if image is None:
-            overlay = self._overlays.get(threading.get_ident())
-            if overlay is None:
-                overlay = self._overlays[threading.get_ident()] = Overlay(self.config.overlay)
-            image = overlay.annotate(done.frame.image, done.result, hud, done.outlined, scene=done.scene)
+            image = self._overlay().annotate(done.frame.image, done.result, hud, done.outlined, scene=done.scene)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
 

@@ -28,7 +28,7 @@ OVERRIDES = {
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
     "http_token": "output.http_token", "http_token_file": "output.http_token_file",
     "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones", "webhook": "output.webhooks",
-    "tracker_workers": "tracker.workers",
+    "tracker_workers": "tracker.workers", "imgsz": "model.imgsz", "decoder": "model.decoder", "labels": "model.labels",
 }
 
 
@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--capture", choices=["auto", "opencv", "gobject"], help="how GStreamer pipelines run")
     s.add_argument("--gst", help="a GStreamer pipeline of your own, ending in an appsink")
     m = p.add_argument_group("model")
-    m.add_argument("--model", help="one of: %s" % ", ".join(MODELS.choices()))
+    m.add_argument("--model", help="one of: %s; or PATH.onnx, your own detector or classifier (YOLOv8 / YOLO11, "
+                   "YOLOv5 / YOLOv7, [B, C] classifiers)" % ", ".join(MODELS.choices()))
+    m.add_argument("--imgsz", help="PATH.onnx with a dynamic input: the network's input size, 640 or 480,640 (h,w)")
+    m.add_argument("--decoder", choices=["auto", "yolov8", "yolov5", "classify"],
+                   help="PATH.onnx: how its output is read; auto picks from the output shapes")
+    m.add_argument("--labels", help="PATH.onnx: class names, one per line (or YAML / JSON with names)")
     m.add_argument("--weights", help="weights file (also looked up in models/); none = the model's default weights")
     m.add_argument("--random-weights", action="store_true", default=None,
                    help="random weights: for timing only, the overlay says so")

@@ -110,13 +110,16 @@ class SourceConfig:
 @dataclass(frozen=True)
 @_yaml_defaults("model")
 class ModelConfig:
-    name: str
+    name: str  # a built-in model, or the path of a .onnx file
     weights: Optional[str]
     random_weights: bool
     score_threshold: float
     iou_threshold: float
     max_detections: int
     topk: int
+    imgsz: Optional[str]  # a .onnx with a free input size: "640" or "480,640" (height, width)
+    decoder: str  # a .onnx: auto, yolov8, yolov5 or classify
+    labels: Optional[str]  # a .onnx: class names file (one per line, or YAML / JSON with `names`)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,17 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 SEVERAL_DECODE_THREADS = 2  # the fewest decoder threads a video file gets when several sources share the process
 
 
+def fitted_batch(adapter, wanted: int) -> int:
+    """The batch the network runs: `wanted`, or the batch a user's ONNX was exported for (a note says so)."""
+    limit = adapter.batch_limit
+    if limit and limit != wanted:
+        log.info("%s was exported for batches of %d: %s", os.path.basename(adapter.onnx_file or adapter.name), limit,
+                 "frames run one at a time (export it with dynamic=True to batch several sources)" if limit == 1
+                 else "batches are padded to %d" % limit)
+        return limit
+    return wanted
+
+
 @contextlib.contextmanager
 def frozen_heap():
     """Everything alive before the run (torch, the model, the modules) is kept out of the garbage collector's
@@ -177,7 +188,8 @@ class Pipeline:
             # tracked sources: the detector keeps the low-score boxes ByteTrack's second match needs
             adapter = self._adapter or shown_exact(create_adapter(detector_config(cfg, self.source_configs)), cfg)
             check_task(cfg, self.source_configs, adapter.task)
-            engine = self._engine or create_engine(cfg.engine)  # BackendUnavailable before any work
+            # BackendUnavailable before any work
+            engine = self._engine or create_engine(cfg.engine, onnx_file=adapter.onnx_file is not None)
         except BaseException:  # noqa: B902 - the folder is free again, then re-raised
             folder_lock.release()
             raise
@@ -198,8 +210,9 @@ class Pipeline:
             opened = self._open_sources(pool)
             closers.extend(source for _, source in opened)
             max_batch = cfg.pipeline.max_batch or min(len(opened), MAX_BATCH)  # more sources share the batches
+            max_batch = fitted_batch(adapter, max_batch)
             # Fixed-shape engines are built for the largest batch and smaller ones padded (stages.py).
-            engine.load(build_core(adapter), batch_example(adapter, max_batch), cfg.model.name)
+            engine.load(build_core(adapter), batch_example(adapter, max_batch), adapter.name)
             closers.append(engine)
             stages = make_stages(adapter, engine, cfg.pipeline.cuda_graph, max_batch,
                                  # outlines drawn on the GPU would show the low-score boxes kept for tracking

@@ -47,6 +47,9 @@ class BenchOptions:
     iou_threshold: float = _MODEL.iou_threshold
     max_detections: int = _MODEL.max_detections
     topk: int = _MODEL.topk
+    imgsz: Optional[str] = _MODEL.imgsz  # a .onnx: its input size where the file leaves it free
+    decoder: str = _MODEL.decoder
+    labels: Optional[str] = _MODEL.labels
     threads: int = _ENGINE.threads
     cuda_graph: bool = _PIPELINE.cuda_graph  # the fused CUDA graph stages where the backend allows them, as the app
     trt_workspace_mb: int = _ENGINE.trt_workspace_mb
@@ -147,7 +150,8 @@ def prepare_inputs(options: BenchOptions, work_dir: str, progress: ProgressBar) 
 def model_config(options: BenchOptions) -> ModelConfig:
     return ModelConfig(name=options.model, weights=options.weights, random_weights=options.random_weights,
                        score_threshold=options.score_threshold, iou_threshold=options.iou_threshold,
-                       max_detections=options.max_detections, topk=options.topk)
+                       max_detections=options.max_detections, topk=options.topk, imgsz=options.imgsz,
+                       decoder=options.decoder, labels=options.labels)
 
 
 def _tail(path: str, lines: int = 15) -> str:
@@ -340,7 +344,12 @@ def _csv_list(text: str) -> List[str]:
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench's flags; every default is BenchOptions' (the app's own for the app's options), shown in --help."""
     d = BenchOptions()
-    parser.add_argument("--model", default=d.model, help="one of: %s (default: %%(default)s)" % ", ".join(MODELS.choices()))
+    parser.add_argument("--model", default=d.model, help="one of: %s, or PATH.onnx (its reference is ONNX Runtime on "
+                        "the CPU; default: %%(default)s)" % ", ".join(MODELS.choices()))
+    parser.add_argument("--imgsz", default=d.imgsz, help="PATH.onnx with a dynamic input: 640 or 480,640 (h,w)")
+    parser.add_argument("--decoder", default=d.decoder, choices=["auto", "yolov8", "yolov5", "classify"],
+                        help="PATH.onnx: how its output is read (default: %(default)s)")
+    parser.add_argument("--labels", default=d.labels, help="PATH.onnx: class names file")
     parser.add_argument("--backends", default=",".join(d.backends), type=_csv_list,
                         help="comma-separated, from: %s (cpu fp32 always runs: it is the reference; default: %%(default)s)"
                         % ", ".join(BACKENDS.choices()))
@@ -386,7 +395,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         model=args.model, backends=args.backends, precisions=args.precisions, source=args.source, frames=args.frames,
         warmup=args.warmup, target_fps=args.target_fps, out_dir=args.out, weights=args.weights,
         random_weights=args.random_weights, score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
-        max_detections=args.max_detections, topk=args.topk, cuda_graph=args.cuda_graph, threads=args.threads,
+        max_detections=args.max_detections, topk=args.topk, imgsz=args.imgsz, decoder=args.decoder,
+        labels=args.labels, cuda_graph=args.cuda_graph, threads=args.threads,
         trt_workspace_mb=args.trt_workspace_mb, cache_dir=args.cache_dir, worker_timeout_s=args.worker_timeout_s,
         triton_url=args.triton_url,
         keep_work=args.keep_work)

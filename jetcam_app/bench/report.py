@@ -87,8 +87,11 @@ def _answers(bench: Dict[str, Any]) -> List[Block]:
     fast = ["%s (speed-up x%s)" % (_timing_sentence(r), _f(_get(r, "speedup", "e2e_p50"), "%.2f")) for r in accelerated]
     diffs = ["%s: %s" % (_name(r), summary_line(r.get("diff"), r.get("task_diff"))) for r in ok if not r.get("reference")]
     verdicts = ["%s: %s" % (_name(r), "yes" if r["verdict"]["ok"] else "no") for r in ok]
+    onnx_file = str((bench.get("options") or {}).get("model", "")).lower().endswith(".onnx")
     items = [
-        "**1. Time and memory without optimisation (PyTorch):** "
+        ("**1. Time and memory without optimisation (ONNX Runtime on the CPU: a .onnx file has no PyTorch model, so "
+         "the cpu row runs the file there, and it is the reference of the diff):** " if onnx_file else
+         "**1. Time and memory without optimisation (PyTorch):** ")
         + ("; ".join(_timing_sentence(r) for r in plain) or "no PyTorch row finished"),
         "**2. Time and memory with TensorRT and the other accelerated backends:** " + "; ".join(fast + not_run or ["none asked for"]),
         "**3. How much the outputs change on the same input:** " + ("; ".join(diffs) or "no backend besides the reference finished"),

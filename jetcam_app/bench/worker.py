@@ -143,7 +143,7 @@ def _build(job: Dict[str, Any]):
     network.load_state_dict(load_tensors(job["weights_path"]))
     network.eval()
     build_s = time.perf_counter() - start
-    engine = create_engine(EngineConfig(**job["engine"]))
+    engine = create_engine(EngineConfig(**job["engine"]), onnx_file=adapter.onnx_file is not None)
     return adapter, network, engine, build_s
 
 

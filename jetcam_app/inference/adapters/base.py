@@ -19,6 +19,8 @@ class ModelAdapter:
     input_names = ("input",)  # type: Sequence[str]
     output_names = ("output",)  # type: Sequence[str]
     weights_available_offline = False
+    batch_limit = 0  # > 0: the network was built for exactly this batch (a user's fixed-batch ONNX); 0 = any
+    onnx_file = None  # type: Optional[str]  # the core is this user's ONNX file: no PyTorch engine runs it
 
     def __init__(self, config: ModelConfig):
         self.config = config
@@ -81,8 +83,13 @@ def build_core(adapter: ModelAdapter, seed: int = 0) -> torch.nn.Module:
 
 
 def create_adapter(config: ModelConfig) -> ModelAdapter:
+    """The registered model of that name, or a user's ONNX file (a name ending in .onnx)."""
     from ...registry import MODELS
 
+    if str(config.name).lower().endswith(".onnx") and config.name not in MODELS:
+        from .onnx_model import OnnxModelAdapter
+
+        return OnnxModelAdapter(config)
     return MODELS.get(config.name)(config)
 
 

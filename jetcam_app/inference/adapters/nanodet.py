@@ -18,15 +18,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from ...config import ROOT
 from ...errors import WeightsError
 from ...types import Detections
 from .base import ModelAdapter, find_weights
 from .labels import COCO_80
-from .preprocess import prepare, prepare_tensor, scale_boxes_back
-from .static_nms import nms_and_pack, unpack_detections
+from .dense_detect import detect, static_detect
+from .preprocess import prepare, prepare_tensor
+from .static_nms import unpack_detections
 
 NUM_CLASSES = 80
 REG_MAX = 10  # 11 bins per side
@@ -34,8 +34,6 @@ STRIDES = (8, 16, 32)
 MEAN_BGR = (103.53, 116.28, 123.675)
 STD_BGR = (57.375, 57.12, 58.395)
 LEAKY_SLOPE = 0.1
-PRE_NMS_TOPK = 1000  # candidates kept before NMS; bounds the NMS cost on cluttered frames
-STATIC_TOPK = 256  # candidates the device path considers; the frame falls back to postprocess() if too few
 
 
 def conv_act(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -190,27 +188,15 @@ class NanoDetAdapter(ModelAdapter):
                               letterbox=self.letterbox, pad_value=0.0)
 
     def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
-        """postprocess() with static shapes: the best STATIC_TOPK (box, class) pairs, invalid below the threshold,
-        then static NMS (static_nms.nms_and_pack says when that is exact)."""
         boxes, scores = self.decode(outputs)
-        flat = scores.flatten()
-        top_scores, top = flat.topk(min(STATIC_TOPK, flat.numel()))
-        cand_boxes = boxes[torch.div(top, NUM_CLASSES, rounding_mode="floor")]
-        frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
-        return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
-                            top_scores > self.config.score_threshold, (flat > self.exact_threshold).sum(),
-                            self.config.iou_threshold, self.config.max_detections)
+        return static_detect(boxes, scores, image_hw, self.input_size, self.letterbox, self.config,
+                             self.exact_threshold)
 
     def static_postprocess_batch(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
         """static_postprocess() of every frame of a batch of frames of one size at once: (B, ...) packed rows."""
         boxes, scores = self.decode_batch(outputs)
-        flat = scores.flatten(-2)
-        top_scores, top = flat.topk(min(STATIC_TOPK, flat.shape[-1]), dim=-1)
-        cand_boxes = torch.gather(boxes, 1, (top // NUM_CLASSES).unsqueeze(-1).expand(top.shape + (4,)))
-        frame_boxes = scale_boxes_back(cand_boxes, image_hw, self.input_size, letterbox=self.letterbox)
-        return nms_and_pack(cand_boxes, frame_boxes, top_scores, top % NUM_CLASSES,
-                            top_scores > self.config.score_threshold, (flat > self.exact_threshold).sum(-1),
-                            self.config.iou_threshold, self.config.max_detections)
+        return static_detect(boxes, scores, image_hw, self.input_size, self.letterbox, self.config,
+                             self.exact_threshold)
 
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)
@@ -246,18 +232,4 @@ class NanoDetAdapter(ModelAdapter):
 
     def postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> Detections:
         boxes, scores = self.decode(outputs)
-        flat = scores.flatten()
-        candidates = torch.nonzero(flat > self.config.score_threshold).squeeze(1)
-        if candidates.numel() == 0:
-            return Detections.empty(self.class_names)
-        if candidates.numel() > PRE_NMS_TOPK:
-            candidates = candidates[flat[candidates].topk(PRE_NMS_TOPK).indices]
-        box_index, labels = torch.div(candidates, NUM_CLASSES, rounding_mode="floor"), candidates % NUM_CLASSES
-        kept_boxes, kept_scores = boxes[box_index], flat[candidates]
-        keep = torchvision.ops.batched_nms(kept_boxes, kept_scores, labels, self.config.iou_threshold)
-        keep = keep[:self.config.max_detections]
-        frame_boxes = scale_boxes_back(kept_boxes[keep], image_hw, self.input_size, letterbox=self.letterbox)
-        # One transfer (one device sync) for boxes, scores and labels; labels < 80 are exact in float32.
-        packed = torch.cat((frame_boxes, kept_scores[keep, None].float(), labels[keep, None].float()), 1).cpu().numpy()
-        return Detections(packed[:, :4].astype(np.float32), packed[:, 4].astype(np.float32),
-                          packed[:, 5].astype(np.int64), self.class_names)
+        return detect(boxes, scores, image_hw, self.input_size, self.letterbox, self.config, self.class_names)

@@ -106,8 +106,18 @@ def capabilities_of(backend: str) -> Capabilities:
     return BACKENDS.get(backend).capabilities
 
 
-def create_engine(config: EngineConfig) -> Engine:
-    """The engine named in config, after checking it can run here (BackendUnavailable otherwise)."""
+def create_engine(config: EngineConfig, onnx_file: bool = False) -> Engine:
+    """The engine named in config, after checking it can run here (BackendUnavailable otherwise). `onnx_file`: the
+    core is a user's ONNX file, which PyTorch cannot run: cuda means ONNX Runtime's CUDA provider, cpu its CPU
+    provider (inside the core's forward), torch2trt is refused."""
+    if onnx_file and config.backend in ("cuda", "torch2trt"):
+        from .file_backends import engine_for_onnx_file
+
+        return engine_for_onnx_file(config)
+    if onnx_file and config.backend == "cpu":
+        import logging
+
+        logging.getLogger(__name__).info("--backend cpu with a .onnx file: ONNX Runtime's CPU provider runs it")
     cls = BACKENDS.get(config.backend)
     try:
         cls.check_available()

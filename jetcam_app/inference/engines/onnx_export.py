@@ -51,6 +51,14 @@ class OnnxModel:
     exported: bool  # False when the file came from the cache
 
 
+class PrebuiltOnnx(torch.nn.Module):
+    """A core that already is an ONNX file (a user's model): export_onnx() hands out the file, fitted to the example's
+    shape, instead of tracing. Its forward() runs the file on ONNX Runtime's CPU provider, the reference."""
+
+    def as_onnx(self, example: torch.Tensor, precision: str, dynamic_batch: bool, out_dir: str) -> "OnnxModel":
+        raise NotImplementedError
+
+
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -109,6 +117,8 @@ def export_onnx(network: torch.nn.Module, example: torch.Tensor, out_dir: str, m
     the batch axis free (the file name says N for it); every other dimension stays fixed."""
     if precision not in ("fp32", "fp16"):
         raise EngineBuildError("ONNX export: unknown precision '%s'; use fp32 or fp16" % precision)
+    if isinstance(network, PrebuiltOnnx):
+        return network.as_onnx(example, precision, dynamic_batch, out_dir)
     opset = exportable_opset() if opset is None else opset
     network = network.eval()
     example = example.detach().to("cpu", torch.float32)

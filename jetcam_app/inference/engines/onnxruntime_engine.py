@@ -44,10 +44,10 @@ class OnnxRuntimeEngine(Engine):
     def check_available(cls) -> None:
         _import_ort()
 
-    def __init__(self, config):
+    def __init__(self, config, providers: Optional[List[str]] = None):
         super().__init__(config)
         ort = _import_ort()
-        self.providers = choose_providers(ort.get_available_providers())
+        self.providers = list(providers) if providers else choose_providers(ort.get_available_providers())
         self.gpu = self.providers[0] in GPU_PROVIDERS
         if config.precision == "fp16" and not self.gpu:
             raise ConfigError("fp16 with onnxruntime needs its TensorRT or CUDA execution provider, and this onnxruntime "
@@ -106,6 +106,8 @@ class OnnxRuntimeEngine(Engine):
         self.providers = running
         inputs = self.session.get_inputs()
         self._input_name = inputs[0].name
+        # a user's file says its own input type (an fp16 export takes float16 whatever --precision says)
+        self.input_dtype = torch.float16 if inputs[0].type == "tensor(float16)" else torch.float32
         self.input_shape = tuple(d if isinstance(d, int) else 0 for d in inputs[0].shape)  # 0: a free axis
         self._output_names = [o.name for o in self.session.get_outputs()]
         self.load_seconds = time.perf_counter() - start

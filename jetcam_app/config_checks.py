@@ -14,7 +14,7 @@ def validate(config: Any) -> None:
     """ConfigError, one line naming the key and the fix, for any value out of range in a loaded config.Config."""
     from .registry import BACKENDS, MODELS
 
-    if config.model.name not in MODELS and not str(config.model.name).lower().endswith(".onnx"):
+    if config.model.name not in MODELS:
         raise ConfigError("unknown model %s; choose one of: %s, or the path of a .onnx file" % (short_value(config.model.name), ", ".join(MODELS.choices())))
     if config.model.decoder not in ("auto", "yolov8", "yolov5", "classify"):
         raise ConfigError("model.decoder must be auto, yolov8, yolov5 or classify, got %s" % short_value(config.model.decoder))

@@ -12,6 +12,7 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._targets = {}  # type: Dict[str, str]
+        self._suffixes = {}  # type: Dict[str, str]  # ".onnx" -> target: names that are paths of such files
 
     def register(self, name: str, target: str) -> None:
         if name in self._targets:
@@ -20,16 +21,30 @@ class Registry:
             raise ValueError("registry target must be 'module:Class', got %r" % target)
         self._targets[name] = target
 
+    def register_suffix(self, suffix: str, target: str) -> None:
+        """Every name ending in `suffix` (a file's path) maps to `target`, unless registered by itself."""
+        if ":" not in target:
+            raise ValueError("registry target must be 'module:Class', got %r" % target)
+        self._suffixes[suffix.lower()] = target
+
     def choices(self) -> List[str]:
         return list(self._targets)
 
+    def _target(self, name: str):
+        if name in self._targets:
+            return self._targets[name]
+        return next((t for suffix, t in self._suffixes.items() if str(name).lower().endswith(suffix)), None)
+
     def __contains__(self, name: str) -> bool:
-        return name in self._targets
+        return self._target(name) is not None
 
     def get(self, name: str):
-        if name not in self._targets:
-            raise ConfigError("unknown %s '%s'; choose one of: %s" % (self.kind, name, ", ".join(self.choices())))
-        module_name, class_name = self._targets[name].split(":")
+        target = self._target(name)
+        if target is None:
+            extra = "".join(", or a path ending in %s" % s for s in self._suffixes)
+            raise ConfigError("unknown %s '%s'; choose one of: %s%s" % (self.kind, name, ", ".join(self.choices()),
+                                                                        extra))
+        module_name, class_name = target.split(":")
         module = importlib.import_module(module_name)
         return getattr(module, class_name)
 
@@ -50,6 +65,7 @@ MODELS.register("mobilenet_v2", "jetcam_app.inference.adapters.classification:Mo
 MODELS.register("alexnet", "jetcam_app.inference.adapters.classification:AlexNetAdapter")
 MODELS.register("resnet18", "jetcam_app.inference.adapters.classification:ResNet18Adapter")
 MODELS.register("efficientnet_lite0", "jetcam_app.inference.adapters.classification:EfficientNetLite0Adapter")
+MODELS.register_suffix(".onnx", "jetcam_app.inference.adapters.onnx_model:OnnxModelAdapter")  # the user's own model
 
 SOURCES = Registry("source kind")
 SOURCES.register("file", "jetcam_app.sources.video_file:VideoFileSource")

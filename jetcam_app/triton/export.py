@@ -78,15 +78,22 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
         raise ConfigError("unknown precision '%s'; choose one of: %s" % (precision, ", ".join(PRECISIONS)))
     if max_batch_size < 1 or instances < 1:
         raise ConfigError("--max-batch-size and --instances must be at least 1")
-    name = name or triton_model_name(model.name, precision)
     plan_api = _plan_api() if variant == "plan" else None
     adapter = create_adapter(model)
+    name = name or triton_model_name(adapter.name, precision)  # a .onnx file: its file name without .onnx
     core = build_core(adapter)
     example = adapter.example_input()
-    onnx = export_onnx(core, example, cache_dir, model.name, precision=precision, dynamic_batch=True)
-    dtype = "float16" if precision == "fp16" else "float32"
-    inputs = [TensorSpec(onnx.input_names[0], dtype, tuple(example.shape[1:]))]
-    outputs = [TensorSpec(n, dtype, shape[1:]) for n, shape in zip(onnx.output_names, output_shapes(core, example))]
+    onnx = export_onnx(core, example, cache_dir, adapter.name, precision=precision, dynamic_batch=True)
+    dtype = "float16" if onnx.precision == "fp16" else "float32"
+    shapes = output_shapes(core, example)
+    if adapter.batch_limit:  # a user's file with a fixed batch: the server cannot batch it, dims carry the batch
+        log.info("triton: %s was exported for batches of %d, so the server runs it without batching (max_batch_size "
+                 "0); export it with dynamic=True to let the server batch requests", adapter.name, adapter.batch_limit)
+        max_batch_size, skip = 0, 0
+    else:
+        skip = 1
+    inputs = [TensorSpec(onnx.input_names[0], dtype, tuple(example.shape[skip:]))]
+    outputs = [TensorSpec(n, dtype, shape[skip:]) for n, shape in zip(onnx.output_names, shapes)]
     model_dir = os.path.join(out_dir, name)
     version_dir = os.path.join(model_dir, "1")
     try:
@@ -118,7 +125,11 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py export-triton", description="Write a Triton Inference Server model "
                                 "repository for a model's core; serve it and run the app with --backend triton.")
-    p.add_argument("--model", default="nanodet", help="one of: %s" % ", ".join(MODELS.choices()))
+    p.add_argument("--model", default="nanodet", help="one of: %s; or PATH.onnx (your own model's file)"
+                   % ", ".join(MODELS.choices()))
+    p.add_argument("--imgsz", help="PATH.onnx with a dynamic input: 640 or 480,640 (h,w)")
+    p.add_argument("--decoder", default="auto", choices=["auto", "yolov8", "yolov5", "classify"])
+    p.add_argument("--labels", help="PATH.onnx: class names file")
     p.add_argument("--weights", help="weights file (also looked up in models/)")
     p.add_argument("--random-weights", action="store_true", help="random weights: timing only")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
@@ -145,7 +156,8 @@ def export_main(argv: List[str]) -> int:
     try:
         if args.model not in MODELS:
             raise ConfigError("unknown model '%s'; choose one of: %s" % (args.model, ", ".join(MODELS.choices())))
-        model = ModelConfig(name=args.model, weights=args.weights, random_weights=args.random_weights)
+        model = ModelConfig(name=args.model, weights=args.weights, random_weights=args.random_weights,
+                            imgsz=args.imgsz, decoder=args.decoder, labels=args.labels)
         path = export_repository(model, args.out, args.precision, args.variant, args.max_batch_size, args.instances,
                                  args.instance_kind, args.cache_dir, args.name, args.torchscript)
     except JetcamError as e:

@@ -83,13 +83,9 @@ def build_core(adapter: ModelAdapter, seed: int = 0) -> torch.nn.Module:
 
 
 def create_adapter(config: ModelConfig) -> ModelAdapter:
-    """The registered model of that name, or a user's ONNX file (a name ending in .onnx)."""
+    """The registered model of that name, or a user's ONNX file (a name ending in .onnx: registry.py)."""
     from ...registry import MODELS
 
-    if str(config.name).lower().endswith(".onnx") and config.name not in MODELS:
-        from .onnx_model import OnnxModelAdapter
-
-        return OnnxModelAdapter(config)
     return MODELS.get(config.name)(config)
 
 

@@ -48,6 +48,12 @@ class Engine:
     def check_available(cls) -> None:
         """Raise BackendUnavailable(reason, install hint) when this backend cannot run here."""
 
+    @classmethod
+    def for_onnx_file(cls, config: EngineConfig) -> "Engine":
+        """The engine that runs a user's ONNX file for this backend: itself, where it takes the file (ONNX Runtime,
+        TensorRT, Triton); PyTorch backends hand it to ONNX Runtime or refuse it with a fix."""
+        return _checked(cls, config)
+
     def load(self, network: torch.nn.Module, example: torch.Tensor, model_name: str) -> None:
         """Prepare `network` (build, convert or load from the cache) for inputs shaped like `example`."""
         raise NotImplementedError
@@ -108,17 +114,14 @@ def capabilities_of(backend: str) -> Capabilities:
 
 def create_engine(config: EngineConfig, onnx_file: bool = False) -> Engine:
     """The engine named in config, after checking it can run here (BackendUnavailable otherwise). `onnx_file`: the
-    core is a user's ONNX file, which PyTorch cannot run: cuda means ONNX Runtime's CUDA provider, cpu its CPU
-    provider (inside the core's forward), torch2trt is refused."""
-    if onnx_file and config.backend in ("cuda", "torch2trt"):
-        from .file_backends import engine_for_onnx_file
-
-        return engine_for_onnx_file(config)
-    if onnx_file and config.backend == "cpu":
-        import logging
-
-        logging.getLogger(__name__).info("--backend cpu with a .onnx file: ONNX Runtime's CPU provider runs it")
+    core is a user's ONNX file, and the backend says what that means to it (Engine.for_onnx_file)."""
     cls = BACKENDS.get(config.backend)
+    if onnx_file:
+        return cls.for_onnx_file(config)
+    return _checked(cls, config)
+
+
+def _checked(cls, config: EngineConfig) -> Engine:
     try:
         cls.check_available()
     except BackendUnavailable as e:

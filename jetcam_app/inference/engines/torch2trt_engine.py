@@ -82,6 +82,11 @@ class Torch2TRTEngine(Engine):
     capabilities = Capabilities(device="cuda", precisions=("fp32", "fp16"), accelerated=True)
 
     @classmethod
+    def for_onnx_file(cls, config) -> Engine:
+        raise ConfigError("torch2trt converts PyTorch modules, and a .onnx file is not one; fix: --backend trt "
+                          "(the file goes straight into TensorRT's builder) or --backend onnxruntime")
+
+    @classmethod
     def check_available(cls) -> None:
         _import_torch2trt()
         if not torch.cuda.is_available():

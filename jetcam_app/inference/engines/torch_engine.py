@@ -35,6 +35,12 @@ class TorchCpuEngine(Engine):
         self.network = None  # type: Optional[torch.nn.Module]
         check_precision(config.backend, config.precision, self.capabilities.precisions)
 
+    @classmethod
+    def for_onnx_file(cls, config) -> Engine:
+        # the core's forward runs the file on ONNX Runtime's CPU provider (the reference a bench compares with)
+        log.info("--backend cpu with a .onnx file: ONNX Runtime's CPU provider runs it")
+        return super().for_onnx_file(config)
+
     def load(self, network, example, model_name) -> None:
         start = time.perf_counter()
         threads = cpu_threads(self.config.threads)
@@ -66,6 +72,25 @@ class TorchCudaEngine(TorchCpuEngine):
             raise BackendUnavailable(
                 "cuda", "torch %s (%s) sees no CUDA device" % (torch.__version__, build),
                 "use --backend cpu here; on a Jetson use JetPack's torch (NVIDIA's wheel), not pip's")
+
+    @classmethod
+    def for_onnx_file(cls, config) -> Engine:
+        """ONNX Runtime on its CUDA execution provider: PyTorch cannot run an ONNX file."""
+        import dataclasses
+
+        from .onnxruntime_engine import OnnxRuntimeEngine, _import_ort
+
+        ort = _import_ort()
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in available:
+            raise BackendUnavailable("cuda", "a .onnx file runs on CUDA through ONNX Runtime's CUDA execution "
+                                     "provider, and this onnxruntime %s offers only %s"
+                                     % (ort.__version__, ", ".join(available)),
+                                     "--backend trt (TensorRT builds the file), --backend onnxruntime (its CPU "
+                                     "provider here), or pip install onnxruntime-gpu")
+        log.info("--backend cuda with a .onnx file: ONNX Runtime's CUDA execution provider runs it")
+        return OnnxRuntimeEngine(dataclasses.replace(config, backend="onnxruntime"),
+                                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
 
     def __init__(self, config):
         super().__init__(config)

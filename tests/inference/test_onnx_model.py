@@ -142,6 +142,19 @@ def test_input_size_fixed_imgsz_metadata_and_default(tmp_path):
         adapter_for(free, imgsz="big")
 
 
+def test_symbolic_output_axes_are_read_from_one_run(tmp_path):
+    """Ultralytics' dynamic exports name the anchor axis (['batch', 84, 'anchors']): the shape comes from a run."""
+    import onnx
+
+    path = onnx_files.yolov8_onnx(tmp_path / "v8.onnx", BOXES, NAMES, imgsz=(320, 320), dynamic="full")
+    model = onnx.load(path)
+    model.graph.output[0].type.tensor_type.shape.dim[2].dim_param = "anchors"
+    onnx.save(model, path)
+    adapter = adapter_for(path)
+    assert (adapter.decoder, adapter.n_classes) == ("yolov8", 3)
+    assert len(run(adapter, np.zeros((320, 320, 3), np.uint8))) == 3
+
+
 def test_outputs_it_cannot_decode_name_their_shapes_and_the_decoders(tmp_path):
     echo = onnx_files.input_echo_onnx(tmp_path / "echo.onnx")
     with pytest.raises(ConfigError) as info:

@@ -21,7 +21,8 @@ pytest.importorskip("onnxruntime")
 VIDEO = os.path.join(ROOT, "media", "bikes.mp4")  # what --source sample plays
 NAMES = ["person", "car"]
 BOXES = [(100, 200, 300, 400, 0, 0.9), (350, 250, 500, 380, 1, 0.6)]  # letterboxed 640x640 input pixels
-needs_video = pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+needs_video = pytest.mark.skipif(not os.path.isfile(VIDEO),
+                                 reason="needs the sample video (scripts/setup.sh fetches it)")
 
 
 def server_missing():
@@ -50,7 +51,8 @@ def files(tmp_path_factory):
 
 
 def export(model, out, cache):
-    code = main(["export-triton", "--model", model, "--variant", "python", "--out", str(out), "--cache-dir", str(cache)])
+    code = main(["export-triton", "--model", model, "--variant", "python", "--out", str(out),
+                 "--cache-dir", str(cache)])
     assert code == 0
     return os.path.join(str(out), os.path.splitext(os.path.basename(model))[0])
 

@@ -28,7 +28,7 @@ OVERRIDES = {
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
     "http_token": "output.http_token", "http_token_file": "output.http_token_file",
     "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones", "webhook": "output.webhooks",
-    "tracker_workers": "tracker.workers", "imgsz": "model.imgsz", "decoder": "model.decoder", "labels": "model.labels",
+    "tracker_workers": "tracker.workers", "imgsz": "model.imgsz", "bitrate": "output.bitrate", "record_segment_s": "output.record_segment_s", "decoder": "model.decoder", "labels": "model.labels",
 }
 
 
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mosaic", action="store_true", default=None,
                    help="several sources: --record writes one mosaic video, not one file per source")
     r.add_argument("--save-input", help="write the raw captured frames to this .mp4 with a timestamp sidecar")
+    r.add_argument("--bitrate", help="--record / --save-input: H.264 bits per second, e.g. 4M or 800k (PyAV)")
+    r.add_argument("--record-segment-s", type=float, help="split recordings into NAME_0001.mp4, ... of this many "
+                   "seconds: a damaged tail costs at most one segment")
     r.add_argument("--http", type=int, metavar="PORT",
                    help="serve a live web page on http://HOST:PORT/ (video, fps, stage times, memory, verdict; "
                    "also /stream.mjpg, MJPEG: video as a stream of JPEG images, /snapshot.jpg, /stats.json); 0 = off")

@@ -154,6 +154,8 @@ class OutputConfig:
     record: Optional[str]
     headless: Optional[bool]
     save_input: Optional[str]
+    bitrate: str  # H.264 recordings (PyAV): 4M, 800k, ... bits per second
+    record_segment_s: float  # > 0: recordings split into NAME_0001.mp4, ... of this many seconds
     http_port: int
     mosaic: bool
     name: str

@@ -2,6 +2,7 @@
 a registered model, backend or precision. Apart from config.py's parsing so each stays one screen."""
 
 import os
+import re
 from typing import Any, Sequence
 
 from .errors import ConfigError
@@ -44,11 +45,25 @@ def validate(config: Any) -> None:
         raise ConfigError("engine.triton_timeout_s must be > 0 (seconds a Triton request may take)")
     if not config.output.name or os.sep in config.output.name or config.output.name in (".", ".."):
         raise ConfigError("output.name must be a plain folder name (no '%s'), got %s" % (os.sep, short_value(config.output.name)))
+    parse_bitrate(config.output.bitrate)
+    if not 0 <= config.output.record_segment_s <= 86400:
+        raise ConfigError("output.record_segment_s must be 0 (one file) or seconds per segment up to 86400")
     if config.stats.interval_s <= 0:
         raise ConfigError("stats.interval_s must be > 0")
     if config.tracker.track_low_thresh > config.tracker.track_high_thresh:
         raise ConfigError("tracker.track_low_thresh (%s) must not exceed tracker.track_high_thresh (%s)"
                           % (config.tracker.track_low_thresh, config.tracker.track_high_thresh))
+
+
+def parse_bitrate(text) -> int:
+    """--bitrate: 4M, 800k, 2.5M or plain bits per second -> bits per second."""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:bit/s|bps|b)?\s*$", str(text))
+    if not match:
+        raise ConfigError("output.bitrate must be like 4M, 800k or 4000000 (bits per second), got %r" % (text,))
+    value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
+    if not 50e3 <= value <= 200e6:
+        raise ConfigError("output.bitrate must be between 50k and 200M bits per second, got %r" % (text,))
+    return int(value)
 
 
 def check_precision(backend: str, precision: str, precisions: Sequence[str]) -> None:

@@ -2,25 +2,27 @@
 
 import csv
 import threading
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 from ..errors import OutputError
 from ..sources.timestamps import SIDECAR_COLUMNS, sidecar_path
 from ..types import Frame
 from .sinks.video_file import VideoFileSink
+from .video.fmp4 import VideoSettings
 
 class InputRecorder:
     """write(frame) queues a copy of frame.image to a VideoFileSink (so later drawing never reaches the
     recording) and appends its index and timestamp to the sidecar, flushed per row. Thread-safe: the
     capture thread may write while the main thread closes."""
 
-    def __init__(self, path: str, fps: float, frame_size: Tuple[int, int], queue_size: int = 64):
+    def __init__(self, path: str, fps: float, frame_size: Tuple[int, int], queue_size: int = 64,
+                 video: Optional[VideoSettings] = None):
         self.path = path
         self.sidecar = sidecar_path(path)
         self.frames_written = 0
         self._lock = threading.Lock()
         self._closed = False
-        self._video = VideoFileSink(path, fps, frame_size, queue_size=queue_size, copy=True)
+        self._video = VideoFileSink(path, fps, frame_size, queue_size=queue_size, copy=True, video=video)
         try:
             self._file = open(self.sidecar, "w", newline="", encoding="utf-8")
         except OSError as e:
@@ -68,13 +70,14 @@ class InputRecorder:
 class LazyInputRecorder:
     """Opens the raw recording on the first captured frame, when the frame size is known."""
 
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
+    def __init__(self, path: str, fps: float, video: Optional[VideoSettings] = None):
+        self.path, self.fps, self.video = path, fps, video
         self._recorder = None
 
     def write(self, frame) -> None:
         if self._recorder is None:
-            self._recorder = InputRecorder(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]))
+            self._recorder = InputRecorder(self.path, self.fps, (frame.image.shape[1], frame.image.shape[0]),
+                                           video=self.video)
         self._recorder.write(frame)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from .sinks.image_files import ImageFilesSink
 from .sinks.video_file import LazyVideoFileSink
 from .sinks.web import WebSink
 from .sinks.window import DisplaySink
+from .video.fmp4 import VideoSettings
 
 log = logging.getLogger(__name__)
 WINDOW_TITLE = "jetcam_app"
@@ -42,7 +43,7 @@ def source_sinks(cfg: OutputConfig, several: bool, name: str, source, out_dir: s
     sinks = []  # type: List[Any]
     if several:
         if cfg.record and not cfg.mosaic:
-            sinks.append(LazyVideoFileSink(per_source_path(cfg.record, name), fps))
+            sinks.append(LazyVideoFileSink(per_source_path(cfg.record, name), fps, VideoSettings.from_output(cfg)))
         if web is not None:
             sinks.append(web.source_sink(name))
         return build_sinks(sinks)
@@ -52,12 +53,12 @@ def source_sinks(cfg: OutputConfig, several: bool, name: str, source, out_dir: s
     if source.still_images and cfg.save is not False:
         sinks.append(ImageFilesSink(out_dir, source.files))
     elif cfg.save and not cfg.record:
-        sinks.append(LazyVideoFileSink(os.path.join(out_dir, "annotated.mp4"), fps))
+        sinks.append(LazyVideoFileSink(os.path.join(out_dir, "annotated.mp4"), fps, VideoSettings.from_output(cfg)))
     if cfg.record:
         if source.still_images:
             log.warning("--record makes one video of the images, each resized to the first one's size; the "
                         "annotated images themselves are saved in %s", out_dir)
-        sinks.append(LazyVideoFileSink(cfg.record, fps))
+        sinks.append(LazyVideoFileSink(cfg.record, fps, VideoSettings.from_output(cfg)))
     if web is not None:
         sinks.append(web)
     return build_sinks(sinks)
@@ -70,7 +71,7 @@ def mosaic_sinks(cfg: OutputConfig, several: bool, headless: bool, fps: float, w
         if not headless:
             sinks.append(DisplaySink(WINDOW_TITLE))
         if cfg.record and cfg.mosaic:
-            sinks.append(LazyVideoFileSink(cfg.record, fps))
+            sinks.append(LazyVideoFileSink(cfg.record, fps, VideoSettings.from_output(cfg)))
         if web is not None:
             sinks.append(web)
     return build_sinks(sinks)
@@ -80,4 +81,5 @@ def input_recorder(cfg: OutputConfig, several: bool, name: str, fps: float) -> O
     """--save-input: the raw captured frames of a source (one file per source when several)."""
     if not cfg.save_input:
         return None
-    return LazyInputRecorder(per_source_path(cfg.save_input, name) if several else cfg.save_input, fps)
+    return LazyInputRecorder(per_source_path(cfg.save_input, name) if several else cfg.save_input, fps,
+                             VideoSettings.from_output(cfg))

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...errors import OutputError
 from ..diskspace import disk_full_error, room_for
+from ..video.fmp4 import Fmp4Writer, VideoSettings, av_module, describe_recording
 from .base import Sink
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ class VideoFileSink(Sink):
     `copy=True` queues a copy, so the caller may keep drawing on or reusing its array."""
 
     def __init__(self, path: str, fps: float, frame_size: Tuple[int, int], queue_size: int = 32,
-                 fourcc: str = "mp4v", copy: bool = True, stall_timeout_s: float = 10.0):
+                 fourcc: str = "mp4v", copy: bool = True, stall_timeout_s: float = 10.0,
+                 video: Optional[VideoSettings] = None):
         self.path = path
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         width, height = self.frame_size
@@ -62,11 +64,18 @@ class VideoFileSink(Sink):
                               "record a larger source" % (path, self.frame_size[0], self.frame_size[1],
                                                           MIN_ENCODE_SIDE, MIN_ENCODE_SIDE))
         encoded_size = self.padded_to or self.frame_size
-        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.fps, encoded_size)
-        if not self._writer.isOpened():
-            os.remove(path)
-            raise OutputError("OpenCV cannot encode %s with %s at %dx%d; use a .mp4 path, or an OpenCV built with FFmpeg"
-                              % (path, fourcc, encoded_size[0], encoded_size[1]))
+        video = video or VideoSettings()
+        self.fragmented = bool(video.fragmented and path.lower().endswith(".mp4") and av_module() is not None)
+        if self.fragmented:
+            self._writer = Fmp4Writer(path, self.fps, encoded_size, video.bitrate, video.segment_s)
+            if video.segment_s:
+                os.remove(path)  # the segments are rec_0001.mp4, ...: no empty rec.mp4 beside them
+        else:
+            self._writer = _OpenCvWriter(path, fourcc, self.fps, encoded_size)
+            if video.fragmented and path.lower().endswith(".mp4"):
+                log.warning("%s: PyAV is not installed, so this recording is OpenCV's mp4v, which a crash or kill "
+                            "leaves unplayable; fix: pip install av", path)
+        log.info("recording %s: %s", path, describe_recording(self.fragmented, video.bitrate))
         if self.padded_to:
             log.info("%s: %dx%d padded to %dx%d (the encoder needs even sizes)", path, width, height, *self.padded_to)
         self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
@@ -104,7 +113,7 @@ class VideoFileSink(Sink):
                     if self._closed:
                         return
         finally:
-            self._writer.release()  # writes the mp4 index (moov atom); without it the file does not play
+            self._writer.release()  # OpenCV writes the mp4 index (moov) only here; fMP4 finishes its last fragment
 
     def _check_room(self, image: np.ndarray) -> None:
         """cv2.VideoWriter.write reports nothing when the disk is full, and an mp4 whose index (written by
@@ -167,11 +176,28 @@ class VideoFileSink(Sink):
         return self._thread.is_alive()
 
 
+class _OpenCvWriter:
+    """OpenCV's writer (mp4v): the fallback without PyAV. Its index is written by release() only."""
+
+    def __init__(self, path: str, fourcc: str, fps: float, size: Tuple[int, int]):
+        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if not self._writer.isOpened():
+            os.remove(path)
+            raise OutputError("OpenCV cannot encode %s with %s at %dx%d; use a .mp4 path, or an OpenCV built with FFmpeg"
+                              % (path, fourcc, size[0], size[1]))
+
+    def write(self, image: np.ndarray) -> None:
+        self._writer.write(image)
+
+    def release(self) -> None:
+        self._writer.release()
+
+
 class LazyVideoFileSink:
     """Opens the recording on the first frame, when the frame size is known."""
 
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
+    def __init__(self, path: str, fps: float, video: Optional[VideoSettings] = None):
+        self.path, self.fps, self.video = path, fps, video
         self._sink = None
         self.stop_requested = False
         # Checked now, not at the first frame: a bad path must fail before any log is written.
@@ -185,7 +211,8 @@ class LazyVideoFileSink:
     def write(self, image, frame_index: int) -> None:
         if self._sink is None:
             # copy=False: the pipeline never touches a frame after handing it to the sinks.
-            self._sink = VideoFileSink(self.path, self.fps, (image.shape[1], image.shape[0]), copy=False)
+            self._sink = VideoFileSink(self.path, self.fps, (image.shape[1], image.shape[0]), copy=False,
+                                       video=self.video)
         self._sink.write(image, frame_index)
 
     def close(self) -> None:

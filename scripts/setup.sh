@@ -60,7 +60,7 @@ else
       "$vpy" -m pip install -q "torch${JETCAM_TORCH_SPEC:-==2.14.1}" "torchvision${JETCAM_TORCHVISION_SPEC:-==0.29.1}"
     fi
     echo "setup: installing jetcam_app and its Python packages (pip)"
-    "$vpy" -m pip install -q -e ".[desktop,onnx,report,mqtt]"
+    "$vpy" -m pip install -q -e ".[desktop,onnx,report,mqtt,video]"
   fi
   if [ "$want_tests" = 1 ]; then
     echo "setup: installing the test tools (pytest, vermin, onnx, selenium, ...)"

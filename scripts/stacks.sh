@@ -34,7 +34,7 @@ case "$name" in
     ;;
 esac
 # The same extras as the main stack's set-up with --test, so the suite meets the same packages where they exist.
-extras="desktop,onnx,report,mqtt,test"
+extras="desktop,onnx,report,mqtt,video,test"
 
 short=${pyver%.*}
 py="$HOME/.pyenv/versions/$pyver/bin/python$short"

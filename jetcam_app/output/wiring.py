@@ -31,7 +31,8 @@ def web_sink(cfg: OutputConfig, status: LiveStatus, names: Sequence[str]) -> Opt
     if not cfg.http_port:
         return None
     several = len(names) > 1
-    web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status, sources=names if several else ())
+    web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status, sources=names if several else (),
+                  video=VideoSettings.from_output(cfg))
     log.info("live page %son %s%s", "(the mosaic and each source's own stream) " if several else "", web.url,
              "?token=..." if cfg.http_token else "")
     return web

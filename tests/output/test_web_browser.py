@@ -57,7 +57,7 @@ def test_live_page_in_a_headless_browser(tmp_path):
     runner = threading.Thread(target=pipeline.run)
     runner.start()
     try:
-        page = "http://127.0.0.1:%d/?token=t0k" % port
+        page = "http://127.0.0.1:%d/?token=t0k&view=mjpeg" % port  # the H.264 views: test_web_h264.py
         assert wait_for(lambda: _serving(port), 120), "the web server did not start"
         driver.get(page)
         assert driver.title == "jetcam_app live"

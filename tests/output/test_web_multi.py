@@ -107,7 +107,7 @@ def test_page_shows_a_row_per_source_in_a_headless_browser(live_run):
     driver = browser()
     try:
         driver.set_window_size(1100, 760)
-        driver.get("http://127.0.0.1:%d/?token=t0k" % port)
+        driver.get("http://127.0.0.1:%d/?token=t0k&view=mjpeg" % port)  # the H.264 view: test_web_h264.py
         rows = lambda: driver.find_elements("css selector", "#source-rows tr")  # noqa: E731
         assert wait_for(lambda: len(rows()) == 2), "no per-source rows"
         assert driver.find_element("id", "sources").is_displayed()

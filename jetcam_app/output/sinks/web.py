@@ -16,6 +16,9 @@ import numpy as np
 from ...errors import MASK, OutputError, mask_secrets
 from ..http_server import LOCAL_HOSTS, TOKEN_ENV, BoundedHTTPServer, token_ok
 from ..live_status import LiveStatus
+from ..video.fmp4 import VideoSettings
+from ..video.live import LiveEncoder
+from ..video.web_live import serve_mse
 from .base import Sink
 
 log = logging.getLogger(__name__)
@@ -28,7 +31,8 @@ class _Picture:
     """One picture the page serves (the main one, or a source's): its newest frame, that frame's JPEG once encoded,
     and its stream viewers. Guarded by the sink's condition."""
 
-    def __init__(self, min_interval_s: float, unwatched_interval_s: float):
+    def __init__(self, min_interval_s: float, unwatched_interval_s: float, live: LiveEncoder):
+        self.live = live  # its H.264 encoder for the MSE view, running only while someone watches
         self.min_interval_s = min_interval_s
         self.unwatched_interval_s = unwatched_interval_s
         self.raw = None  # type: Optional[np.ndarray]
@@ -46,7 +50,7 @@ class _SourceSink(Sink):
         self._web, self._picture = web, web._pictures[name]
 
     def write(self, image_bgr: np.ndarray, frame_index: int) -> None:
-        self._web._keep(self._picture, image_bgr)
+        self._web._keep(self._picture, image_bgr, frame_index)
 
 
 class WebSink(Sink):
@@ -56,14 +60,18 @@ class WebSink(Sink):
 
     def __init__(self, port: int = 8080, host: str = "127.0.0.1", token: Optional[str] = None,
                  status: Optional[LiveStatus] = None, quality: int = 80, max_fps: float = 30.0,
-                 max_clients: int = 32, timeout_s: float = 10.0, sources: Sequence[str] = ()):
+                 max_clients: int = 32, timeout_s: float = 10.0, sources: Sequence[str] = (),
+                 video: Optional[VideoSettings] = None):
         self.quality = int(quality)
         self.token = token or None
         self.status = status or LiveStatus()
         self.min_interval_s = 1.0 / max_fps if max_fps > 0 else 0.0
         self._cond = threading.Condition()
-        self._main = _Picture(self.min_interval_s, self.min_interval_s)
-        self._pictures = {name: _Picture(self.min_interval_s, max(self.min_interval_s, UNWATCHED_INTERVAL_S))
+        bitrate = (video or VideoSettings()).bitrate
+        fps = max_fps if max_fps > 0 else 30.0
+        self._main = _Picture(self.min_interval_s, self.min_interval_s, LiveEncoder("main", fps, bitrate))
+        self._pictures = {name: _Picture(self.min_interval_s, max(self.min_interval_s, UNWATCHED_INTERVAL_S),
+                                         LiveEncoder(name, fps, bitrate))
                           for name in sources}  # type: Dict[str, _Picture]
         self._closed = False
         with open(PAGE, "rb") as f:
@@ -99,7 +107,8 @@ class WebSink(Sink):
 
     @property
     def clients(self) -> int:
-        return self._main.streams + sum(p.streams for p in self._pictures.values())
+        pictures = [self._main] + list(self._pictures.values())
+        return sum(p.streams + p.live.viewers for p in pictures)
 
     def source_sink(self, name: str) -> Sink:
         """The sink for the frames of the source `name` (one of `sources`): its own stream and snapshot."""
@@ -107,9 +116,10 @@ class WebSink(Sink):
 
     # -- the frame path: one time check, and a copy a few dozen times a second at most
     def write(self, image_bgr: np.ndarray, frame_index: int) -> None:
-        self._keep(self._main, image_bgr)
+        self._keep(self._main, image_bgr, frame_index)
 
-    def _keep(self, picture: _Picture, image_bgr: np.ndarray) -> None:
+    def _keep(self, picture: _Picture, image_bgr: np.ndarray, frame_index: int = -1) -> None:
+        picture.live.offer(image_bgr, frame_index)  # returns at once; nothing at all while no H.264 viewer watches
         now = time.monotonic()
         interval_s = picture.min_interval_s if picture.streams else picture.unwatched_interval_s
         if self._closed or now - picture.copied_at < interval_s:
@@ -165,6 +175,8 @@ class WebSink(Sink):
         elif path == "/stats.json":
             snapshot = self.status.snapshot()
             snapshot["viewers"] = self.clients
+            snapshot["h264"] = dict([("main", self._main.live.stats())] +
+                                    [(name, p.live.stats()) for name, p in self._pictures.items()])
             self._send(handler, "application/json", json.dumps(snapshot, default=str).encode("utf-8"))
         else:
             picture, what = self._main, path
@@ -175,8 +187,10 @@ class WebSink(Sink):
                 self._serve_snapshot(handler, picture)
             elif picture is not None and what in ("/stream", "/stream.mjpg"):
                 self._serve_stream(handler, picture)
+            elif picture is not None and what == "/stream.mp4":
+                serve_mse(handler, picture.live, lambda: self._closed)
             else:
-                handler.send_error(404, "try /, /stream.mjpg, /snapshot.jpg, /stats.json%s"
+                handler.send_error(404, "try /, /stream.mjpg, /stream.mp4, /snapshot.jpg, /stats.json%s"
                                    % (" or /sources/NAME/stream.mjpg" if self._pictures else ""))
 
     @staticmethod
@@ -231,6 +245,8 @@ class WebSink(Sink):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        for picture in [self._main] + list(self._pictures.values()):
+            picture.live.close()
         self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:

@@ -28,7 +28,8 @@ OVERRIDES = {
     "name": "output.name", "exist_ok": "output.exist_ok", "save": "output.save", "http_host": "output.http_host",
     "http_token": "output.http_token", "http_token_file": "output.http_token_file",
     "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones", "webhook": "output.webhooks",
-    "tracker_workers": "tracker.workers", "imgsz": "model.imgsz", "bitrate": "output.bitrate", "record_segment_s": "output.record_segment_s", "decoder": "model.decoder", "labels": "model.labels",
+    "tracker_workers": "tracker.workers", "imgsz": "model.imgsz", "bitrate": "output.bitrate", "record_segment_s": "output.record_segment_s",
+    "rtsp_out": "output.rtsp_out", "rtsp_push": "output.rtsp_push", "decoder": "model.decoder", "labels": "model.labels",
 }
 
 
@@ -134,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="several sources: --record writes one mosaic video, not one file per source")
     r.add_argument("--save-input", help="write the raw captured frames to this .mp4 with a timestamp sidecar")
     r.add_argument("--bitrate", help="--record / --save-input: H.264 bits per second, e.g. 4M or 800k (PyAV)")
+    r.add_argument("--rtsp-out", type=int, metavar="PORT", help="serve the annotated H.264 video over RTSP: "
+                   "rtsp://HOST:PORT/live (one source), /NAME (each of several); HOST follows --http-host")
+    r.add_argument("--rtsp-push", metavar="URL", help="push the annotated H.264 video to an RTSP server you run "
+                   "(MediaMTX, go2rtc), e.g. rtsp://127.0.0.1:8554/jetcam")
     r.add_argument("--record-segment-s", type=float, help="split recordings into NAME_0001.mp4, ... of this many "
                    "seconds: a damaged tail costs at most one segment")
     r.add_argument("--http", type=int, metavar="PORT",

@@ -156,6 +156,8 @@ class OutputConfig:
     save_input: Optional[str]
     bitrate: str  # H.264 recordings (PyAV): 4M, 800k, ... bits per second
     record_segment_s: float  # > 0: recordings split into NAME_0001.mp4, ... of this many seconds
+    rtsp_out: int  # > 0: serve rtsp://HOST:PORT/live (one source) or /NAME (each of several)
+    rtsp_push: Optional[str]  # push the H.264 stream to this RTSP server (MediaMTX, go2rtc): rtsp://host:8554/path
     http_port: int
     mosaic: bool
     name: str

@@ -78,7 +78,7 @@ def check_precision(backend: str, precision: str, precisions: Sequence[str]) -> 
 # key -> (lowest, highest) accepted; NaN fails every comparison and so is refused too.
 BOUNDS = {
     "model.iou_threshold": (0.0, 1.0), "model.topk": (1, 1000), "model.max_detections": (1, 10000),
-    "pipeline.queue_size": (1, 1024), "output.http_port": (0, 65535), "source.width": (1, 16384),
+    "pipeline.queue_size": (1, 1024), "output.http_port": (0, 65535), "output.rtsp_out": (0, 65535), "source.width": (1, 16384),
     "source.height": (1, 16384), "source.fps": (0.001, 10000.0), "source.timeout_s": (0.001, 86400.0),
     "source.reconnect_attempts": (0, 1000000), "source.flip": (0, 7), "source.decode_threads": (0, 64),
     "engine.threads": (0, 4096), "engine.trt_workspace_mb": (1, 1 << 20),

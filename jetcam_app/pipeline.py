@@ -287,7 +287,11 @@ class Pipeline:
         info = {"source": ", ".join(name for name, _ in opened) if several else opened[0][1].describe(),
                 "model": cfg.model.name, "backend": cfg.engine.backend, "precision": cfg.engine.precision}
         status = LiveStatus(info, statuses)
-        web = wiring.web_sink(cfg.output, status, [name for name, _ in opened])
+        # one H.264 encoder per picture, shared by the page's H.264 views and RTSP out, encoding only while watched
+        live = wiring.live_video(cfg.output, [name for name, _ in opened], max(targets))
+        if live is not None:
+            closers.append(live)
+        web = wiring.web_sink(cfg.output, status, [name for name, _ in opened], live)
         if web is not None:
             closers.append(web)  # closed again, harmlessly, with the sinks it is part of
         closers.append(ProgressReporter(status).start())  # closed after the emitter: the last count shows
@@ -309,7 +313,7 @@ class Pipeline:
             recorder = wiring.input_recorder(cfg.output, several, name, source.nominal_fps or target_fps)
             if recorder is not None:
                 closers.append(recorder)
-            sink = wiring.source_sinks(cfg.output, several, name, source, out_dir, target_fps, headless, web)
+            sink = wiring.source_sinks(cfg.output, several, name, source, out_dir, target_fps, headless, web, live)
             closers.append(sink)  # closed by the emitter; here too should the run fail before the emitter exists
             lanes.append(SourceLane(name, source, bell, cfg.pipeline.queue_size, target_fps,
                                     max_frames=cfg.pipeline.max_frames,
@@ -326,7 +330,7 @@ class Pipeline:
         # HighGUI wants its window on the main thread; headless, drawing and writing get a thread of their own and
         # overlap with the next batch's inference.
         emitter = FrameEmitter(cfg, out_dir, adapter, stats, lanes,
-                               wiring.mosaic_sinks(cfg.output, several, headless, mosaic_fps, web), mosaic_fps,
+                               wiring.mosaic_sinks(cfg.output, several, headless, mosaic_fps, web, live), mosaic_fps,
                                threaded=headless, on_error=self.request_stop, gpu_outlines=stages.outlines_on_device,
                                live_status=status, events=events, notifier=self.notifier)
         return lanes, emitter

@@ -15,6 +15,7 @@ from .sinks.video_file import LazyVideoFileSink
 from .sinks.web import WebSink
 from .sinks.window import DisplaySink
 from .video.fmp4 import VideoSettings
+from .video.outputs import LiveVideo
 
 log = logging.getLogger(__name__)
 WINDOW_TITLE = "jetcam_app"
@@ -26,22 +27,32 @@ def per_source_path(path: str, name: str) -> str:
     return "%s_%s%s" % (root, name, ext)
 
 
-def web_sink(cfg: OutputConfig, status: LiveStatus, names: Sequence[str]) -> Optional[WebSink]:
+def live_video(cfg: OutputConfig, names: Sequence[str], fps: float) -> Optional[LiveVideo]:
+    """The live H.264 encoders, when an output streams them (the page, RTSP out or push); None otherwise."""
+    if not (cfg.http_port or cfg.rtsp_out or cfg.rtsp_push):
+        return None
+    return LiveVideo(names, fps, VideoSettings.from_output(cfg))
+
+
+def web_sink(cfg: OutputConfig, status: LiveStatus, names: Sequence[str],
+             live: Optional[LiveVideo] = None) -> Optional[WebSink]:
     """The live page, when --http asks for it; with several sources also each one's own stream."""
     if not cfg.http_port:
         return None
     several = len(names) > 1
     web = WebSink(cfg.http_port, cfg.http_host, cfg.http_token, status, sources=names if several else (),
-                  video=VideoSettings.from_output(cfg))
+                  video=VideoSettings.from_output(cfg), encoders=live.encoders if live is not None else None)
     log.info("live page %son %s%s", "(the mosaic and each source's own stream) " if several else "", web.url,
              "?token=..." if cfg.http_token else "")
     return web
 
 
 def source_sinks(cfg: OutputConfig, several: bool, name: str, source, out_dir: str, fps: float, headless: bool,
-                 web: Optional[WebSink]) -> Sink:
+                 web: Optional[WebSink], live: Optional[LiveVideo] = None) -> Sink:
     """The sinks of one source's annotated frames."""
     sinks = []  # type: List[Any]
+    if live is not None:
+        sinks.append(live.source_sink(name))
     if several:
         if cfg.record and not cfg.mosaic:
             sinks.append(LazyVideoFileSink(per_source_path(cfg.record, name), fps, VideoSettings.from_output(cfg)))
@@ -65,9 +76,12 @@ def source_sinks(cfg: OutputConfig, several: bool, name: str, source, out_dir: s
     return build_sinks(sinks)
 
 
-def mosaic_sinks(cfg: OutputConfig, several: bool, headless: bool, fps: float, web: Optional[WebSink]) -> Sink:
+def mosaic_sinks(cfg: OutputConfig, several: bool, headless: bool, fps: float, web: Optional[WebSink],
+                 live: Optional[LiveVideo] = None) -> Sink:
     """The sinks of the mosaic of several sources (none for one source: its own sinks show it)."""
     sinks = []  # type: List[Any]
+    if several and live is not None:
+        sinks.append(live.mosaic_sink())
     if several:
         if not headless:
             sinks.append(DisplaySink(WINDOW_TITLE))

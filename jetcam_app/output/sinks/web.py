@@ -61,17 +61,21 @@ class WebSink(Sink):
     def __init__(self, port: int = 8080, host: str = "127.0.0.1", token: Optional[str] = None,
                  status: Optional[LiveStatus] = None, quality: int = 80, max_fps: float = 30.0,
                  max_clients: int = 32, timeout_s: float = 10.0, sources: Sequence[str] = (),
-                 video: Optional[VideoSettings] = None):
+                 video: Optional[VideoSettings] = None, encoders: Optional[Dict[str, LiveEncoder]] = None):
         self.quality = int(quality)
         self.token = token or None
         self.status = status or LiveStatus()
         self.min_interval_s = 1.0 / max_fps if max_fps > 0 else 0.0
         self._cond = threading.Condition()
-        bitrate = (video or VideoSettings()).bitrate
-        fps = max_fps if max_fps > 0 else 30.0
-        self._main = _Picture(self.min_interval_s, self.min_interval_s, LiveEncoder("main", fps, bitrate))
+        # The run's live encoders (output/video/outputs.py: shared with RTSP, fed by their own sinks), or, standing
+        # alone, encoders of its own that write() feeds.
+        self._own_encoders = encoders is None
+        if encoders is None:
+            bitrate, fps = (video or VideoSettings()).bitrate, (max_fps if max_fps > 0 else 30.0)
+            encoders = {name: LiveEncoder(name, fps, bitrate) for name in ["main"] + list(sources)}
+        self._main = _Picture(self.min_interval_s, self.min_interval_s, encoders["main"])
         self._pictures = {name: _Picture(self.min_interval_s, max(self.min_interval_s, UNWATCHED_INTERVAL_S),
-                                         LiveEncoder(name, fps, bitrate))
+                                         encoders[name])
                           for name in sources}  # type: Dict[str, _Picture]
         self._closed = False
         with open(PAGE, "rb") as f:
@@ -119,7 +123,8 @@ class WebSink(Sink):
         self._keep(self._main, image_bgr, frame_index)
 
     def _keep(self, picture: _Picture, image_bgr: np.ndarray, frame_index: int = -1) -> None:
-        picture.live.offer(image_bgr, frame_index)  # returns at once; nothing at all while no H.264 viewer watches
+        if self._own_encoders:
+            picture.live.offer(image_bgr, frame_index)  # returns at once; nothing at all while no H.264 viewer watches
         now = time.monotonic()
         interval_s = picture.min_interval_s if picture.streams else picture.unwatched_interval_s
         if self._closed or now - picture.copied_at < interval_s:
@@ -245,8 +250,9 @@ class WebSink(Sink):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        for picture in [self._main] + list(self._pictures.values()):
-            picture.live.close()
+        if self._own_encoders:
+            for picture in [self._main] + list(self._pictures.values()):
+                picture.live.close()
         self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:

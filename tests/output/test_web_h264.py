@@ -50,7 +50,7 @@ def test_chromium_plays_the_h264_view_through_mse(tmp_path):
     port = free_port()
     pipeline, runner = start(tmp_path, port)
     try:
-        driver.get("http://127.0.0.1:%d/" % port)
+        driver.get("http://127.0.0.1:%d/?view=mse" % port)
         view = wait_for(lambda: driver.execute_script("return window.jetcamView.mode") == "mse", 60)
         assert view, driver.execute_script("return window.jetcamView")
         assert driver.execute_script("return window.jetcamView.codec").startswith("avc1.42")

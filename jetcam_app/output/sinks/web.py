@@ -1,5 +1,6 @@
 """--http: the live web page at /, the MJPEG stream (/stream.mjpg), the newest frame (/snapshot.jpg) and /stats.json;
-with several sources each one's own at /sources/<name>/stream.mjpg and /sources/<name>/snapshot.jpg."""
+with several sources each one's own at /sources/<name>/stream.mjpg and /sources/<name>/snapshot.jpg. H.264: MSE at
+/stream.mp4, WebRTC by POSTing an SDP offer to /whep (WHEP-style; /sources/<name>/whep for a source's own)."""
 
 import json
 import logging
@@ -19,12 +20,14 @@ from ..live_status import LiveStatus
 from ..video.fmp4 import VideoSettings
 from ..video.live import LiveEncoder
 from ..video.web_live import serve_mse
+from ..video.webrtc import WebRtcError, WebRtcServer
 from .base import Sink
 
 log = logging.getLogger(__name__)
 PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "page.html")
 BOUNDARY = "jetcamframe"
 UNWATCHED_INTERVAL_S = 1.0  # a source's own picture is copied this often while nobody streams it (its snapshot)
+MAX_OFFER_BYTES = 65536
 
 
 class _Picture:
@@ -78,6 +81,7 @@ class WebSink(Sink):
                                          encoders[name])
                           for name in sources}  # type: Dict[str, _Picture]
         self._closed = False
+        self._webrtc = None  # type: Optional[WebRtcServer]  # started by the first WebRTC offer
         with open(PAGE, "rb") as f:
             self._page = f.read()
         sink = self
@@ -92,6 +96,9 @@ class WebSink(Sink):
 
             def do_GET(self) -> None:
                 sink._route(self)
+
+            def do_POST(self) -> None:
+                sink._route_post(self)
 
         try:
             self._server = BoundedHTTPServer((host, int(port)), Handler, max_clients)
@@ -184,10 +191,7 @@ class WebSink(Sink):
                                     [(name, p.live.stats()) for name, p in self._pictures.items()])
             self._send(handler, "application/json", json.dumps(snapshot, default=str).encode("utf-8"))
         else:
-            picture, what = self._main, path
-            if path.startswith("/sources/"):
-                name, _, what = unquote(path[len("/sources/"):]).partition("/")
-                picture, what = self._pictures.get(name), "/" + what
+            picture, what = self._picture_of(path)
             if picture is not None and what == "/snapshot.jpg":
                 self._serve_snapshot(handler, picture)
             elif picture is not None and what in ("/stream", "/stream.mjpg"):
@@ -197,6 +201,48 @@ class WebSink(Sink):
             else:
                 handler.send_error(404, "try /, /stream.mjpg, /stream.mp4, /snapshot.jpg, /stats.json%s"
                                    % (" or /sources/NAME/stream.mjpg" if self._pictures else ""))
+
+    def _picture_of(self, path: str) -> Tuple[Optional[_Picture], str]:
+        """The picture a path names and what of it: /x -> (main, /x); /sources/NAME/x -> (NAME's or None, /x)."""
+        if not path.startswith("/sources/"):
+            return self._main, path
+        name, _, what = unquote(path[len("/sources/"):]).partition("/")
+        return self._pictures.get(name), "/" + what
+
+    def _route_post(self, handler: BaseHTTPRequestHandler) -> None:
+        """POST whep: an SDP offer in, 201 with the SDP answer out (WebRTC; webrtc.py)."""
+        if not token_ok(handler, self.token):
+            handler.send_error(401, "this page needs its token: add ?token=... to the address")
+            return
+        picture, what = self._picture_of(urlsplit(handler.path).path)
+        if picture is None or what != "/whep":
+            handler.send_error(404, "POST an SDP offer to /whep%s"
+                               % (" or /sources/NAME/whep" if self._pictures else ""))
+            return
+        length = handler.headers.get("Content-Length", "").strip()
+        length = int(length) if length.isdigit() else 0
+        if handler.headers.get_content_type() != "application/sdp" or not 0 < length <= MAX_OFFER_BYTES:
+            handler.send_error(415, "POST an SDP offer (Content-Type: application/sdp, at most %d bytes)"
+                               % MAX_OFFER_BYTES)
+            return
+        offer = handler.rfile.read(length).decode("utf-8", "replace")
+        with self._cond:
+            if self._webrtc is None and not self._closed:
+                self._webrtc = WebRtcServer()
+            webrtc = self._webrtc
+        try:
+            if webrtc is None:
+                raise WebRtcError(503, "the server is closing")
+            answer = webrtc.answer(offer, picture.live).encode("utf-8")
+        except WebRtcError as e:
+            handler.send_error(e.status, str(e))
+            return
+        handler.send_response(201)
+        handler.send_header("Content-Type", "application/sdp")
+        handler.send_header("Content-Length", str(len(answer)))
+        handler.send_header("Cache-Control", "no-store")
+        handler.end_headers()
+        handler.wfile.write(answer)
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, content_type: str, body: bytes) -> None:
@@ -250,6 +296,9 @@ class WebSink(Sink):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            webrtc = self._webrtc
+        if webrtc is not None:
+            webrtc.close()
         if self._own_encoders:
             for picture in [self._main] + list(self._pictures.values()):
                 picture.live.close()

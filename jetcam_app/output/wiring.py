@@ -31,7 +31,21 @@ def live_video(cfg: OutputConfig, names: Sequence[str], fps: float) -> Optional[
     """The live H.264 encoders, when an output streams them (the page, RTSP out or push); None otherwise."""
     if not (cfg.http_port or cfg.rtsp_out or cfg.rtsp_push):
         return None
-    return LiveVideo(names, fps, VideoSettings.from_output(cfg))
+    live = LiveVideo(names, fps, VideoSettings.from_output(cfg))
+    try:
+        # imported here: GStreamer loads only for a run that serves or pushes RTSP
+        if cfg.rtsp_out:
+            from .video.rtsp_out import RtspOut
+
+            live.closers.append(RtspOut(cfg.rtsp_out, cfg.http_host, live.encoders, live.several))
+        if cfg.rtsp_push:
+            from .video.rtsp_push import RtspPush
+
+            live.closers.append(RtspPush(cfg.rtsp_push, live.encoders["main"]))
+    except BaseException:
+        live.close()  # a port in use: what already started (the RTSP server) ends before the error is shown
+        raise
+    return live
 
 
 def web_sink(cfg: OutputConfig, status: LiveStatus, names: Sequence[str],

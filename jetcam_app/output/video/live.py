@@ -21,10 +21,20 @@ log = logging.getLogger(__name__)
 LIVE_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_every_frame"
 
 
+def _picture_type_i():
+    """PyAV's "I" picture type: an enum member in PyAV >= 13, the string in 12 (Python 3.8)."""
+    av = av_module()
+    kinds = getattr(getattr(getattr(av, "video", None), "frame", None), "PictureType", None) if av else None
+    return kinds.I if kinds is not None else "I"
+
+
+PICTURE_I = _picture_type_i()
+
+
 @dataclass(frozen=True)
 class Unit:
-    """One encoded frame: `fragment` (moof + mdat) for MSE, `annexb` (start codes; SPS and PPS first on a keyframe)
-    for RTP packetisers."""
+    """One encoded frame, as `annexb` (start codes; SPS and PPS first on a keyframe) for RTP packetisers, or as
+    `fragment` (moof + mdat) for MSE: a subscription gets one kind (the other field is empty)."""
 
     index: int  # the pipeline's frame index
     keyframe: bool
@@ -52,8 +62,9 @@ class Subscription:
     """A viewer's queue of units; get() waits for the next. A viewer that falls `max_units` behind drops its oldest
     and waits for the next keyframe (a decoder cannot start anywhere else)."""
 
-    def __init__(self, encoder: "LiveEncoder", max_units: int):
+    def __init__(self, encoder: "LiveEncoder", max_units: int, fragments: bool = False):
         self.encoder = encoder
+        self.fragments = fragments  # MP4 fragments (MSE) rather than Annex-B units (RTP: RTSP, WebRTC)
         self.max_units = max(2, int(max_units))
         self.units = collections.deque()  # type: Deque[Unit]
         self.need_keyframe = True
@@ -105,6 +116,7 @@ class LiveEncoder:
         self._slot = None  # type: Optional[tuple]
         self._generation = 0  # a new stream (after an idle stop or a size change) restarts every viewer
         self._thread = None  # type: Optional[threading.Thread]
+        self._keyframe_wanted = False
 
     @property
     def available(self) -> bool:
@@ -114,10 +126,14 @@ class LiveEncoder:
     def viewers(self) -> int:
         return len(self._subs)
 
-    def subscribe(self) -> Subscription:
-        sub = Subscription(self, self.max_units)
+    def subscribe(self, fragments: bool = False) -> Subscription:
+        """A viewer's queue: Annex-B units as soon as each frame is encoded (RTP), or with `fragments` the MP4
+        fragments (MSE), which the muxer writes one frame later. The next frame is forced to a keyframe, so a viewer
+        starts at once rather than at the next second's keyframe."""
+        sub = Subscription(self, self.max_units, fragments)
         with self._cond:
             self._subs.append(sub)
+            self._keyframe_wanted = True
             if self._thread is None and not self.closed:
                 self._thread = threading.Thread(target=self._run, name="h264-%s" % self.name, daemon=True)
                 self._thread.start()
@@ -187,11 +203,19 @@ class LiveEncoder:
                 start = time.perf_counter()
                 frame = self.av.VideoFrame.from_ndarray(image[:size[1], :size[0]], format="bgr24")
                 frame.pts = self.frames_encoded
+                with self._cond:
+                    if self._keyframe_wanted:  # a viewer joined: give it a keyframe now (forced-idr makes it an IDR)
+                        frame.pict_type = PICTURE_I
+                        self._keyframe_wanted = False
                 packets = stream.encode(frame)
                 if packets and not self.sps_pps:  # libx264's SPS and PPS (Annex B), there once it has encoded
                     self.set_parameter_sets(bytes(stream.codec_context.extradata or b""))
                 for packet in packets:
-                    pending.append((index, bool(packet.is_keyframe), bytes(packet), offered_at))
+                    keyframe, data = bool(packet.is_keyframe), bytes(packet)
+                    self._deliver(Unit(index=index, keyframe=keyframe, fragment=b"",
+                                       annexb=(self.sps_pps + data) if keyframe else data, offered_at=offered_at),
+                                  fragments=False)
+                    pending.append((index, keyframe, offered_at))
                     container.mux(packet)
                     self._publish(sink.take(), pending)
                 self.encode_ms_total += (time.perf_counter() - start) * 1000.0
@@ -210,7 +234,7 @@ class LiveEncoder:
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = self.bitrate
         stream.codec_context.gop_size = max(1, int(round(self.fps)))
-        stream.options = dict(X264_OPTIONS)
+        stream.options = dict(X264_OPTIONS, **{"forced-idr": "1"})
         self.size = size
         self.sps_pps = b""
         with self._cond:
@@ -233,13 +257,15 @@ class LiveEncoder:
             data = b"" if moof < 0 else data[moof - 4:]
         if not data or not pending:
             return
-        index, keyframe, annexb, offered_at = pending.popleft()
-        if keyframe:
-            annexb = self.sps_pps + annexb
-        unit = Unit(index=index, keyframe=keyframe, fragment=data, annexb=annexb, offered_at=offered_at)
+        index, keyframe, offered_at = pending.popleft()
+        self._deliver(Unit(index=index, keyframe=keyframe, fragment=data, annexb=b"", offered_at=offered_at),
+                      fragments=True)
+
+    def _deliver(self, unit: Unit, fragments: bool) -> None:
         with self._cond:
             for sub in self._subs:
-                sub._push(unit)
+                if sub.fragments == fragments:
+                    sub._push(unit)
             self._cond.notify_all()
 
     def _set_init(self, head: bytes) -> None:

@@ -15,7 +15,7 @@ def serve_mse(handler, encoder: LiveEncoder, closed: Callable[[], bool]) -> None
     if not encoder.available:
         handler.send_error(501, "H.264 needs PyAV (pip install av); the MJPEG stream is at stream.mjpg")
         return
-    sub = encoder.subscribe()
+    sub = encoder.subscribe(fragments=True)
     try:
         if not encoder.wait_ready(5.0):
             handler.send_error(503, "no frame yet")

@@ -43,6 +43,15 @@ class Unit:
     offered_at: float  # time.monotonic() when the pipeline offered the frame
 
 
+def _close(container) -> None:
+    if container is None:
+        return
+    try:
+        container.close()
+    except Exception as e:  # noqa: B902 - a muxer that fails at its trailer: nothing left to save in memory
+        log.debug("closing a live encoder's muxer: %s", e)
+
+
 class _Bytes:
     """A write-only file for PyAV: what the muxer writes, taken after each packet."""
 
@@ -187,9 +196,7 @@ class LiveEncoder:
                     if self.closed:
                         return
                     if not self._subs:  # nobody watches: stop encoding, and start afresh for the next viewer
-                        if container is not None:
-                            container = stream = None
-                            self.init_segment = b""
+                        self.init_segment = b""
                         self._thread = None
                         return
                     if self._slot is None:
@@ -198,6 +205,7 @@ class LiveEncoder:
                     self._slot = None
                 size = (image.shape[1] - image.shape[1] % 2, image.shape[0] - image.shape[0] % 2)
                 if container is None or size != self.size:
+                    _close(container)
                     sink, container, stream = self._open(size)
                     pending.clear()
                 start = time.perf_counter()
@@ -225,6 +233,10 @@ class LiveEncoder:
             with self._cond:
                 self.closed = True
                 self._cond.notify_all()
+        finally:
+            # closed here, on its own thread: an output container left to the garbage collector crashes PyAV 12's
+            # dealloc (Python 3.8's gc.collect() segfaulted on one)
+            _close(container)
 
     def _open(self, size):
         sink = _Bytes()

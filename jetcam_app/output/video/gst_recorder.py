@@ -84,7 +84,7 @@ def recording_pipeline(path: str, fps: float, size: Tuple[int, int], bitrate: in
 def hardware_encoder() -> Optional[str]:
     """'nvv4l2h264enc' where GStreamer has it and nvvidconv (a Jetson with JetPack's plugins), else None; never
     raises. It tells that the plugin is installed, not that the module has the engine: where the element opens no
-    device (an Orin Nano), GstWriter raises OutputError and the caller records with Fmp4Writer instead."""
+    device (an Orin Nano, if its JetPack lists it), GstWriter raises OutputError: then record with Fmp4Writer."""
     try:
         if gst_runner.has_element(NV_ENCODER) and gst_runner.has_element("nvvidconv"):
             return NV_ENCODER
@@ -129,7 +129,7 @@ class GstWriter:
             missing = missing_elements(encoder)
             if missing:
                 why = "GStreamer lacks %s; fix: %s" % (", ".join(missing), INSTALL_HINTS.get(encoder, "install them"))
-            else:  # an Orin Nano lists nvv4l2h264enc but has no encoder engine
+            else:  # an Orin Nano's JetPack may list nvv4l2h264enc, but the module has no encoder engine
                 why = "the pipeline did not start (is the folder writable?%s); GST_DEBUG=2 shows why" % (
                     " an Orin Nano has no encoder engine: record with PyAV" if encoder == NV_ENCODER else "")
             raise OutputError("cannot record %s with %s: %s" % (path, encoder, why))

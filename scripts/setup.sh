@@ -31,7 +31,7 @@ step_done() { [ -f "$stamp_dir/$1" ] && [ "$(cat "$stamp_dir/$1")" = "$2" ]; }
 mark_done() { echo "$2" > "$stamp_dir/$1"; }
 
 if [ "$want_tests" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${JETCAM_SKIP_APT:-0}" != 1 ]; then
-  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev chromium chromium-driver mosquitto"
+  apt_pkgs="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp libgirepository1.0-dev libcairo2-dev pkg-config xvfb xdotool python3-venv libpython3-dev chromium chromium-driver mosquitto"
   # shellcheck disable=SC2086
   if ! dpkg -s $apt_pkgs >/dev/null 2>&1; then
     echo "setup: installing GStreamer, Chromium and mosquitto from Debian (for the camera, web page and MQTT tests; a few minutes)"

@@ -160,3 +160,18 @@ def test_a_bad_bitrate_is_one_line_exit_2(tmp_path, capsys):
                  str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "output.bitrate must be like 4M" in err[0]
+
+
+def test_a_jetson_encoder_that_does_not_start_falls_back_to_pyav(tmp_path, monkeypatch, caplog):
+    """Where GStreamer lists nvv4l2h264enc but the writer cannot start (an Orin Nano has no encoder engine; here
+    OpenCV has no GStreamer), the recording is PyAV's, with a warning saying why."""
+    import jetcam_app.output.sinks.video_file as video_file
+
+    monkeypatch.setattr(video_file, "hardware_encoder", lambda: "nvv4l2h264enc")
+    path = str(tmp_path / "rec.mp4")
+    with caplog.at_level("WARNING"):
+        with VideoFileSink(path, 30.0, SIZE) as sink:
+            for i in range(10):
+                sink.write(frame(i), i)
+    assert "cannot record" in caplog.text and "recording with PyAV instead" in caplog.text
+    assert sink.fragmented and decodable_frames(path) == 10

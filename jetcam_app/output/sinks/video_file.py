@@ -13,6 +13,7 @@ import numpy as np
 from ...errors import OutputError
 from ..diskspace import disk_full_error, room_for
 from ..video.fmp4 import Fmp4Writer, VideoSettings, av_module, describe_recording
+from ..video.gst_recorder import GstWriter, hardware_encoder
 from .base import Sink
 
 log = logging.getLogger(__name__)
@@ -66,20 +67,39 @@ class VideoFileSink(Sink):
         encoded_size = self.padded_to or self.frame_size
         video = video or VideoSettings()
         self.fragmented = bool(video.fragmented and path.lower().endswith(".mp4") and av_module() is not None)
-        if self.fragmented:
+        self._writer = self._hardware_writer(path, encoded_size, video)  # a Jetson's NVENC, where there is one
+        how = "H.264 on %s, fragmented MP4 (survives a crash)" % self._writer.encoder if self._writer else None
+        if self._writer is None and self.fragmented:
             self._writer = Fmp4Writer(path, self.fps, encoded_size, video.bitrate, video.segment_s)
             if video.segment_s:
                 os.remove(path)  # the segments are rec_0001.mp4, ...: no empty rec.mp4 beside them
-        else:
+        elif self._writer is None:
             self._writer = _OpenCvWriter(path, fourcc, self.fps, encoded_size)
             if video.fragmented and path.lower().endswith(".mp4"):
                 log.warning("%s: PyAV is not installed, so this recording is OpenCV's mp4v, which a crash or kill "
                             "leaves unplayable; fix: pip install av", path)
-        log.info("recording %s: %s", path, describe_recording(self.fragmented, video.bitrate))
+        self.fragmented = self.fragmented or how is not None
+        log.info("recording %s: %s", path, how or describe_recording(self.fragmented, video.bitrate))
         if self.padded_to:
             log.info("%s: %dx%d padded to %dx%d (the encoder needs even sizes)", path, width, height, *self.padded_to)
         self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
         self._thread.start()
+
+    def _hardware_writer(self, path: str, size: Tuple[int, int], video: VideoSettings):
+        """GStreamer's nvv4l2h264enc where the Jetson has it (and OpenCV has GStreamer), one file (no segments);
+        None elsewhere, or where it does not start (an Orin Nano has no encoder engine): then PyAV records."""
+        if not (video.fragmented and path.lower().endswith(".mp4") and not video.segment_s):
+            return None
+        encoder = hardware_encoder()
+        if encoder is None:
+            return None
+        try:
+            writer = GstWriter(path, self.fps, size, video.bitrate, encoder)
+        except OutputError as e:
+            log.warning("%s; recording with %s instead", e, "PyAV" if self.fragmented else "OpenCV's mp4v")
+            return None
+        writer.encoder = encoder
+        return writer
 
     def _run(self) -> None:
         try:

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "source without lines of its own gets these")
     t.add_argument("--tracker-workers", type=int, metavar="N",
                    help="processes that track the sources (their trackers' Python then holds no GIL of the app's): "
-                   "0 = in the app's process, -1 = automatic (from 8 tracked sources on 8+ cores)")
+                   "0 = in the app's process, -1 = automatic (from 32 tracked sources on 8+ cores)")
     t.add_argument("--zone", action="append", metavar="NAME:X1,Y1,X2,Y2,X3,Y3[,...]",
                    help="a polygon zone: occupancy, entries, exits and dwell time per class; repeatable")
     n = p.add_argument_group("events to other systems (MQTT, webhooks; docs/events.md)")

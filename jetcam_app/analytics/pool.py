@@ -17,7 +17,9 @@ from ..types import Detections
 from .scene import SceneSnapshot, SourceAnalytics
 
 log = logging.getLogger(__name__)
-AUTO_MIN_SOURCES = 8  # automatic (tracker.workers: -1): processes from this many tracked sources ...
+# automatic (tracker.workers: -1): processes only from this many tracked sources; below it the app's process loses
+# fewer frames (H100, 16 cores: docs/performance.md, "Trackers in worker processes") ...
+AUTO_MIN_SOURCES = 32
 AUTO_MIN_CORES = 8  # ... on a machine with this many usable cores; one worker per 4 cores, at most 4
 AUTO_MAX_WORKERS = 4
 

@@ -88,6 +88,6 @@ def test_a_run_with_worker_processes_writes_what_one_without_writes(tmp_path, ca
 
 
 def test_the_automatic_choice_keeps_few_sources_and_small_machines_in_process():
-    assert worker_count(-1, 32, 16) == 4 and worker_count(-1, 8, 8) == 2
-    assert worker_count(-1, 7, 64) == 0 and worker_count(-1, 32, 4) == 0  # few sources, or few cores
+    assert worker_count(-1, 32, 16) == 4 and worker_count(-1, 40, 8) == 2
+    assert worker_count(-1, 31, 64) == 0 and worker_count(-1, 32, 4) == 0  # few sources, or few cores
     assert worker_count(0, 32, 16) == 0 and worker_count(3, 2, 16) == 2  # as asked, never more than the sources

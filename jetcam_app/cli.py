@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", help="one of: %s; or PATH.onnx, your own detector or classifier (YOLOv8 / YOLO11, "
                    "YOLOv5 / YOLOv7, [B, C] classifiers)" % ", ".join(MODELS.choices()))
     m.add_argument("--imgsz", help="PATH.onnx with a dynamic input: the network's input size, 640 or 480,640 (h,w)")
-    m.add_argument("--decoder", choices=["auto", "yolov8", "yolov5", "classify"],
+    m.add_argument("--decoder", choices=["auto", "yolov8", "yolov5", "end2end", "classify"],
                    help="PATH.onnx: how its output is read; auto picks from the output shapes")
     m.add_argument("--labels", help="PATH.onnx: class names, one per line (or YAML / JSON with names)")
     m.add_argument("--weights", help="weights file (also looked up in models/); none = the model's default weights")

@@ -17,8 +17,9 @@ def validate(config: Any) -> None:
 
     if config.model.name not in MODELS:
         raise ConfigError("unknown model %s; choose one of: %s, or the path of a .onnx file" % (short_value(config.model.name), ", ".join(MODELS.choices())))
-    if config.model.decoder not in ("auto", "yolov8", "yolov5", "classify"):
-        raise ConfigError("model.decoder must be auto, yolov8, yolov5 or classify, got %s" % short_value(config.model.decoder))
+    if config.model.decoder not in ("auto", "yolov8", "yolov5", "end2end", "classify"):
+        raise ConfigError("model.decoder must be auto, yolov8, yolov5, end2end or classify, got %s"
+                          % short_value(config.model.decoder))
     if config.engine.backend not in BACKENDS:
         raise ConfigError("unknown backend %s; choose one of: %s" % (short_value(config.engine.backend), ", ".join(BACKENDS.choices())))
     if config.engine.precision not in PRECISIONS:

@@ -347,7 +347,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=d.model, help="one of: %s, or PATH.onnx (its reference is ONNX Runtime on "
                         "the CPU; default: %%(default)s)" % ", ".join(MODELS.choices()))
     parser.add_argument("--imgsz", default=d.imgsz, help="PATH.onnx with a dynamic input: 640 or 480,640 (h,w)")
-    parser.add_argument("--decoder", default=d.decoder, choices=["auto", "yolov8", "yolov5", "classify"],
+    parser.add_argument("--decoder", default=d.decoder, choices=["auto", "yolov8", "yolov5", "end2end", "classify"],
                         help="PATH.onnx: how its output is read (default: %(default)s)")
     parser.add_argument("--labels", default=d.labels, help="PATH.onnx: class names file")
     parser.add_argument("--backends", default=",".join(d.backends), type=_csv_list,

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="nanodet", help="one of: %s; or PATH.onnx (your own model's file)"
                    % ", ".join(MODELS.choices()))
     p.add_argument("--imgsz", help="PATH.onnx with a dynamic input: 640 or 480,640 (h,w)")
-    p.add_argument("--decoder", default="auto", choices=["auto", "yolov8", "yolov5", "classify"])
+    p.add_argument("--decoder", default="auto", choices=["auto", "yolov8", "yolov5", "end2end", "classify"])
     p.add_argument("--labels", help="PATH.onnx: class names file")
     p.add_argument("--weights", help="weights file (also looked up in models/)")
     p.add_argument("--random-weights", action="store_true", help="random weights: timing only")

@@ -199,3 +199,36 @@ def test_a_cli_run_with_a_broken_file_exits_2_in_one_line(tmp_path, capsys):
 def test_unknown_model_names_still_list_the_choices_and_the_onnx_path():
     with pytest.raises(JetcamError, match="or the path of a .onnx file"):
         load_config(overrides={"model.name": "yolov8n"})
+
+
+class _EndToEnd(torch.nn.Module):
+    """An end-to-end head (NMS in the graph, Ultralytics nms=True / YOLOv10 / YOLO26): [B, 300, 6] rows."""
+
+    def __init__(self, rows):
+        super().__init__()
+        table = torch.zeros(300, 6)
+        table[:len(rows)] = torch.tensor(rows, dtype=torch.float32)
+        self.register_buffer("rows", table)
+
+    def forward(self, x):
+        return self.rows.unsqueeze(0) + x[:, :1, :1, :1].reshape(-1, 1, 1) * 0
+
+
+def test_an_end_to_end_head_is_read_as_final_boxes(tmp_path):
+    rows = [(100, 150, 300, 400, 0.9, 2), (320, 40, 420, 140, 0.8, 0), (0, 0, 10, 10, 0.2, 1)]
+    path = str(tmp_path / "e2e.onnx")
+    onnx_files._export(_EndToEnd(rows), path, (640, 640), 1, False, ["output0"],
+                       metadata=[("names", str(dict(enumerate(NAMES)))), ("task", "detect"), ("end2end", "True")])
+    adapter = adapter_for(path)
+    assert (adapter.decoder, adapter.class_names) == ("end2end", NAMES)
+    result = run(adapter, np.zeros((333, 517, 3), np.uint8))
+    want = expected_frame_boxes([r[:4] + (0, 0) for r in rows[:2]], (333, 517), (640, 640))
+    np.testing.assert_allclose(result.boxes, want, atol=1e-3)  # best first; 0.2 is under the 0.3 threshold
+    assert list(result.labels) == [2, 0] and [result.name_of(i) for i in result.labels] == ["dog", "person"]
+    with pytest.raises(NotImplementedError):  # no static path: the fused stages fall back to the eager ones
+        adapter.static_postprocess(build_core(adapter)(adapter.example_input()), (333, 517))
+    plain = str(tmp_path / "plain.onnx")  # no metadata: [1, 300, 6] reads as a one-class YOLOv5 unless forced
+    onnx_files._export(_EndToEnd(rows), plain, (640, 640), 1, False, ["output0"])
+    assert adapter_for(plain).decoder == "yolov5"
+    forced = adapter_for(plain, decoder="end2end")
+    assert forced.decoder == "end2end" and len(run(forced, np.zeros((640, 640, 3), np.uint8))) == 2

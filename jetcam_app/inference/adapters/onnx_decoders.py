@@ -11,10 +11,15 @@ import torch
 from ...errors import ConfigError, WeightsError
 from .onnx_file import OnnxFileInfo, TensorInfo
 
-DECODERS = ("yolov8", "yolov5", "classify")
+DECODERS = ("yolov8", "yolov5", "end2end", "classify")
 DECODER_HELP = ("yolov8: [B, 4+nc, N] (Ultralytics YOLOv8 / YOLO11 detect: cx, cy, w, h, class scores); "
                 "yolov5: [B, N, 5+nc] (YOLOv5 / YOLOv7: cx, cy, w, h, objectness, class scores); "
-                "classify: [B, C] (logits or probabilities)")
+                "end2end: [B, N, 6] (NMS inside the graph: Ultralytics nms=True, YOLOv10, YOLO26: x1, y1, x2, y2, "
+                "score, class); classify: [B, C] (logits or probabilities)")
+
+
+def _true(text: Optional[str]) -> bool:
+    return str(text).strip().lower() in ("true", "1")
 
 
 def _int(d) -> int:
@@ -31,7 +36,8 @@ def choose_decoder(info: OnnxFileInfo, output_dims: Sequence[Tuple[int, ...]], f
     task = info.metadata.get("task", "")
     fits = {"classify": len(first) == 2 and first[1] >= 2,
             "yolov8": len(first) == 3 and first[1] >= 5 and first[2] >= 1,
-            "yolov5": len(first) == 3 and first[2] >= 6 and first[1] >= 1}
+            "yolov5": len(first) == 3 and first[2] >= 6 and first[1] >= 1,
+            "end2end": len(first) == 3 and first[2] == 6 and first[1] >= 1}
     if forced != "auto":
         if not fits[forced]:
             raise ConfigError("--decoder %s does not fit %s's first output (%s); %s"
@@ -39,6 +45,9 @@ def choose_decoder(info: OnnxFileInfo, output_dims: Sequence[Tuple[int, ...]], f
         return forced
     if fits["classify"] and task in ("", "classify"):
         return "classify"
+    # an end-to-end head says so in Ultralytics' metadata; without it [B, N, 6] reads as a one-class YOLOv5
+    if fits["end2end"] and (_true(info.metadata.get("end2end")) or _true(info.metadata.get("nms"))):
+        return "end2end"
     if len(first) == 3 and task in ("", "detect"):
         # YOLOv8 puts the few channels before the many anchors ([1, 84, 8400]); YOLOv5 the reverse ([1, 25200, 85])
         if fits["yolov8"] and first[1] < first[2]:
@@ -46,7 +55,7 @@ def choose_decoder(info: OnnxFileInfo, output_dims: Sequence[Tuple[int, ...]], f
         if fits["yolov5"] and first[1] > first[2]:
             return "yolov5"
     raise ConfigError("cannot tell how to decode %s: its outputs are %s%s; the decoders known are %s; fix: pass "
-                      "--decoder yolov8|yolov5|classify if one of them fits"
+                      "--decoder yolov8|yolov5|end2end|classify if one of them fits"
                       % (os.path.basename(info.path), shapes, " (task '%s' in its metadata)" % task if task else "",
                          DECODER_HELP))
 
@@ -102,6 +111,8 @@ def class_names(info: OnnxFileInfo, n_classes: int, labels_path: Optional[str]) 
         origin = "the file's metadata"
         if names is None:
             return ["class_%d" % i for i in range(n_classes)], "none found: class_N"
+    if n_classes == 0:  # an end-to-end head without names metadata: any labels file's length is its class count
+        return names, origin
     if len(names) != n_classes:
         raise ConfigError("%s names %d classes and the model outputs %d; fix: pass --labels with %d names, one per "
                           "line" % (origin, len(names), n_classes, n_classes))
@@ -176,8 +187,10 @@ def yolo_candidates(output: torch.Tensor, decoder: str, n_classes: int) -> Tuple
 def n_classes_of(decoder: str, dims: Tuple[int, ...], metadata_names: Dict[str, str]) -> int:
     """Classes in the head: the metadata's count where it fits inside the channels (a seg head carries 32 more),
     else every channel past the box (and objectness)."""
-    channels = dims[1] - 4 if decoder == "yolov8" else (dims[2] - 5 if decoder == "yolov5" else dims[1])
     names = _parse_names(metadata_names["names"]) if "names" in metadata_names else None
+    if decoder == "end2end":  # class ids, not channels: the names say how many (0: shown as "class N")
+        return len(names) if names else 0
+    channels = dims[1] - 4 if decoder == "yolov8" else (dims[2] - 5 if decoder == "yolov5" else dims[1])
     if names and 0 < len(names) <= channels:
         return len(names)
     if channels < 1:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError, WeightsError
-from ...types import Classification
+from ...types import Classification, Detections
 from ..engines.onnx_export import OnnxModel, PrebuiltOnnx
 from .base import ModelAdapter
 from .classification import centre_crop
@@ -17,7 +17,7 @@ from .dense_detect import detect, static_detect
 from .onnx_decoders import (choose_decoder, class_names, describe_outputs, input_hw, n_classes_of, parse_imgsz,
                              yolo_candidates)
 from .onnx_file import OnnxFileInfo, inspect_onnx, materialise
-from .preprocess import prepare, prepare_tensor
+from .preprocess import prepare, prepare_tensor, scale_boxes_back
 from .static_nms import unpack_detections
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class OnnxModelAdapter(ModelAdapter):
 
     @property
     def batched_static(self) -> bool:
-        return self.task == "detection"
+        return self.task == "detection" and self.decoder != "end2end"
 
     def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return prepare_tensor(self._crop(image_bgr), self.input_size, dtype, self.mean_255, self.std_255, rgb=True,
@@ -188,14 +188,28 @@ class OnnxModelAdapter(ModelAdapter):
             scores, class_ids = probabilities.topk(max(1, min(self.config.topk, probabilities.shape[0])))
             return Classification(class_ids=class_ids.cpu().numpy().astype(np.int64),
                                   scores=scores.cpu().numpy().astype(np.float32), class_names=self.class_names)
+        if self.decoder == "end2end":
+            return self._end2end(outputs[0][0], image_hw)
         boxes, scores = self.decode_batch([outputs[0][:1]])
         return detect(boxes[0], scores[0], image_hw, self.input_size, self.letterbox, self.config, self.class_names)
+
+    def _end2end(self, rows: torch.Tensor, image_hw: Tuple[int, int]) -> Detections:
+        """(N, 6) rows x1, y1, x2, y2, score, class from a head that ran NMS itself: thresholded, best first."""
+        rows = rows.float()
+        rows = rows[rows[:, 4] > self.config.score_threshold]
+        rows = rows[rows[:, 4].argsort(descending=True)][:self.config.max_detections]
+        boxes = scale_boxes_back(rows[:, :4], image_hw, self.input_size, letterbox=self.letterbox)
+        packed = torch.cat((boxes, rows[:, 4:6]), 1).cpu().numpy()
+        return Detections(packed[:, :4].astype(np.float32), packed[:, 4].astype(np.float32),
+                          packed[:, 5].round().astype(np.int64), self.class_names)
 
     def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
         if self.task == "classification":
             probabilities = self._probabilities(outputs[0][0])
             scores, class_ids = probabilities.topk(max(1, min(self.config.topk, probabilities.shape[0])))
             return torch.stack((class_ids.float(), scores), 1)
+        if self.decoder == "end2end":  # data-dependent sizes: the eager stages run it (fused_stages falls back)
+            raise NotImplementedError("an end-to-end head's rows are thresholded on the host")
         boxes, scores = self.decode_batch([outputs[0][:1]])
         return static_detect(boxes[0], scores[0], image_hw, self.input_size, self.letterbox, self.config,
                              self.exact_threshold)

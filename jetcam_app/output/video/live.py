@@ -123,7 +123,6 @@ class LiveEncoder:
         self._cond = threading.Condition()
         self._subs = []  # type: List[Subscription]
         self._slot = None  # type: Optional[tuple]
-        self._generation = 0  # a new stream (after an idle stop or a size change) restarts every viewer
         self._thread = None  # type: Optional[threading.Thread]
         self._keyframe_wanted = False
 
@@ -250,7 +249,6 @@ class LiveEncoder:
         self.size = size
         self.sps_pps = b""
         with self._cond:
-            self._generation += 1
             self.init_segment = b""
             for sub in self._subs:
                 sub.units.clear()

@@ -15,6 +15,7 @@ OVERRIDES = {
     "source": "source.uri", "pace": "source.pace", "width": "source.width", "height": "source.height",
     "fps": "source.fps", "flip": "source.flip", "timeout": "source.timeout_s", "capture": "source.capture",
     "gst": "source.gst", "reconnect_attempts": "source.reconnect_attempts", "decode_threads": "source.decode_threads",
+    "decode": "source.decode",
     "model": "model.name", "weights": "model.weights", "random_weights": "model.random_weights",
     "score_threshold": "model.score_threshold", "iou_threshold": "model.iou_threshold", "topk": "model.topk",
     "backend": "engine.backend", "precision": "engine.precision", "threads": "engine.threads",
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live sources: reconnects after a disconnect before the run stops")
     s.add_argument("--decode-threads", type=int, help="video files: decoder threads per source, 0 = OpenCV's "
                    "choice (one per core); 1-2 when many sources share few cores")
+    s.add_argument("--decode", choices=["auto", "gpu", "cpu"], help="video files: decode on the GPU's NVDEC "
+                   "(PyNvVideoCodec; frames stay on the device) or the CPU; auto = the GPU where it can")
     s.add_argument("--capture", choices=["auto", "opencv", "gobject"], help="how GStreamer pipelines run")
     s.add_argument("--gst", help="a GStreamer pipeline of your own, ending in an appsink")
     m = p.add_argument_group("model")

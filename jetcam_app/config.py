@@ -99,6 +99,7 @@ class SourceConfig:
     timeout_s: float
     reconnect_attempts: int
     decode_threads: int
+    decode: str  # video files: gpu (NVDEC), cpu (OpenCV) or auto (the GPU where it can)
     max_image_mp: float  # images larger than this many megapixels are refused from their header, before decoding
     capture: str
     gst: Optional[str]

@@ -20,6 +20,9 @@ def validate(config: Any) -> None:
     if config.model.decoder not in ("auto", "yolov8", "yolov5", "end2end", "classify"):
         raise ConfigError("model.decoder must be auto, yolov8, yolov5, end2end or classify, got %s"
                           % short_value(config.model.decoder))
+    for source in (config.source,) + tuple(config.sources):
+        if source.decode not in ("auto", "gpu", "cpu"):
+            raise ConfigError("source.decode must be auto, gpu or cpu, got %s" % short_value(source.decode))
     if config.engine.backend not in BACKENDS:
         raise ConfigError("unknown backend %s; choose one of: %s" % (short_value(config.engine.backend), ", ".join(BACKENDS.choices())))
     if config.engine.precision not in PRECISIONS:

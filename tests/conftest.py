@@ -65,7 +65,8 @@ def photos():
     skimage_data = pytest.importorskip("skimage.data")
     out = {}
     loaders = {"astronaut": skimage_data.astronaut, "coffee": skimage_data.coffee, "chelsea": skimage_data.chelsea,
-               "motorcycle_left": lambda: skimage_data.stereo_motorcycle()[0], "rocket": skimage_data.rocket}
+               "motorcycle_left": lambda: skimage_data.stereo_motorcycle()[0], "rocket": skimage_data.rocket,
+               "camera": skimage_data.camera}  # the cameraman, greyscale: a second person for pose and masks
     for name, load in loaders.items():
         rgb = load()
         if rgb.ndim == 2:

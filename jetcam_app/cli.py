@@ -21,7 +21,7 @@ OVERRIDES = {
     "backend": "engine.backend", "precision": "engine.precision", "threads": "engine.threads",
     "cuda_graph": "pipeline.cuda_graph", "trt_workspace_mb": "engine.trt_workspace_mb",
     "cache_dir": "engine.cache_dir", "triton_url": "engine.triton_url", "triton_model": "engine.triton_model",
-    "triton_timeout": "engine.triton_timeout_s",
+    "triton_timeout": "engine.triton_timeout_s", "triton_shm": "engine.triton_shm",
     "max_frames": "pipeline.max_frames", "queue_size": "pipeline.queue_size", "target_fps": "pipeline.target_fps",
     "out": "output.out_dir", "record": "output.record", "headless": "output.headless",
     "save_input": "output.save_input", "http": "output.http_port", "overlay": "overlay.enabled", "hud": "overlay.hud",
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--triton-url", help="--backend triton: grpc://host:8001 or http://host:8000")
     e.add_argument("--triton-model", help="--backend triton: the model's name on the server (none = export-triton's)")
     e.add_argument("--triton-timeout", type=float, help="--backend triton: seconds per request before the frame is dropped")
+    e.add_argument("--triton-shm", choices=("none", "system", "cuda"), help="--backend triton, server on this machine: "
+                   "the tensors through system or CUDA shared memory instead of the socket (falls back with a note)")
     r = p.add_argument_group("run and output")
     r.add_argument("--max-frames", type=int, help="stop after N processed frames (0 = the whole source)")
     r.add_argument("--queue-size", type=int,

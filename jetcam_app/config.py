@@ -134,6 +134,7 @@ class EngineConfig:
     triton_url: str
     triton_model: Optional[str]
     triton_timeout_s: float
+    triton_shm: str  # none, system or cuda (triton/shm.py)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def validate(config: Any) -> None:
                           "--max-batch %d or less" % (MAX_BATCH, config.pipeline.max_batch, MAX_BATCH))
     if config.pipeline.target_fps < 0:
         raise ConfigError("pipeline.target_fps must be >= 0 (0 = the source's fps)")
+    if config.engine.triton_shm not in ("none", "system", "cuda"):
+        raise ConfigError("engine.triton_shm must be none, system or cuda, got %r" % (config.engine.triton_shm,))
     if config.engine.triton_timeout_s <= 0:
         raise ConfigError("engine.triton_timeout_s must be > 0 (seconds a Triton request may take)")
     if not config.output.name or os.sep in config.output.name or config.output.name in (".", ".."):

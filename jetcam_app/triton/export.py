@@ -1,16 +1,19 @@
-"""`run.py export-triton`: write a Triton model repository for a model's core (ONNX, Python-backend or TensorRT plan)."""
+"""`run.py export-triton`: write a Triton model repository for a model (ONNX, Python-backend or TensorRT plan): the core
+alone (float in, raw out), or with the frame's normalisation and the decoding + NMS inside (served.py)."""
 
 import argparse
 import logging
 import os
 import shutil
 import sys
+import tempfile
 from typing import List, Optional
 
 from ..config import PRECISIONS, ModelConfig
 from ..errors import ConfigError, EngineBuildError, JetcamError
 from ..registry import MODELS
 from .pbtxt import INSTANCE_KINDS, RUNTIMES, TensorSpec, model_config
+from .served import INPUT_KINDS, OUTPUT_KINDS, choose_wire
 
 log = logging.getLogger(__name__)
 VARIANTS = tuple(RUNTIMES)
@@ -63,12 +66,15 @@ def _save_torchscript(core, example, path: str, strict_fp32: bool) -> None:
 
 def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32", variant: str = "onnx",
                       max_batch_size: int = 8, instances: int = 1, instance_kind: str = "auto",
-                      cache_dir: str = "models/cache", name: Optional[str] = None, torchscript: bool = False) -> str:
+                      cache_dir: str = "models/cache", name: Optional[str] = None, torchscript: bool = False,
+                      input_kind: str = "auto", output_kind: str = "auto") -> str:
     """Write <out_dir>/<name>/{config.pbtxt, 1/model.onnx|model.plan[, 1/model.py]}; return the model's folder.
 
-    The ONNX is the export the onnxruntime and trt backends use, with dimension 0 of every input and output
-    left free so the server can batch requests. `torchscript` (python variant): also the traced core as model.pt,
-    which model.py runs with torch on a GPU instance (a server whose Python has torch but no onnxruntime-gpu)."""
+    `input_kind` float / `output_kind` raw: the ONNX is the export the onnxruntime and trt backends use; uint8 (or
+    jpeg) / detections: the served graph of served.py (auto: those where the model can). Dimension 0 of every input
+    and output is left free so the server can batch requests. `torchscript` (python variant): also the traced graph
+    as model.pt, which model.py runs with torch on a GPU instance (a server whose Python has torch but no
+    onnxruntime-gpu)."""
     from ..inference.adapters.base import build_core, create_adapter
     from ..inference.engines.onnx_export import export_onnx, output_shapes
 
@@ -82,6 +88,13 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
     adapter = create_adapter(model)
     name = name or triton_model_name(adapter.name, precision)  # a .onnx file: its file name without .onnx
     core = build_core(adapter)
+    wire = choose_wire(adapter, core, input_kind, output_kind)
+    if wire.input == "jpeg" and variant != "python":
+        raise ConfigError("--input jpeg needs --variant python (model.py decodes the JPEG on the server); fix: "
+                          "--variant python, or --input uint8")
+    if wire.input != "float" or wire.output != "raw":
+        return _export_served(adapter, core, wire, out_dir, name, variant, precision, max_batch_size, instances,
+                              instance_kind, torchscript, plan_api)
     example = adapter.example_input()
     onnx = export_onnx(core, example, cache_dir, adapter.name, precision=precision, dynamic_batch=True)
     dtype = "float16" if onnx.precision == "fp16" else "float32"
@@ -94,6 +107,38 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
         skip = 1
     inputs = [TensorSpec(onnx.input_names[0], dtype, tuple(example.shape[skip:]))]
     outputs = [TensorSpec(n, dtype, shape[skip:]) for n, shape in zip(onnx.output_names, shapes)]
+    model_dir = _write_model(out_dir, name, variant, precision, max_batch_size, instances, instance_kind, inputs,
+                             outputs, wire.parameters(), plan_api, lambda path: shutil.copyfile(onnx.path, path),
+                             (core, example) if torchscript else None)
+    log.info("triton: %s (%s variant, %s, max batch %d, float in, raw out) written to %s", name, variant, precision,
+             max_batch_size, model_dir)
+    return model_dir
+
+
+def _export_served(adapter, core, wire, out_dir, name, variant, precision, max_batch_size, instances, instance_kind,
+                   torchscript, plan_api) -> str:
+    """The served graph (served.py): the frame's normalisation and, for detections, decoding and NMS inside."""
+    from .served import describe, export_served_onnx, output_names_of, served_module, tensor_specs
+
+    if adapter.batch_limit:
+        raise ConfigError("%s takes batches of exactly %d: its graph cannot be served with --input %s / --output %s; "
+                          "fix: --input float --output raw" % (adapter.name, adapter.batch_limit, wire.input,
+                                                               wire.output))
+    module, example = served_module(adapter, core, wire, precision)
+    names = output_names_of(adapter, wire)
+    inputs, outputs = tensor_specs(adapter, module, example, names, precision)
+    model_dir = _write_model(out_dir, name, variant, precision, max_batch_size, instances, instance_kind, inputs,
+                             outputs, wire.parameters(), plan_api,
+                             lambda path: export_served_onnx(module, example, path, names),
+                             (module, example) if torchscript else None)
+    log.info("triton: %s (%s variant, %s, max batch %d; %s) written to %s", name, variant, precision, max_batch_size,
+             describe(wire, inputs, outputs), model_dir)
+    return model_dir
+
+
+def _write_model(out_dir, name, variant, precision, max_batch_size, instances, instance_kind, inputs, outputs,
+                 parameters, plan_api, write_onnx, traced) -> str:
+    """The model's folder: config.pbtxt and version 1 (model.onnx or model.plan; model.py and model.pt)."""
     model_dir = os.path.join(out_dir, name)
     version_dir = os.path.join(model_dir, "1")
     try:
@@ -102,23 +147,24 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
             if os.path.exists(os.path.join(version_dir, stale)):
                 os.remove(os.path.join(version_dir, stale))
         if variant == "plan":
-            data = _plan_bytes(plan_api, onnx.path, precision, max_batch_size, name)
+            with tempfile.TemporaryDirectory(prefix="jetcam-plan-") as work:
+                onnx_path = os.path.join(work, "model.onnx")
+                write_onnx(onnx_path)
+                data = _plan_bytes(plan_api, onnx_path, precision, max_batch_size, name)
             with open(os.path.join(version_dir, "model.plan"), "wb") as f:
                 f.write(data)
         else:
-            shutil.copyfile(onnx.path, os.path.join(version_dir, "model.onnx"))
+            write_onnx(os.path.join(version_dir, "model.onnx"))
         if variant == "python":
             shutil.copyfile(PYTHON_MODEL, os.path.join(version_dir, "model.py"))
-            if torchscript:
-                _save_torchscript(core, example, os.path.join(version_dir, "model.pt"), precision == "fp32")
+            if traced is not None:
+                _save_torchscript(traced[0], traced[1], os.path.join(version_dir, "model.pt"), precision == "fp32")
         with open(os.path.join(model_dir, "config.pbtxt"), "w") as f:
             f.write(model_config(name, variant, inputs, outputs, max_batch_size=max_batch_size, instances=instances,
-                                 instance_kind=instance_kind))
+                                 instance_kind=instance_kind, parameters=parameters))
     except OSError as e:
         raise ConfigError("cannot write the Triton repository %s (%s); pass --out with a writable folder"
                           % (out_dir, e.strerror or e)) from e
-    log.info("triton: %s (%s variant, %s, max batch %d) written to %s", name, variant, precision, max_batch_size,
-             model_dir)
     return model_dir
 
 
@@ -145,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="models/cache", help="where the ONNX export is cached")
     p.add_argument("--torchscript", action="store_true", help="python variant: also model.pt, run with torch on a "
                    "GPU instance")
+    p.add_argument("--input", default="auto", choices=INPUT_KINDS, help="what the client sends: uint8, the frame "
+                   "resized to the input (a quarter of float's bytes; the graph normalises it); jpeg, that frame as a "
+                   "JPEG (--variant python); float, the preprocessed tensor; auto: uint8 where the model can")
+    p.add_argument("--output", default="auto", choices=OUTPUT_KINDS, help="what the server answers: detections, "
+                   "the boxes after decoding and NMS in the graph (kilobytes); raw, the core's tensors (what run.py "
+                   "bench compares); auto: detections where the model can")
+    p.add_argument("--score-threshold", type=float, help="--output detections: the lowest score the server keeps "
+                   "(default: the app's model.score_threshold; with tracking, its track_low_thresh or lower)")
+    p.add_argument("--iou-threshold", type=float, help="--output detections: NMS IoU (default: the app's)")
+    p.add_argument("--max-detections", type=int, help="--output detections: boxes per frame (default: the app's)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -156,10 +212,13 @@ def export_main(argv: List[str]) -> int:
     try:
         if args.model not in MODELS:
             raise ConfigError("unknown model '%s'; choose one of: %s" % (args.model, ", ".join(MODELS.choices())))
+        nms = {k: v for k, v in (("score_threshold", args.score_threshold), ("iou_threshold", args.iou_threshold),
+                                 ("max_detections", args.max_detections)) if v is not None}
         model = ModelConfig(name=args.model, weights=args.weights, random_weights=args.random_weights,
-                            imgsz=args.imgsz, decoder=args.decoder, labels=args.labels)
+                            imgsz=args.imgsz, decoder=args.decoder, labels=args.labels, **nms)
         path = export_repository(model, args.out, args.precision, args.variant, args.max_batch_size, args.instances,
-                                 args.instance_kind, args.cache_dir, args.name, args.torchscript)
+                                 args.instance_kind, args.cache_dir, args.name, args.torchscript, args.input,
+                                 args.output)
     except JetcamError as e:
         if args.debug:
             logging.exception("details")

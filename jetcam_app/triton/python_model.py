@@ -33,6 +33,30 @@ def _input_array(tensor):
     return torch.from_dlpack(tensor.to_dlpack()).numpy()
 
 
+def _jpeg_decoder():
+    """A function from JPEG bytes to an HxWx3 uint8 BGR array: OpenCV's, else Pillow's; ImportError naming both."""
+    try:
+        import cv2
+
+        return lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except ImportError:
+        pass
+    try:
+        import io
+
+        from PIL import Image
+    except ImportError:
+        raise ImportError("jetcam model.py: the model takes JPEG frames, and the server's Python has neither OpenCV "
+                          "nor Pillow to decode them; install one there (pip install pillow), or export with "
+                          "--input uint8")
+    return lambda data: np.ascontiguousarray(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[:, :, ::-1])
+
+
+def _decode_jpegs(decoder, tensor):
+    """A request's BYTES tensor (B, 1) of JPEG frames as a BxHxWx3 uint8 batch."""
+    return np.stack([decoder(bytes(item)) for item in tensor.as_numpy().reshape(-1)])
+
+
 class TritonPythonModel:
     """Batches every request the server hands over into one ONNX Runtime run, then splits the outputs back."""
 
@@ -46,6 +70,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
+        # --input jpeg: the frames come JPEG-encoded (BYTES); the graph takes them decoded
+        self.jpeg = _jpeg_decoder() if config["input"][0]["data_type"] == "TYPE_STRING" else None
         folder = os.path.join(args["model_repository"], args["model_version"])
         self.torch_module = None
         if args.get("model_instance_kind") == "GPU" and os.path.isfile(os.path.join(folder, "model.pt")):
@@ -85,7 +111,11 @@ class TritonPythonModel:
         feeds = {}
         sizes = []
         for name in self.input_names:
-            parts = [_input_array(pb_utils.get_input_tensor_by_name(r, name)) for r in requests]
+            tensors = [pb_utils.get_input_tensor_by_name(r, name) for r in requests]
+            if self.jpeg is not None:
+                parts = [_decode_jpegs(self.jpeg, t) for t in tensors]
+            else:
+                parts = [_input_array(t) for t in tensors]
             if not sizes:
                 sizes = [p.shape[0] for p in parts]
             feeds[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -39,8 +39,9 @@ WEIGHTS_ARGS = [] if os.path.isfile(os.path.join(ROOT, "models", "nanodet", "nan
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
     repo = tmp_path_factory.mktemp("triton_repo")
+    # the core alone (float in, raw out): what run.py bench compares; test_triton_served.py serves the others
     code = main(["export-triton", "--model", "nanodet", "--variant", "python", "--max-batch-size", "4",
-                 "--out", str(repo), "--cache-dir", str(tmp_path_factory.mktemp("cache"))] + WEIGHTS_ARGS)
+                 "--input", "float", "--output", "raw", "--out", str(repo), "--cache-dir", str(tmp_path_factory.mktemp("cache"))] + WEIGHTS_ARGS)
     assert code == 0
     return str(repo)
 

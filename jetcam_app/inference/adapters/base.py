@@ -7,6 +7,7 @@ import torch
 
 from ...config import ModelConfig
 from ...types import Result
+from .preprocess import scale_boxes_back
 
 
 class ModelAdapter:
@@ -68,6 +69,20 @@ class ModelAdapter:
 
     def describe_weights(self) -> str:
         return "RANDOM WEIGHTS" if self.random_weights else (self.config.weights or "default weights")
+
+    # A server that takes the resized frame (Triton's uint8 input, triton/served.py): the two hooks below.
+
+    def input_geometry(self) -> Optional[Tuple[bool, float]]:
+        """(letterbox, pad value in 0-255) where preprocess() only resizes the frame to input_size (stretched, or
+        letterboxed on the pad value) and normalises it, so prepare_tensor() of that uint8 frame is the same tensor;
+        None where it does more (a classifier's centre crop)."""
+        return None
+
+    def boxes_to_frame(self, boxes: torch.Tensor, image_hw: Tuple[int, int]) -> torch.Tensor:
+        """Boxes (N, 4) xyxy in input pixels, as static_postprocess(outputs, input_size) gives them, in pixels of a
+        frame of image_hw, as postprocess() maps them."""
+        geometry = self.input_geometry()
+        return scale_boxes_back(boxes, image_hw, self.input_size, letterbox=bool(geometry and geometry[0]))
 
 
 def build_core(adapter: ModelAdapter, seed: int = 0) -> torch.nn.Module:

@@ -241,6 +241,12 @@ class _TorchvisionSsdAdapter(ModelAdapter):
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)
 
+    def input_geometry(self) -> Optional[Tuple[bool, float]]:
+        return False, 0.0  # stretched
+
+    def boxes_to_frame(self, boxes: torch.Tensor, image_hw: Tuple[int, int]) -> torch.Tensor:
+        return boxes.float() * self._box_scale(image_hw, boxes.device)
+
 
 class Ssd300Vgg16Adapter(_TorchvisionSsdAdapter):
     """SSD300 with a VGG16 backbone (COCO mAP 25.1, 35.6 GFLOPs)."""

@@ -201,6 +201,9 @@ class NanoDetAdapter(ModelAdapter):
     def unpack(self, packed: np.ndarray) -> Optional[Detections]:
         return unpack_detections(packed, self.class_names)
 
+    def input_geometry(self) -> Optional[Tuple[bool, float]]:
+        return self.letterbox, 0.0
+
     def _grid(self, device: torch.device, stride: int) -> torch.Tensor:
         """(N, 2) cell centres (x, y) in input pixels, row-major like the head's flatten."""
         key = (str(device), stride)

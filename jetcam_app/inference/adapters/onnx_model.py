@@ -219,6 +219,9 @@ class OnnxModelAdapter(ModelAdapter):
         return static_detect(boxes, scores, image_hw, self.input_size, self.letterbox, self.config,
                              self.exact_threshold)
 
+    def input_geometry(self) -> Optional[Tuple[bool, float]]:
+        return (True, YOLO_PAD) if self.task == "detection" else None
+
     def unpack(self, packed: np.ndarray) -> Optional[object]:
         if self.task == "classification":
             return Classification(class_ids=packed[:, 0].astype(np.int64), scores=packed[:, 1].astype(np.float32),

@@ -55,12 +55,19 @@ def static_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.
     state = torch.cat((valid.float(), ones), -1)
     keep = state[..., :k]  # a view: each round's heaviside writes the state the next round multiplies
     one = torch.ones((), dtype=torch.float32, device=boxes.device)
+    # Traced (ONNX, TorchScript: a Triton model with NMS inside): heaviside has no ONNX symbolic and a trace cannot
+    # write into a view, so each round's state is made anew; hits >= 0 is heaviside(hits, 1).
+    traced = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
     previous = keep
     for round_ in range(rounds):
         if round_ == rounds - 1:
             previous = keep.clone()
         hits = state @ negated if state.dim() == 1 else (state.unsqueeze(-2) @ negated).squeeze(-2)
-        torch.heaviside(hits, one, out=keep)
+        if traced:
+            keep = (hits >= 0).float()
+            state = torch.cat((keep, ones), -1)
+        else:
+            torch.heaviside(hits, one, out=keep)
     return keep > 0, keep == previous
 
 

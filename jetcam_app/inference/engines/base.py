@@ -74,6 +74,13 @@ class Engine:
         """The outputs of infer_async()'s request, or None when the frame was dropped (the engine counts it)."""
         raise NotImplementedError
 
+    def frame_codec(self, adapter) -> Any:
+        """An engine whose model takes frames or gives results itself (a Triton model exported with --input uint8 or
+        --output detections): the object the eager stages encode frames and decode outputs with (triton/wire.py's
+        FrameCodec: encode, batch, example, decode); None: the adapter's preprocess() and postprocess(). Called after
+        load()."""
+        return None
+
     def server_counters(self) -> Optional[Dict[str, int]]:
         """A remote engine's cumulative server statistics (Triton: count and ns per phase); None for local ones."""
         return None

@@ -1,8 +1,11 @@
-"""The Triton backend: the model core runs on a Triton Inference Server (gRPC or HTTP), several requests in flight.
+"""The Triton backend: the model runs on a Triton Inference Server (gRPC or HTTP), several requests in flight.
 
-Preprocessing, decoding and NMS stay in the app. A server that goes away mid-run is handled like a camera
-that does: the frames whose requests fail are dropped and counted, the engine reconnects with backoff while
-the run goes on, and summary.json reports both (engine_dropped_frames, engine_reconnects).
+What crosses the wire is the served model's (export-triton --input / --output, read from its config): the
+preprocessed tensor or the resized uint8 frame (or its JPEG) in; the core's raw outputs (decoded and NMS'd here)
+or the final detections out (triton/wire.py turns frames and answers into what the stages need). On the server's
+host, --triton-shm puts the tensors in shared memory instead (triton/shm.py). A server that goes away mid-run is
+handled like a camera that does: the frames whose requests fail are dropped and counted, the engine reconnects with
+backoff while the run goes on, and summary.json reports both (engine_dropped_frames, engine_reconnects).
 """
 
 import logging
@@ -14,12 +17,13 @@ import numpy as np
 import torch
 
 from ...errors import BackendUnavailable, EngineConnectionError, first_line
+from ...triton.wire import outputs_bytes, payload_bytes
 from .base import Capabilities, Engine
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'tritonclient[grpc,http]' (or pip install -e '.[triton]')"
 SERVE_HINT = "start the server (docs/triton.md) or pass --triton-url"
-WIRE_TYPES = {torch.float32: "FP32", torch.float16: "FP16"}
+WIRE_TYPES = {torch.float32: "FP32", torch.float16: "FP16", torch.uint8: "UINT8"}
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 5.0
 # gRPC status codes and client-side messages that mean the server or the network went away, not a bad request.
@@ -53,8 +57,9 @@ def parse_url(url: str) -> Tuple[str, str]:
 class Request:
     """One frame's request: filled by the client's callback (gRPC) or on result() (HTTP); dropped when never sent."""
 
-    def __init__(self, dropped: bool = False, frames: int = 1):
+    def __init__(self, dropped: bool = False, frames: int = 1, slot: Any = None):
         self.frames = frames  # the batch's frames: all of them are dropped with the request
+        self.slot = slot  # its shared-memory slot (triton/shm.py), or None: over the wire
         self.done = threading.Event()
         self.sent = time.perf_counter()
         self.received = self.sent
@@ -97,6 +102,12 @@ class TritonEngine(Engine):
         self.model = ""
         self.input_name = "input"
         self.output_names = []  # type: List[str]
+        self.served = None  # type: Any  # triton/served_check.ServedModel, once loaded
+        self.codec = None  # type: Any  # triton/wire.FrameCodec for a model that takes frames or gives detections
+        self.shm_kind = config.triton_shm
+        self.shm = None  # type: Any  # triton/shm.SharedMemoryPool
+        self.shm_note = None  # type: Optional[str]  # why shared memory is not used, when it was asked for
+        self.wire_counts = {"requests": 0, "frames": 0, "sent_bytes": 0, "received_bytes": 0, "shm_requests": 0}
         self.reconnects = 0
         self.dropped_frames = 0
         self.timeouts = 0
@@ -143,8 +154,12 @@ class TritonEngine(Engine):
         if not live:
             raise EngineConnectionError("the Triton server at %s is not live; fix: %s" % (url, SERVE_HINT))
         self._check_model(example)
+        if self.shm_kind != "none":
+            self._open_shm(int(example.shape[0]))
         self.load_seconds = time.perf_counter() - start
-        log.info("triton: %s on %s (%s), ready in %.2f s", self.model, url, self.protocol, self.load_seconds)
+        wire = self.served.wire
+        log.info("triton: %s on %s (%s; %s in, %s out%s), ready in %.2f s", self.model, url, self.protocol, wire.input,
+                 wire.output, ", %s shared memory" % self.shm.kind if self.shm is not None else "", self.load_seconds)
 
     def _metadata(self) -> Dict[str, Any]:
         try:
@@ -165,29 +180,68 @@ class TritonEngine(Engine):
                                            ", ".join(served) or "nothing")) from e
 
     def _check_model(self, example: torch.Tensor) -> None:
-        """The served model's input must take the app's batch (any batch size where dimension 0 is -1)."""
+        """The served model must take what the app sends (triton/served_check.py): its wire format, names, shapes."""
+        from ...triton.served_check import check_served, config_parameters
+
         meta = self._metadata()
-        inputs = {i["name"]: i for i in meta.get("inputs", [])}
-        want_type = WIRE_TYPES[self.input_dtype]
-        want = [int(d) for d in example.shape]
-        served = inputs.get(self.input_name)
-        shape = [int(d) for d in served["shape"]] if served else []
-        matches = served is not None and served["datatype"] == want_type and len(shape) == len(want) and all(
-            s in (-1, w) for s, w in zip(shape, want))
-        if not matches:
-            have = ", ".join("%s %s %s" % (n, i["datatype"], [int(d) for d in i["shape"]]) for n, i in inputs.items())
-            raise EngineConnectionError("Triton model '%s' at %s takes %s, but the app sends %s %s %s; fix: re-export it "
-                                        "with run.py export-triton for this model and --precision, or pass --triton-model"
-                                        % (self.model, self.config.triton_url, have or "no inputs", self.input_name,
-                                           want_type, want))
-        outputs = [o["name"] for o in meta.get("outputs", [])]
-        missing = [n for n in self.output_names if n not in outputs]
-        if missing:
-            raise EngineConnectionError("Triton model '%s' at %s has outputs %s, the app needs %s; fix: re-export it with "
-                                        "run.py export-triton" % (self.model, self.config.triton_url, outputs,
-                                                                  self.output_names))
-        if not self.output_names:
-            self.output_names = outputs
+        try:
+            if self.protocol == "grpc":
+                config = self.client.get_model_config(self.model, as_json=True, client_timeout=self.timeout_s)
+            else:
+                config = self.client.get_model_config(self.model)
+        except self.server_error as e:
+            raise EngineConnectionError("cannot read the config of Triton model '%s' at %s (%s); fix: %s"
+                                        % (self.model, self.config.triton_url, first_line(e), SERVE_HINT)) from e
+        self.served = check_served(meta, config_parameters(config), example.shape, WIRE_TYPES[self.input_dtype],
+                                   self.input_name, self.output_names, self.model, self.config.triton_url)
+        self.input_name = self.served.input_name
+        self.output_names = list(self.served.output_names)
+
+    def frame_codec(self, adapter) -> Any:
+        """A model that takes frames or answers detections (export-triton --input uint8|jpeg, --output detections):
+        the codec the stages encode frames and decode answers with, after checking its NMS keeps what the app keeps;
+        None for the core alone (float in, raw out): the adapter's own preprocess and postprocess."""
+        from ...triton.wire import FrameCodec, check_nms
+
+        wire = self.served.wire
+        if wire.input == "float" and wire.output == "raw":
+            return None
+        if wire.output == "detections":
+            check_nms(wire, adapter.config, self.model, self.config.triton_url)
+        self.codec = FrameCodec(adapter, wire, self.device, self.input_dtype)
+        return self.codec
+
+    # -- shared memory ------------------------------------------------------------------------------------
+
+    def _open_shm(self, max_batch: int) -> None:
+        """--triton-shm: register regions with the server; where it cannot (another host, a container without the
+        host's /dev/shm or IPC, no CUDA here) the tensors go over the network and the reason is noted once."""
+        from ...triton.shm import SharedMemoryPool, SharedMemoryUnavailable, is_local, regions_for
+
+        if self.served.input_type == "BYTES":
+            self._no_shm("JPEG frames (BYTES) go over the network")
+        elif not is_local(self.address):
+            self._no_shm("the server at %s is not on this machine" % self.config.triton_url)
+        else:
+            try:
+                regions = regions_for(self.shm_kind, lambda method, *args: self._call(self.client, method, *args))
+                self.shm = SharedMemoryPool(regions, (self.input_name, self.served.frame_bytes()),
+                                            self.served.output_specs(), max_batch).open()
+            except SharedMemoryUnavailable as e:
+                self._no_shm("the server at %s could not map this client's %s shared memory (%s)"
+                             % (self.config.triton_url, self.shm_kind, e))
+
+    def _no_shm(self, reason: str) -> None:
+        self.shm = None
+        self.shm_note = reason
+        log.warning("triton: --triton-shm %s not used: %s; the tensors go over the network", self.shm_kind, reason)
+
+    def _close_shm(self) -> None:
+        if self.shm is not None:
+            try:
+                self.shm.close()
+            except (self.server_error, OSError) as e:
+                log.warning("triton: releasing shared memory: %s", first_line(e))
 
     def _reconnect(self) -> bool:
         """One attempt, at most once per backoff period; True when the server and the model are ready again."""
@@ -201,6 +255,12 @@ class TritonEngine(Engine):
         except (self.server_error, OSError) as e:
             ready = False
             log.debug("triton: reconnect attempt failed: %s", e)
+        if ready and self.shm is not None:
+            try:  # a restarted server has forgotten the registrations
+                self.shm.reregister()
+            except (self.server_error, OSError) as e:
+                self._close_shm()
+                self._no_shm("registering it again after the reconnect failed (%s)" % first_line(e))
         if ready:
             log.warning("triton: reconnected to %s after %.1f s (%d frames dropped so far)", self.config.triton_url,
                         now - (self._down_since or now), self.dropped_frames)
@@ -222,15 +282,30 @@ class TritonEngine(Engine):
 
     # -- inference ----------------------------------------------------------------------------------------
 
-    def infer_async(self, batch: torch.Tensor) -> Request:
+    def _as_array(self, batch: Any) -> np.ndarray:
+        """The batch as the served input's host array: float in the precision's type, uint8 frames, JPEG bytes."""
+        if isinstance(batch, np.ndarray):
+            return batch
+        dtype = torch.uint8 if self.served.input_type == "UINT8" else self.input_dtype
+        return batch.detach().to("cpu", dtype).contiguous().numpy()
+
+    def infer_async(self, batch: Any) -> Request:
         """Send the batch (N frames; the exported model accepts up to its max_batch_size) and return at once."""
         if self._down_since is not None and not self._reconnect():
             return Request(dropped=True, frames=int(batch.shape[0]))
-        x = batch.detach().to("cpu", self.input_dtype).contiguous().numpy()
-        tensor = self.client_module.InferInput(self.input_name, list(x.shape), WIRE_TYPES[self.input_dtype])
-        tensor.set_data_from_numpy(x)
+        x = self._as_array(batch)
+        tensor = self.client_module.InferInput(self.input_name, list(x.shape), self.served.input_type)
         wanted = [self.client_module.InferRequestedOutput(n) for n in self.output_names]
-        request = Request(frames=int(x.shape[0]))
+        slot = self.shm.acquire() if self.shm is not None else None
+        if slot is not None:
+            self.shm.bind(slot, tensor, x, wanted)
+            self.wire_counts["shm_requests"] += 1
+        else:
+            tensor.set_data_from_numpy(x)
+            self.wire_counts["sent_bytes"] += payload_bytes(x)
+        self.wire_counts["requests"] += 1
+        self.wire_counts["frames"] += int(x.shape[0])
+        request = Request(frames=int(x.shape[0]), slot=slot)
         try:
             if self.protocol == "grpc":
                 self.client.async_infer(self.model, [tensor], callback=lambda result, error: request.complete(result, error),
@@ -241,7 +316,13 @@ class TritonEngine(Engine):
             self._lost(e)
             request.dropped = True
             request.done.set()
+            self._release(request)
         return request
+
+    def _release(self, request: Request) -> None:
+        if request.slot is not None and self.shm is not None:
+            self.shm.release(request.slot)
+        request.slot = None
 
     def result(self, handle: Request) -> Optional[Tuple[torch.Tensor, ...]]:
         if not handle.dropped and handle.pending is not None:
@@ -251,14 +332,28 @@ class TritonEngine(Engine):
                 handle.complete(None, e)
         elif not handle.dropped and not handle.done.wait(self.timeout_s + 1.0):
             handle.complete(None, TimeoutError("no answer in %.1f s" % (self.timeout_s + 1.0)))
-        if handle.error is not None:
-            self._failed(handle.error)
-            handle.dropped = True
-        if handle.dropped:
-            self.dropped_frames += handle.frames
-            return None
-        return tuple(torch.from_numpy(np.array(handle.outputs.as_numpy(n))).to(self.device)
-                     for n in self.output_names)
+        try:
+            if handle.error is not None:
+                self._failed(handle.error)
+                handle.dropped = True
+            if handle.dropped:
+                self.dropped_frames += handle.frames
+                return None
+            arrays = self._outputs(handle)
+        finally:
+            self._release(handle)
+        # raw outputs go where the adapter decodes them; the server's detections are read on the host
+        device = torch.device("cpu") if self.served.wire.output == "detections" else self.device
+        return tuple(torch.from_numpy(a).to(device) for a in arrays)
+
+    def _outputs(self, handle: Request) -> List[np.ndarray]:
+        if handle.slot is not None and self.shm is not None:
+            from ...triton.shm import output_shapes
+
+            return self.shm.read(handle.slot, output_shapes(handle.outputs, self.output_names, self.protocol))
+        arrays = [np.array(handle.outputs.as_numpy(n)) for n in self.output_names]
+        self.wire_counts["received_bytes"] += outputs_bytes(arrays)
+        return arrays
 
     def _failed(self, error: BaseException) -> None:
         text = "%s %s" % (error.status() if isinstance(error, self.server_error) else "", error)
@@ -289,7 +384,23 @@ class TritonEngine(Engine):
 
     def health(self) -> Dict[str, Any]:
         return {"engine_reconnects": self.reconnects, "engine_dropped_frames": self.dropped_frames,
-                "engine_timeouts": self.timeouts}
+                "engine_timeouts": self.timeouts, "engine_wire": self.wire_report()}
+
+    def wire_report(self) -> Dict[str, Any]:
+        """What crossed the wire: the served format, tensor bytes a frame each way (0 through shared memory)."""
+        from ...triton.shm import summary
+
+        counts = dict(self.wire_counts)
+        frames = max(1, counts["frames"])
+        report = {"input": self.served.wire.input if self.served else None,
+                  "output": self.served.wire.output if self.served else None,
+                  "sent_bytes_per_frame": round(counts["sent_bytes"] / frames, 1),
+                  "received_bytes_per_frame": round(counts["received_bytes"] / frames, 1),
+                  "inexact_frames": self.codec.inexact_frames if self.codec is not None else 0}
+        report.update(counts)
+        report.update(summary(self.shm, self.shm_note))
+        return report
 
     def close(self) -> None:
+        self._close_shm()
         self._close_client()

@@ -149,11 +149,12 @@ class Pipeline:
             self.stop_reason = reason
         self.stop.set()
 
-    def _open_sources(self, pool) -> List[Tuple[str, Any]]:
-        """Every source that opens; one that does not is logged and left out, unless none opens."""
+    def _open_sources(self, pool, device) -> List[Tuple[str, Any]]:
+        """Every source that opens; one that does not is logged and left out, unless none opens. `device`: the
+        engine's, where video files may decode (source.decode)."""
         pairs = self._sources
         if pairs is None:
-            pairs = [(self._name(c), create_source(c, buffers=pool)) for c in self.source_configs]
+            pairs = [(self._name(c), create_source(c, buffers=pool, device=device)) for c in self.source_configs]
         for _, source in pairs:  # a source the caller built without buffers decodes into the pool too
             if source.buffers is None:
                 source.buffers = pool
@@ -207,7 +208,7 @@ class Pipeline:
         try:
             # the sources decode into the page-locked buffers the fused stages upload from (given at construction)
             pool = frame_pool(engine, cfg.pipeline.cuda_graph, len(self.source_configs))
-            opened = self._open_sources(pool)
+            opened = self._open_sources(pool, engine.device)
             closers.extend(source for _, source in opened)
             max_batch = cfg.pipeline.max_batch or min(len(opened), MAX_BATCH)  # more sources share the batches
             max_batch = fitted_batch(adapter, max_batch)

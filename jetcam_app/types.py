@@ -18,6 +18,47 @@ class Frame:
     capture_time: float  # time.perf_counter() when the frame was captured (for latency)
     name: Optional[str] = None  # the image's file name (image sources); None for video and cameras
 
+    @property
+    def hw(self) -> Tuple[int, int]:
+        """(height, width): a frame decoded on the GPU (DeviceFrame) tells it without a download."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+class DeviceFrame(Frame):
+    """Frame whose `device_image` is an H x W x 3 uint8 BGR CUDA tensor. `image` downloads it once, when a sink asks;
+    dataclasses.replace(frame, image=drawn) (a frame drawn elsewhere) gives a plain host frame."""
+
+    def __init__(self, image: Any = None, index: int = 0, timestamp_s: float = 0.0, capture_time: float = 0.0,
+                 name: Optional[str] = None, device_image: Any = None):
+        # Frame's dataclass __init__ is not called: it would assign `image`, which is a property here
+        self._host = image
+        self.device_image = device_image
+        self.index = index
+        self.timestamp_s = timestamp_s
+        self.capture_time = capture_time
+        self.name = name
+
+    @property  # type: ignore[override]
+    def image(self):
+        if self._host is None:
+            self._host = self.device_image.cpu().numpy()  # waits for the copy: only sinks that show pixels ask
+        return self._host
+
+    @image.setter
+    def image(self, value) -> None:
+        self._host = value
+
+    @property
+    def hw(self) -> Tuple[int, int]:
+        if self.device_image is not None:
+            return int(self.device_image.shape[0]), int(self.device_image.shape[1])
+        return Frame.hw.fget(self)  # type: ignore[attr-defined]
+
+
+def device_pixels(frame: Frame) -> Any:
+    """The frame's CUDA tensor where it was decoded on the GPU, else None (its pixels are on the host)."""
+    return getattr(frame, "device_image", None)
+
 
 def detection_name(class_names: Sequence[str], label: int) -> str:
     """The name of a detection's class id: "class N" where the list has none."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import first_line
-from ..types import Frame, FrameTiming
+from ..types import Frame, FrameTiming, device_pixels
 from .box_outlines import GPU_OUTLINES_SUPPORTED
 from .graph_parts import BatchGraph, Lane, copy_rows, group_by_shape, padded_size, padded_sizes
 from .host_buffers import DEFAULT_LIMIT_BYTES, HostFramePool, is_integrated, pool_for
@@ -168,9 +168,9 @@ class FusedStages:
             raise ValueError("a batch holds 1 to %d frames, got %d" % (self.max_batch, len(frames)))
         now = time.perf_counter()
         if len(frames) == 1:  # one source: nothing to group
-            groups = [(frames[0].image.shape, [0])]  # type: List[Tuple[Tuple[int, ...], List[int]]]
+            groups = [(frames[0].hw + (3,), [0])]  # type: List[Tuple[Tuple[int, ...], List[int]]]
         else:
-            groups = group_by_shape([f.image.shape for f in frames])
+            groups = group_by_shape([f.hw + (3,) for f in frames])
         plan = []
         for shape, indices in groups:
             size = padded_size(len(indices), self.sizes)
@@ -186,7 +186,7 @@ class FusedStages:
         parts = []
         for graphs, indices, size in plan:
             graph = graphs[turn]
-            self._upload(graph, [frames[i].image for i in indices])
+            self._upload(graph, [frames[i] for i in indices])
             self.padded_frames += size - len(indices)
             # Streams are passed explicitly: each torch.cuda.current_stream() costs a device query.
             compute = lane.stream
@@ -205,32 +205,41 @@ class FusedStages:
             parts.append((graph, indices, drawn))
         return _FusedBatch(list(frames), parts, now)
 
-    def _upload(self, graph: BatchGraph, images: List[np.ndarray]) -> None:
-        """The images into the first rows of the graph's device buffer, on the upload stream (the copy engine moves
-        them while the previous batch's graph computes). A frame decoded into the pool's page-locked buffers goes up
-        from where it lies; any other is copied into the lane's own page-locked rows first. Only the frames' rows go
-        up: padding rows hold earlier frames, never read."""
+    def _upload(self, graph: BatchGraph, frames: List[Frame]) -> None:
+        """The frames into the first rows of the graph's device buffer, on the upload stream (the copy engine moves
+        them while the previous batch's graph computes). A frame decoded on the GPU is copied on the device; one
+        decoded into the pool's page-locked buffers goes up from where it lies; any other is copied into the lane's
+        own page-locked rows first. Only the frames' rows go up: padding rows hold earlier frames, never read."""
         buffers = graph.inputs
         pool = self.host_buffers
-        pinned = [pool.storage_of(image) for image in images] if pool is not None else [None] * len(images)
-        if any(storage is None for storage in pinned):
+        on_device = [device_pixels(frame) for frame in frames]
+        images = [frame.image if pixels is None else None for frame, pixels in zip(frames, on_device)]
+        pinned = [pool.storage_of(image) if pool is not None and image is not None else None for image in images]
+        copied = [row for row, image in enumerate(images) if image is not None and pinned[row] is None]
+        if copied:
             if buffers.uploaded is not None:
                 buffers.uploaded.synchronize()  # the previous upload out of host_in is done before it is overwritten
-            for row, image in enumerate(images):
-                if pinned[row] is None:
-                    np.copyto(buffers.host_in_np[row], image)
-                    self.copied_frames += 1
-        rows = [buffers.host_rows[row] if storage is None else storage for row, storage in enumerate(pinned)]
+            for row in copied:
+                np.copyto(buffers.host_in_np[row], images[row])
+            self.copied_frames += len(copied)
+        rows = [on_device[row] if on_device[row] is not None else pinned[row] if pinned[row] is not None
+                else buffers.host_rows[row] for row in range(len(frames))]
         upload, main = self._upload_stream, self._main_stream
         torch.cuda.set_stream(upload)
         try:
             graph.upload_start.record(upload)
             if len(rows) == 1:
                 buffers.device_rows[0].copy_(rows[0], non_blocking=True)
-            elif all(storage is None for storage in pinned):  # every row copied: one upload
+            elif len(copied) == len(rows):  # every row copied: one upload
                 buffers.device_in[:len(rows)].copy_(buffers.host_in[:len(rows)], non_blocking=True)
-            else:
-                copy_rows(buffers.device_rows[:len(rows)], rows)
+            else:  # device-to-device and host-to-device rows in separate calls: foreach copies keep to one kind
+                for kind in (True, False):
+                    picked = [row for row in range(len(rows)) if (on_device[row] is not None) == kind]
+                    if picked:
+                        copy_rows([buffers.device_rows[row] for row in picked], [rows[row] for row in picked])
+            for pixels in on_device:
+                if pixels is not None:  # its memory is not handed on before this stream has read it
+                    pixels.record_stream(upload)
             graph.uploaded.record(upload)
             buffers.uploaded = graph.uploaded
         finally:
@@ -269,7 +278,7 @@ class FusedStages:
                 if result is None:
                     self.fallbacks += 1  # outlines drawn were of the inexact result: the host draws these
                     outputs = graph.outputs if row == 0 else split_outputs(graph.outputs, row)
-                    result = self.adapter.postprocess(outputs, frame.image.shape[:2])
+                    result = self.adapter.postprocess(outputs, frame.hw)
                 elif drawn is not None:
                     frame, outlined = dataclasses.replace(frame, image=drawn), True
                 if self.outlines_on_device:

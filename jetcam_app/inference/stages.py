@@ -21,7 +21,7 @@ except ImportError:  # Python 3.6 and 3.7 (JetPack 4.6): the backport
     from typing_extensions import Protocol, runtime_checkable  # type: ignore
 
 from ..errors import ConfigError
-from ..types import Frame, FrameTiming, Result
+from ..types import Frame, FrameTiming, Result, device_pixels
 from .host_buffers import HostFramePool
 
 
@@ -172,7 +172,7 @@ class EagerStages:
         tensors, pre_marks = [], []
         for frame in frames:
             t0 = self.clock.mark()
-            tensors.append(self.adapter.preprocess(frame.image, device, dtype))
+            tensors.append(self._preprocess(frame, device, dtype))
             pre_marks.append((t0, self.clock.mark()))
         t1 = pre_marks[-1][1]
         pad = self.padded_batch - len(tensors) if self.padded_batch else 0
@@ -183,6 +183,20 @@ class EagerStages:
         outputs = self.engine.infer_async(batch) if self.remote else tuple(self.engine.infer(batch))
         t2 = self.clock.mark()
         return EagerBatch(list(frames), outputs, pre_marks, (t1, t2), now)
+
+    def _preprocess(self, frame: Frame, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The frame as the network's input; one decoded on the GPU is prepared where it lies (no host round trip)
+        where the engine runs on CUDA and the model prepares device tensors."""
+        pixels = device_pixels(frame)
+        if pixels is not None and device.type == "cuda":
+            try:
+                tensor = self.adapter.prepare_tensor(pixels.to(device), dtype)
+            except NotImplementedError:
+                pass
+            else:
+                pixels.record_stream(torch.cuda.current_stream(device))
+                return tensor
+        return self.adapter.preprocess(frame.image, device, dtype)
 
     def finish(self, work: EagerBatch) -> List[Optional[Processed]]:
         """Postprocess each frame on its slice of the outputs (decoding and NMS on the outputs' device) and read the
@@ -199,7 +213,7 @@ class EagerStages:
             start = time.perf_counter()
             # postprocess reads outputs[k][0]: the first frame needs no slice, padded or not
             outputs = work.outputs if i == 0 else split_outputs(work.outputs, i)
-            result = self.adapter.postprocess(outputs, frame.image.shape[:2])
+            result = self.adapter.postprocess(outputs, frame.hw)
             post_ms = (time.perf_counter() - start) * 1000.0  # wall time: on CUDA it includes waiting for the result
             timing = FrameTiming(queue_wait_ms=(work.submitted - frame.capture_time) * 1000.0,
                                  pre_ms=self.clock.elapsed_ms(*work.pre_marks[i]),

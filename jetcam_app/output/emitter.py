@@ -164,7 +164,7 @@ class FrameEmitter:
         if not remote:
             return
         items = [(lane.name, done.frame.index, done.frame.timestamp_s,
-                  (done.frame.image.shape[1], done.frame.image.shape[0]), done.result, lane.source.reconnects)
+                  done.frame.hw[::-1], done.result, lane.source.reconnects)
                  for lane, done in remote]
         for (lane, done), answer in zip(remote, remote[0][0].analytics.pool.process(items)):
             done.result, done.scene = lane.analytics.apply(done.result, answer)
@@ -179,7 +179,7 @@ class FrameEmitter:
         if getattr(analytics, "pool", None) is not None:  # tracked in a worker: _analyze_remote did it
             return
         frame = done.frame
-        height, width = frame.image.shape[:2]
+        height, width = frame.hw
         done.result, done.scene = analytics.process(frame.index, frame.timestamp_s, (width, height), done.result,
                                                     lane.source.reconnects)
 

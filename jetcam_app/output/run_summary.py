@@ -48,6 +48,14 @@ def _analytics(lane) -> Dict[str, Any]:
     return dict(lane.analytics.summary(), events=lane.analytics.events)
 
 
+def _decode(source) -> Dict[str, Any]:
+    """Where the source's frames were decoded (cpu, gpu), and why a file meant for the GPU fell back."""
+    out = {"on": getattr(source, "decoded_on", "cpu")}  # type: Dict[str, Any]
+    if getattr(source, "decode_note", ""):
+        out["note"] = source.decode_note
+    return out
+
+
 def one_source_summary(facts: RunFacts, lane, timings) -> Dict[str, Any]:
     """One source: its figures at the top (`timings`: the timing log's, which holds only its frames)."""
     source = lane.source
@@ -55,7 +63,8 @@ def one_source_summary(facts: RunFacts, lane, timings) -> Dict[str, Any]:
     dropped = lane.dropped() + int(facts.engine_health.get("engine_dropped_frames", 0))
     extra = dict(_common(facts), **{
         "unprocessed_at_stop": max(0, lane.captured() - lane.processed - dropped),
-        "source": source.describe(), "reconnects": source.reconnects, "out_dir": facts.out_dir,
+        "source": source.describe(), "decode": _decode(source), "reconnects": source.reconnects,
+        "out_dir": facts.out_dir,
         "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames},
         **_analytics(lane))
     return build_summary(lane.captured(), lane.processed, dropped, facts.wall_s, timings,
@@ -72,7 +81,8 @@ def several_sources_summary(facts: RunFacts, lanes: Sequence[Any], processed: in
         dropped = lane.dropped() + lane.lost
         sections[lane.name] = build_summary(lane.captured(), lane.processed, dropped, own_wall_s, lane.accumulated,
                                             lane.target_fps, dict({
-            "source": source.describe(), "live": bool(source.is_live), "reconnects": source.reconnects,
+            "source": source.describe(), "decode": _decode(source), "live": bool(source.is_live),
+            "reconnects": source.reconnects,
             "end_reason": lane.end_reason or facts.stop_reason,
             "error": None if capture.error is None else first_line(capture.error),
             "source_stop_reason": source.stop_reason, "source_skipped_frames": source.skipped_frames,

@@ -11,6 +11,7 @@ class Source:
 
     is_live = False
     still_images = False  # photos: each frame is its own input (per-image results, no video verdict)
+    decoded_on = "cpu"  # "gpu": its frames are types.DeviceFrame, their pixels on the CUDA device
 
     def __init__(self, buffers: Any = None):
         # A HostFramePool (inference/host_buffers.py) the stages offer, given at construction; sources that can

@@ -1,5 +1,6 @@
 """Parse --source strings in the jetson-utils forms into a SourceSpec, and create the Source for it."""
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from ..errors import SourceError, mask_secrets
 from ..registry import SOURCES
 from .kinds import kind_of
 
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -44,9 +46,10 @@ def parse_source(uri: str) -> SourceSpec:
     return SourceSpec("file", path)
 
 
-def create_source(config: SourceConfig, buffers=None):
+def create_source(config: SourceConfig, buffers=None, device=None):
     """The Source for config.uri (a custom config.gst pipeline wins); `buffers`: the stages' HostFramePool for the
-    source to decode into, or None."""
+    source to decode into, or None; `device`: the engine's torch device, where a video file may decode on NVDEC
+    (source.decode; None = the CPU)."""
     from ..assets import sample_video_path
 
     uri = config.uri
@@ -59,6 +62,13 @@ def create_source(config: SourceConfig, buffers=None):
     kind = spec.kind
     if kind == "test" and spec.params.get("gst") == "1":
         kind = "gst"  # test://...?gst=1 runs videotestsrc through the same class as a CSI camera
+    if kind == "file" and config.decode != "cpu":
+        from .nvdec import NvdecVideoSource, gpu_decode_choice
+
+        on_gpu, why = gpu_decode_choice(config.decode, device)
+        log.info("%s: %s", spec.location, why)
+        if on_gpu:
+            return NvdecVideoSource(spec, config, device, buffers)
     return SOURCES.get(kind)(spec, config, buffers)
 
 

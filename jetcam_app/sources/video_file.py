@@ -19,6 +19,22 @@ log = logging.getLogger(__name__)
 MAX_DAMAGED_READS = 250
 
 
+def check_video_path(path: str) -> None:
+    """SourceError naming the fix for a path that is no video file to open: missing, a folder, a pipe."""
+    if not os.path.exists(path):
+        raise SourceError("video file not found: %s; check the path (or use --source test:// for a synthetic "
+                          "pattern)" % path)
+    if os.path.isdir(path):
+        raise SourceError("%s is a folder; pass it as the source to read its images" % path)
+    kind = special_kind(path)
+    # a FIFO or socket blocks in open, deaf to Ctrl-C; of the devices only a V4L2 camera (file:///dev/video0,
+    # /dev/v4l/by-id/...) is a video
+    if kind is not None and not (kind == "a character device"
+                                 and re.match(r"^/dev/video\d+$", os.path.realpath(path))):
+        raise SourceError("%s is %s, not a regular file; record the stream to a file first, or use --gst for a "
+                          "live pipe" % (path, kind))
+
+
 class VideoFileSource(Source):
     """A video file through OpenCV. `pace` turns it into a camera: frames come out at their recorded
     times and the pipeline applies latest-frame semantics (slow consumers drop frames)."""
@@ -42,18 +58,7 @@ class VideoFileSource(Source):
     def open(self) -> None:
         import cv2
 
-        if not os.path.exists(self.path):
-            raise SourceError("video file not found: %s; check the path (or use --source test:// for a synthetic "
-                              "pattern)" % self.path)
-        if os.path.isdir(self.path):
-            raise SourceError("%s is a folder; pass it as the source to read its images" % self.path)
-        kind = special_kind(self.path)
-        # a FIFO or socket blocks in open, deaf to Ctrl-C; of the devices only a V4L2 camera (file:///dev/video0,
-        # /dev/v4l/by-id/...) is a video
-        if kind is not None and not (kind == "a character device"
-                                     and re.match(r"^/dev/video\d+$", os.path.realpath(self.path))):
-            raise SourceError("%s is %s, not a regular file; record the stream to a file first, or use --gst for a "
-                              "live pipe" % (self.path, kind))
+        check_video_path(self.path)
         cap = self._open_capture(cv2)
         ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok or first is None:
@@ -122,6 +127,9 @@ class VideoFileSource(Source):
             delay = self._start + (timestamp_s - self._origin_s) - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+        return self._frame(image, index, timestamp_s)
+
+    def _frame(self, image, index: int, timestamp_s: float) -> Frame:
         return Frame(image, index, timestamp_s, time.perf_counter())
 
     def _resynchronise(self):

@@ -29,10 +29,12 @@ class Poses:
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
 
+    @property
     def scores(self) -> np.ndarray:
         """Each person's score: the mean of its keypoints' scores."""
         return self.keypoints[..., 2].mean(-1) if len(self) else np.zeros((0,), np.float32)
 
+    @property
     def boxes(self) -> np.ndarray:
         """(P, 4) xyxy: the extent of each person's keypoints over the threshold (zeros where none is)."""
         out = np.zeros((len(self), 4), np.float32)
@@ -44,7 +46,7 @@ class Poses:
 
     def to_json(self) -> Dict[str, Any]:
         people = []
-        for person, score, box in zip(self.keypoints.astype(np.float64), self.scores(), self.boxes()):
+        for person, score, box in zip(self.keypoints.astype(np.float64), self.scores, self.boxes):
             people.append({"keypoints": [[round(x, 2), round(y, 2), round(s, 4)] for x, y, s in person.tolist()],
                            "score": round(float(score), 4), "box": [round(float(v), 2) for v in box]})
         return {"poses": people}

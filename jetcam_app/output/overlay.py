@@ -11,7 +11,9 @@ import numpy as np
 
 from ..config import OverlayConfig
 from ..inference.box_outlines import PALETTE_SIZE, box_thickness, class_color
+from ..dense_results import Mask, Poses
 from ..types import Classification, Detections
+from .dense_overlay import draw_mask, draw_poses
 from .scene_overlay import BLACK, FONT, LINE_TYPE, WHITE, SceneStyle, draw_geometry, label_plate, line_marks, \
     paste_plates
 
@@ -132,6 +134,10 @@ class Overlay:
                 labels, boxes = self._detections(image_bgr, result, outlined)
             elif isinstance(result, Classification):
                 labels = self._classification(image_bgr, result)
+            elif isinstance(result, Poses):
+                draw_poses(image_bgr, result)
+            elif isinstance(result, Mask):
+                draw_mask(image_bgr, result)
         self.last_scene_rects = scene_rects = paste_plates(image_bgr, scene_plates) if scene_plates else []
         self.last_hud_rect = None
         hud_layer = self._hud_for(h, w, hud) if self.config.hud and hud is not None else None

@@ -126,7 +126,8 @@ class EagerStages:
     copied_frames = None  # type: Optional[int]  # frames are preprocessed from wherever they were decoded
 
     def __init__(self, adapter, engine, max_batch: int = 1, in_flight: int = 0):
-        self.adapter = adapter
+        # a remote model that takes frames or gives detections itself: the engine's view of the adapter (triton/wire.py)
+        self.adapter = engine.served_adapter(adapter) or adapter
         self.engine = engine
         self.max_batch = max(1, int(max_batch))
         self.remote = engine.capabilities.asynchronous

@@ -79,12 +79,13 @@ class _SystemRegions:
 
     kind = "system"
 
-    def __init__(self, call: Callable[..., Any]):
+    def __init__(self, call: Callable[..., Any], protocol: str = "grpc"):
         import tritonclient.utils.shared_memory as module
         from tritonclient.utils import InferenceServerException
 
         self.module, self.call = module, call
         self.errors = (InferenceServerException, module.SharedMemoryException, OSError)
+        self.as_json = {"as_json": True} if protocol == "grpc" else {}  # gRPC answers protos otherwise
 
     def create(self, name: str, size: int) -> Any:
         return self.module.create_shared_memory_region(name, "/" + name, size)
@@ -96,7 +97,7 @@ class _SystemRegions:
         self.call("unregister_system_shared_memory", name)
 
     def status(self) -> List[str]:
-        return region_names(self.call("get_system_shared_memory_status"))
+        return region_names(self.call("get_system_shared_memory_status", **self.as_json))
 
     def write(self, handle: Any, array: np.ndarray) -> None:
         self.module.set_shared_memory_region(handle, [array])
@@ -113,12 +114,13 @@ class _CudaRegions(_SystemRegions):
 
     kind = "cuda"
 
-    def __init__(self, call: Callable[..., Any], device_id: int = 0):
+    def __init__(self, call: Callable[..., Any], protocol: str = "grpc", device_id: int = 0):
         import tritonclient.utils.cuda_shared_memory as module
         from tritonclient.utils import InferenceServerException
 
         self.module, self.call, self.device_id = module, call, device_id
         self.errors = (InferenceServerException, module.CudaSharedMemoryException, OSError)
+        self.as_json = {"as_json": True} if protocol == "grpc" else {}
 
     def create(self, name: str, size: int) -> Any:
         return self.module.create_shared_memory_region(name, size, self.device_id)
@@ -130,16 +132,17 @@ class _CudaRegions(_SystemRegions):
         self.call("unregister_cuda_shared_memory", name)
 
     def status(self) -> List[str]:
-        return region_names(self.call("get_cuda_shared_memory_status"))
+        return region_names(self.call("get_cuda_shared_memory_status", **self.as_json))
 
     def read(self, handle: Any, dtype: Any, shape: Sequence[int]) -> np.ndarray:
         return self.module.get_contents_as_numpy(handle, dtype, list(shape))  # already a host copy
 
 
-def regions_for(kind: str, call: Callable[..., Any]):
-    """The region maker for `kind`; SharedMemoryUnavailable where tritonclient's module for it does not import."""
+def regions_for(kind: str, call: Callable[..., Any], protocol: str = "grpc"):
+    """The region maker for `kind`; SharedMemoryUnavailable where tritonclient's module for it does not import.
+    `call(method, *args, **kwargs)` runs a client method (with the engine's timeout)."""
     try:
-        return _SystemRegions(call) if kind == "system" else _CudaRegions(call)
+        return _SystemRegions(call, protocol) if kind == "system" else _CudaRegions(call, protocol)
     except ImportError as e:  # cuda: needs cuda-python (cuda.bindings) and a CUDA driver
         raise SharedMemoryUnavailable("tritonclient's %s shared memory does not import here (%s)"
                                       % (kind, str(e).splitlines()[0] if str(e) else e)) from e
@@ -171,6 +174,7 @@ class SharedMemoryPool:
         self.free = []  # type: List[Slot]
         self.lock = threading.Lock()
         self.closed = False
+        self.made = 0  # slots made (requests in flight at once through shared memory), kept after close()
 
     def clean_stale(self) -> Tuple[int, int]:
         """Remove dead clients' leftovers of this host: registrations on the server and, for system memory, the
@@ -218,6 +222,7 @@ class SharedMemoryPool:
             return None
         slot = Slot(index, tensors)
         self.slots.append(slot)
+        self.made = max(self.made, len(self.slots))
         return slot
 
     def _drop(self, tensors: List[Tuple[str, Any, int]]) -> None:
@@ -314,4 +319,4 @@ def output_shapes(result: Any, names: Sequence[str], protocol: str) -> List[List
 def summary(pool: Optional[SharedMemoryPool], note: Optional[str]) -> Dict[str, Any]:
     if pool is None:
         return {"shared_memory": None, "shared_memory_note": note} if note else {"shared_memory": None}
-    return {"shared_memory": pool.kind, "shared_memory_slots": len(pool.slots)}
+    return {"shared_memory": pool.kind, "shared_memory_slots": pool.made}

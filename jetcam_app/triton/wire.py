@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import EngineConnectionError
-from ..types import Detections, Frame, Result
+from ..types import Detections, Result
 from .served import WireFormat
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def check_nms(wire: WireFormat, model_config, model: str, url: str) -> None:
 
 class FrameCodec:
     """Frames -> the served model's input and its outputs -> results, in place of the adapter's preprocess() and
-    postprocess() (the eager stages ask the engine for one: Engine.frame_codec)."""
+    postprocess() (the eager stages see it through CodecAdapter: Engine.served_adapter)."""
 
     def __init__(self, adapter, wire: WireFormat, output_device: torch.device, float_dtype: torch.dtype = torch.float32):
         geometry = adapter.input_geometry()
@@ -75,33 +75,20 @@ class FrameCodec:
 
     # -- in ----------------------------------------------------------------------------------------------
 
-    def encode(self, frame: Frame) -> Any:
-        """A batch of one: 1xHxWx3 uint8 (a torch tensor), or a (1, 1) object array holding the JPEG."""
+    def encode(self, image_bgr: np.ndarray) -> torch.Tensor:
+        """A batch of one: the 1xHxWx3 uint8 frame at the input size (the engine JPEG-encodes it for --input jpeg),
+        or, for --input float, the adapter's preprocessed tensor on the host."""
         if self.wire.input == "float":
-            return self.adapter.preprocess(frame.image, torch.device("cpu"), self.float_dtype)
-        image = resized_frame(frame.image, tuple(self.adapter.input_size), self.letterbox, self.pad_value)
-        if self.wire.input == "jpeg":
-            ok, data = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), JPEG_QUALITY])
-            if not ok:
-                raise RuntimeError("OpenCV could not JPEG-encode a %dx%d frame" % image.shape[:2])
-            return np.array([[data.tobytes()]], dtype=object)
+            return self.adapter.preprocess(image_bgr, torch.device("cpu"), self.float_dtype)
+        image = resized_frame(image_bgr, tuple(self.adapter.input_size), self.letterbox, self.pad_value)
         return torch.from_numpy(image).unsqueeze(0)
 
-    def batch(self, items: Sequence[Any]) -> Any:
-        if len(items) == 1:
-            return items[0]
-        if self.wire.input == "jpeg":
-            return np.concatenate(list(items))
-        return torch.cat(list(items))
-
-    def example(self, size: int = 1) -> Any:
-        """A batch of `size` black frames, for the warm-up."""
+    def example(self) -> torch.Tensor:
+        """A batch of one black frame, for the warm-up."""
         if self.wire.input == "float":
-            example = self.adapter.example_input(dtype=self.float_dtype)
-            return example.repeat((size,) + (1,) * (example.dim() - 1))
+            return self.adapter.example_input(dtype=self.float_dtype)
         h, w = self.adapter.input_size
-        one = Frame(np.zeros((h, w, 3), np.uint8), 0, 0.0, 0.0)
-        return self.batch([self.encode(one)] * size)
+        return torch.zeros((1, h, w, 3), dtype=torch.uint8)
 
     # -- out ---------------------------------------------------------------------------------------------
 
@@ -128,6 +115,41 @@ class FrameCodec:
         boxes = self.adapter.boxes_to_frame(torch.from_numpy(np.ascontiguousarray(kept[:, :4])), image_hw)
         return Detections(boxes.numpy().astype(np.float32), kept[:, 4].astype(np.float32),
                           kept[:, 5].astype(np.int64), self.adapter.class_names)
+
+
+class CodecAdapter:
+    """The adapter as the eager stages see it when the engine's model takes frames or gives results itself: its
+    preprocess, postprocess and example_input are the codec's; everything else (names, sizes, task) is the adapter's."""
+
+    def __init__(self, adapter, codec: FrameCodec):
+        self._adapter = adapter
+        self._codec = codec
+
+    def __getattr__(self, name: str) -> Any:  # a proxy: only what it does not override is the adapter's
+        return getattr(self._adapter, name)
+
+    def preprocess(self, image_bgr: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return self._codec.encode(image_bgr)
+
+    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError("the served model prepares the frame itself")  # frames decoded on a GPU: download
+
+    def example_input(self, device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32):
+        return self._codec.example()
+
+    def postprocess(self, outputs: Sequence[torch.Tensor], image_hw: Tuple[int, int]) -> Result:
+        return self._codec.decode(outputs, image_hw)
+
+
+def jpeg_batch(frames: np.ndarray) -> np.ndarray:
+    """A BxHxWx3 uint8 batch as the (B, 1) BYTES tensor of --input jpeg (model.py decodes it on the server)."""
+    items = []
+    for image in frames:
+        ok, data = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError("OpenCV could not JPEG-encode a %dx%d frame" % image.shape[:2])
+        items.append([data.tobytes()])
+    return np.array(items, dtype=object)
 
 
 def payload_bytes(data: Any) -> int:

@@ -74,11 +74,11 @@ class Engine:
         """The outputs of infer_async()'s request, or None when the frame was dropped (the engine counts it)."""
         raise NotImplementedError
 
-    def frame_codec(self, adapter) -> Any:
+    def served_adapter(self, adapter) -> Any:
         """An engine whose model takes frames or gives results itself (a Triton model exported with --input uint8 or
-        --output detections): the object the eager stages encode frames and decode outputs with (triton/wire.py's
-        FrameCodec: encode, batch, example, decode); None: the adapter's preprocess() and postprocess(). Called after
-        load()."""
+        --output detections): the adapter the eager stages should use instead, whose preprocess() gives what the
+        model takes and postprocess() reads what it gives (triton/wire.py's CodecAdapter); None: the adapter as it
+        is. Called after load()."""
         return None
 
     def server_counters(self) -> Optional[Dict[str, int]]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...errors import BackendUnavailable, EngineConnectionError, first_line
-from ...triton.wire import outputs_bytes, payload_bytes
+from ...triton.wire import jpeg_batch, outputs_bytes, payload_bytes
 from .base import Capabilities, Engine
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,11 @@ class TritonEngine(Engine):
                                                             network_timeout=self.timeout_s)
         return self.client_module.InferenceServerClient(self.address)
 
-    def _call(self, client, method: str, *args):
+    def _call(self, client, method: str, *args, **kwargs):
         """A control call with the request timeout (gRPC takes it per call, HTTP from the client)."""
         if self.protocol == "grpc":
-            return getattr(client, method)(*args, client_timeout=self.timeout_s)
-        return getattr(client, method)(*args)
+            return getattr(client, method)(*args, client_timeout=self.timeout_s, **kwargs)
+        return getattr(client, method)(*args, **kwargs)
 
     def _close_client(self) -> None:
         if self.client is not None:
@@ -197,11 +197,11 @@ class TritonEngine(Engine):
         self.input_name = self.served.input_name
         self.output_names = list(self.served.output_names)
 
-    def frame_codec(self, adapter) -> Any:
+    def served_adapter(self, adapter) -> Any:
         """A model that takes frames or answers detections (export-triton --input uint8|jpeg, --output detections):
-        the codec the stages encode frames and decode answers with, after checking its NMS keeps what the app keeps;
-        None for the core alone (float in, raw out): the adapter's own preprocess and postprocess."""
-        from ...triton.wire import FrameCodec, check_nms
+        the adapter as the stages should use it (triton/wire.py: the codec's preprocess and postprocess), after
+        checking the served NMS keeps what the app keeps; None for the core alone (float in, raw out)."""
+        from ...triton.wire import CodecAdapter, FrameCodec, check_nms
 
         wire = self.served.wire
         if wire.input == "float" and wire.output == "raw":
@@ -209,7 +209,7 @@ class TritonEngine(Engine):
         if wire.output == "detections":
             check_nms(wire, adapter.config, self.model, self.config.triton_url)
         self.codec = FrameCodec(adapter, wire, self.device, self.input_dtype)
-        return self.codec
+        return CodecAdapter(adapter, self.codec)
 
     # -- shared memory ------------------------------------------------------------------------------------
 
@@ -224,7 +224,8 @@ class TritonEngine(Engine):
             self._no_shm("the server at %s is not on this machine" % self.config.triton_url)
         else:
             try:
-                regions = regions_for(self.shm_kind, lambda method, *args: self._call(self.client, method, *args))
+                regions = regions_for(self.shm_kind, lambda method, *a, **kw: self._call(self.client, method, *a, **kw),
+                                      self.protocol)
                 self.shm = SharedMemoryPool(regions, (self.input_name, self.served.frame_bytes()),
                                             self.served.output_specs(), max_batch).open()
             except SharedMemoryUnavailable as e:
@@ -284,10 +285,10 @@ class TritonEngine(Engine):
 
     def _as_array(self, batch: Any) -> np.ndarray:
         """The batch as the served input's host array: float in the precision's type, uint8 frames, JPEG bytes."""
-        if isinstance(batch, np.ndarray):
-            return batch
-        dtype = torch.uint8 if self.served.input_type == "UINT8" else self.input_dtype
-        return batch.detach().to("cpu", dtype).contiguous().numpy()
+        if self.served.input_type in ("UINT8", "BYTES"):
+            frames = batch.detach().to("cpu", torch.uint8).contiguous().numpy()
+            return jpeg_batch(frames) if self.served.input_type == "BYTES" else frames
+        return batch.detach().to("cpu", self.input_dtype).contiguous().numpy()
 
     def infer_async(self, batch: Any) -> Request:
         """Send the batch (N frames; the exported model accepts up to its max_batch_size) and return at once."""

@@ -39,9 +39,11 @@ def shown_exact(adapter: Any, config: Config) -> Any:
 
 def check_task(config: Config, sources: Sequence[SourceConfig], task: str) -> None:
     if task != "detection" and any_tracked(config, sources):
-        raise ConfigError("tracking, lines and zones need a detection model; %s classifies whole images: use "
+        what = {"classification": "classifies whole images", "pose": "finds one person's keypoints",
+                "segmentation": "segments people"}.get(task, "is a %s model" % task)
+        raise ConfigError("tracking, lines and zones need a detection model; %s %s: use "
                           "--model nanodet (or another detector), or leave out --track, --line and --zone"
-                          % config.model.name)
+                          % (config.model.name, what))
 
 
 def sources_analytics(config: Config, entries: Sequence[Any], on_event: Optional[Callable[[Dict[str, Any]], None]],

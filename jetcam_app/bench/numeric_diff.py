@@ -168,6 +168,10 @@ def compare_predictions(task: str, reference: Sequence[Dict[str, Any]],
                         predictions: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     if task == "classification":
         return compare_classifications(reference, predictions)
+    if task in ("pose", "segmentation"):
+        from .dense_diff import compare_masks, compare_poses
+
+        return (compare_poses if task == "pose" else compare_masks)(reference, predictions)
     return compare_detections(reference, predictions)
 
 
@@ -179,6 +183,12 @@ def summary_line(raw: Optional[Dict[str, Any]], task_diff: Optional[Dict[str, An
                                                                   raw["cosine_min"] if raw["cosine_min"] is not None else math.nan))
     if task_diff and "top1_agreement" in task_diff and task_diff["top1_agreement"] is not None:
         parts.append("top-1 %.0f%%, top-5 %.0f%%" % (100 * task_diff["top1_agreement"], 100 * task_diff["top5_agreement"]))
+    elif task_diff and "pck" in task_diff:
+        parts.append("keypoints %s px mean, PCK@0.05 %s" % (
+            "-" if task_diff["px_error_mean"] is None else "%.2f" % task_diff["px_error_mean"],
+            "-" if task_diff["pck"] is None else "%.0f%%" % (100 * task_diff["pck"])))
+    elif task_diff and "area_change_max" in task_diff:
+        parts.append("mask IoU %s" % ("-" if task_diff["mean_iou"] is None else "%.4f" % task_diff["mean_iou"]))
     elif task_diff and "matched" in task_diff:
         parts.append("%d matched, %d missing, %d extra" % (task_diff["matched"], task_diff["missing"], task_diff["extra"]))
     return "; ".join(parts) or "-"

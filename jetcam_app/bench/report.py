@@ -159,8 +159,10 @@ def _numeric(bench: Dict[str, Any]) -> List[Block]:
     task = (bench.get("inputs") or {}).get("task", "detection")
     ok = [r for r in bench["rows"] if r["status"] == "ok"]
     head = ["backend", "precision", "max abs", "mean abs", "max rel", "cosine min / mean", "within tolerance"]
-    head += ["top-1 agree", "top-5 agree", "top-5 overlap", "top-1 prob diff max"] if task == "classification" else \
-        ["matched / ref boxes", "mean IoU", "label agree", "score diff mean / max", "missing", "extra"]
+    head += {"classification": ["top-1 agree", "top-5 agree", "top-5 overlap", "top-1 prob diff max"],
+             "pose": ["keypoints judged", "px error mean / max", "PCK@0.05", "score diff max"],
+             "segmentation": ["mask IoU mean / min", "area change max"]}.get(
+        task, ["matched / ref boxes", "mean IoU", "label agree", "score diff mean / max", "missing", "extra"])
     body = []
     for r in ok:
         d, t, tol = r.get("diff") or {}, r.get("task_diff") or {}, r.get("tolerance") or {}
@@ -170,6 +172,13 @@ def _numeric(bench: Dict[str, Any]) -> List[Block]:
         if task == "classification":
             line += [_pct(t.get("top1_agreement")), _pct(t.get("top5_agreement")), _pct(t.get("top5_overlap")),
                      _f(t.get("top1_score_diff_max"), "%.3g")]
+        elif task == "pose":
+            line += [str(t.get("keypoints", "-")), "%s / %s" % (_f(t.get("px_error_mean"), "%.3g"),
+                                                              _f(t.get("px_error_max"), "%.3g")),
+                     _pct(t.get("pck")), _f(t.get("score_diff_max"), "%.3g")]
+        elif task == "segmentation":
+            line += ["%s / %s" % (_f(t.get("mean_iou"), "%.4f"), _f(t.get("min_iou"), "%.4f")),
+                     _pct(t.get("area_change_max"))]
         else:
             line += ["%s / %s" % (t.get("matched", "-"), t.get("reference_boxes", "-")), _f(t.get("mean_iou"), "%.4f"),
                      _pct(t.get("label_agreement")), "%s / %s" % (_f(t.get("score_diff_mean"), "%.3g"), _f(t.get("score_diff_max"), "%.3g")),
@@ -177,9 +186,12 @@ def _numeric(bench: Dict[str, Any]) -> List[Block]:
         body.append(line)
     text = ("Every backend ran the same CPU fp32 preprocessed tensors (cast to its input type); differences are in the "
             "network's raw outputs, concatenated per frame. Max rel counts only elements with |reference| > %g. "
-            "Within tolerance: engines/crossval.py's rule (the engine tests' own) on every frame. "
-            "Boxes are matched one to one at IoU >= 0.5, label-agnostic; missing = reference boxes without a match, "
-            "extra = this backend's unmatched boxes." % REL_FLOOR)
+            "Within tolerance: engines/crossval.py's rule (the engine tests' own) on every frame. " % REL_FLOOR
+            + {"pose": "Keypoints the reference scores >= 0.3 are judged: their distance in frame pixels, and PCK@0.05 "
+                       "(within 5% of the larger side of the reference person's box).",
+               "segmentation": "Mask IoU per frame from predictions.jsonl's run-length encodings at frame size."}.get(
+                task, "Boxes are matched one to one at IoU >= 0.5, label-agnostic; missing = reference boxes without "
+                      "a match, extra = this backend's unmatched boxes."))
     return [("h", 2, "Numeric difference"), ("p", text), ("table", head, body)]
 
 

@@ -159,3 +159,13 @@ def test_random_weights_are_refused_with_the_fix(models_dir):
 def test_a_folder_without_the_graph_names_the_file(tmp_path):
     with pytest.raises(WeightsError, match="movenet-lightning.json"):
         adapter_for(MoveNetAdapter, "movenet", str(tmp_path)).build_network()
+
+
+def test_device_path_gives_the_same_poses(lightning, photos):
+    """static_postprocess() + unpack() (the fused CUDA-graph path, here on the CPU) equals postprocess()."""
+    adapter, network = lightning
+    image = photos["camera"]
+    with torch.no_grad():
+        outputs = network(adapter.preprocess(image, torch.device("cpu"), torch.float32))
+    packed = adapter.static_postprocess(outputs, image.shape[:2]).numpy()
+    np.testing.assert_allclose(adapter.unpack(packed).keypoints, adapter.postprocess(outputs, image.shape[:2]).keypoints)

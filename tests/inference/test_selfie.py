@@ -121,3 +121,13 @@ def test_onnxruntime_runs_the_core_like_the_cpu(segmenter, photos, tmp_path):
         (want,) = network(batch)
     assert got.shape == want.shape == (2, 1, 256, 256)
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_device_path_gives_the_same_mask(segmenter, photos):
+    """static_postprocess() + unpack() (the fused CUDA-graph path, here on the CPU) equals postprocess()."""
+    adapter, network = segmenter
+    image = photos["astronaut"]
+    with torch.no_grad():
+        outputs = network(adapter.preprocess(image, torch.device("cpu"), torch.float32))
+    packed = adapter.static_postprocess(outputs, image.shape[:2]).numpy()
+    assert np.array_equal(adapter.unpack(packed).mask, adapter.postprocess(outputs, image.shape[:2]).mask)

@@ -102,6 +102,8 @@ def app_command(args: argparse.Namespace, sources: Sequence[str], out: str, extr
         cmd.append("--random-weights")
     if args.decode_threads is not None:
         cmd += ["--decode-threads", str(args.decode_threads)]
+    if getattr(args, "decoder", None):  # one of --decode's values: this run's
+        cmd += ["--decode", args.decoder]
     for arg in args.app_arg or ():  # e.g. tracking with lines and zones, to measure what it costs
         cmd += arg.split()
     return cmd + list(extra)
@@ -153,6 +155,19 @@ def together_fps(outs: Sequence[str]) -> Optional[float]:
     return sum(1 for rows in times for t in rows if begin <= t <= end) / (end - begin)
 
 
+def peak_rss_mb(out: str) -> Optional[float]:
+    """The process's largest resident memory over the run (timing.csv's rss_mb column)."""
+    with open(os.path.join(out, "timing.csv")) as f:
+        values = [float(r["rss_mb"]) for r in csv.DictReader(f) if r.get("rss_mb")]
+    return max(values) if values else None
+
+
+def source_video(args: argparse.Namespace, fps: float, frames: int, path: str) -> str:
+    """The video every source plays: a copy re-timed to `fps` (MPEG-4 part 2, OpenCV's writer), or with --no-retime
+    the source as it is (say an H.264 file at that rate: both decoders then read the codec cameras send)."""
+    return args.source if args.no_retime else retimed_copy(args.source, fps, frames, path)
+
+
 def per_source(summary: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """{name: section}: the multi-source sections, or the single-source summary as one section."""
     return summary.get("sources") or {"source": summary}
@@ -182,39 +197,44 @@ def keep(args: argparse.Namespace, out: str, name: str) -> None:
 
 
 def paced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict[str, Any]]:
-    video = retimed_copy(args.source, args.pace_fps, args.paced_frames, os.path.join(work, "paced.mp4"))
+    video = source_video(args, args.pace_fps, args.paced_frames, os.path.join(work, "paced.mp4"))
     rows = []
     print("\n(a) paced at %g fps, %d frames a source; real-time = p99 latency <= %.1f ms and drops < 0.1%%"
           % (args.pace_fps, args.paced_frames, 1000.0 / args.pace_fps))
-    print("   N | fps/source min (mean) | p99 latency worst ms | dropped (share) | aggregate fps | all real-time")
+    print("   N | fps/source min (mean) | p99 latency worst ms | dropped (share) | aggregate fps | all real-time | "
+          "GPU MB | RSS MB")
     for n in ns:
         out = os.path.join(work, "paced_%d" % n)
-        result = run_processes([app_command(args, [video] * n, out, ["--pace", "--target-fps", str(args.pace_fps)])],
-                               [out])
-        row = dict(paced_row(n, result["summaries"][0], args.pace_fps), gpu_peak_mb=result["gpu_peak_mb"])
+        limit = ["--max-frames", str(args.paced_frames)] if args.no_retime else []
+        result = run_processes([app_command(args, [video] * n, out, ["--pace", "--target-fps", str(args.pace_fps)]
+                                            + limit)], [out])
+        row = dict(paced_row(n, result["summaries"][0], args.pace_fps), gpu_peak_mb=result["gpu_peak_mb"],
+                   rss_peak_mb=peak_rss_mb(out), decode=args.decoder)
         keep(args, out, "paced_%d" % n)
         rows.append(row)
-        print("%4d | %9.2f (%6.2f) | %20.1f | %6d (%.4f) | %13.1f | %s" % (
+        print("%4d | %9.2f (%6.2f) | %20.1f | %6d (%.4f) | %13.1f | %13s | %6s | %6s" % (
             n, row["min_fps"], row["mean_fps"], row["p99_latency_ms_worst"], row["dropped"], row["drop_share"],
-            row["aggregate_fps"] or 0.0, "yes" if row["all_realtime"] else "no"))
+            row["aggregate_fps"] or 0.0, "yes" if row["all_realtime"] else "no", row["gpu_peak_mb"],
+            row["rss_peak_mb"]))
     ok = [r["n"] for r in rows if r["all_realtime"]]
     print("largest N with every source real-time: %s" % (max(ok) if ok else "none"))
     return rows
 
 
 def unpaced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict[str, Any]]:
-    video = retimed_copy(args.source, 30.0, args.frames, os.path.join(work, "lossless.mp4"))
+    video = source_video(args, 30.0, args.frames, os.path.join(work, "lossless.mp4"))
     print("\n(b) unpaced, %d frames a source, lossless: aggregate fps and peak GPU memory" % args.frames)
     print("   N | one process fps (GPU MB) | N processes fps: all running, lower-upper bound (GPU MB) | single-source fps")
     single_out = os.path.join(work, "single")
-    single = run_processes([app_command(args, [video], single_out)], [single_out])["summaries"][0]["fps"]
+    limit = ["--max-frames", str(args.frames)]
+    single = run_processes([app_command(args, [video], single_out, limit)], [single_out])["summaries"][0]["fps"]
     rows = []
     for n in ns:
         out = os.path.join(work, "one_%d" % n)
         one = run_processes([app_command(args, [video] * n, out, ["--max-frames", str(args.frames)])], [out])
         keep(args, out, "unpaced_%d" % n)
         outs = [os.path.join(work, "sep_%d_%d" % (n, i)) for i in range(n)]
-        sep = run_processes([app_command(args, [video], o) for o in outs], outs)
+        sep = run_processes([app_command(args, [video], o, limit) for o in outs], outs)
         for i, o in enumerate(outs):
             keep(args, o, "separate_%d_%d" % (n, i))
         summary = one["summaries"][0]
@@ -227,7 +247,8 @@ def unpaced(args: argparse.Namespace, ns: Sequence[int], work: str) -> List[Dict
         rows.append({"n": n, "one_process_fps": one_fps, "one_process_gpu_mb": one["gpu_peak_mb"],
                      "separate_fps": sep_fps, "separate_fps_union_window": sep_union,
                      "separate_fps_together": sep_together,
-                     "separate_gpu_mb": sep["gpu_peak_mb"], "single_source_fps": single})
+                     "separate_gpu_mb": sep["gpu_peak_mb"], "single_source_fps": single,
+                     "one_process_rss_mb": peak_rss_mb(out), "decode": args.decoder})
         print("%4d | %14.1f (%7s) | %8s, %6.1f-%6.1f (%7s) | %.1f" % (
             n, one_fps, one["gpu_peak_mb"], "%.1f" % sep_together if sep_together else "n/a", sep_union or 0.0, sep_fps,
             sep["gpu_peak_mb"], single or 0.0))
@@ -250,6 +271,9 @@ def main() -> None:
                    help="the eager batch path (BatchStages), to compare with the fused one")
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--decode-threads", type=int, help="the app's --decode-threads (default: the app's)")
+    p.add_argument("--decode", help="the app's --decode, or several side by side: cpu,gpu (default: the app's)")
+    p.add_argument("--no-retime", action="store_true", help="play --source as it is (its own codec and rate) "
+                   "instead of an MPEG-4 copy re-timed to --pace-fps")
     p.add_argument("--parts", default="paced,unpaced")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--app-arg", action="append", help="more arguments for every app run, e.g. "
@@ -263,10 +287,15 @@ def main() -> None:
     print("%s; %s on %s %s%s; source %s" % (machine(), args.model, args.backend, args.precision, graph, args.source))
     figures = {"machine": machine(), "args": vars(args)}  # type: Dict[str, Optional[Any]]
     started = time.perf_counter()
-    if "paced" in args.parts.split(","):
-        figures["paced"] = paced(args, ns, work)
-    if "unpaced" in args.parts.split(","):
-        figures["unpaced"] = unpaced(args, ns, work)
+    figures["paced"], figures["unpaced"] = [], []
+    for decoder in (args.decode or "").split(",") if args.decode else [None]:
+        args.decoder = decoder
+        if decoder:
+            print("\n== --decode %s" % decoder)
+        if "paced" in args.parts.split(","):
+            figures["paced"] += paced(args, ns, work)
+        if "unpaced" in args.parts.split(","):
+            figures["unpaced"] += unpaced(args, ns, work)
     print("\n%.0f s in all; runs in %s" % (time.perf_counter() - started, work))
     write_json(figures, args.json)
 

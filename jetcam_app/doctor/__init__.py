@@ -184,6 +184,23 @@ def backend_check(name: str, needed: bool) -> Check:
     return Check("backend %s" % name, OK, "available", needed=needed)
 
 
+def gpu_decode_check(jetson: bool) -> Check:
+    """Whether --decode auto can put video files on NVDEC: PyNvVideoCodec loads (and a CUDA device is there)."""
+    from ..sources.nvdec import library_status
+
+    version, why = library_status()
+    if version is not None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        return Check("GPU decode (NVDEC)", OK if cuda else WARN, "PyNvVideoCodec %s%s" % (
+            version, "" if cuda else "; torch sees no CUDA device, so files decode on the CPU"))
+    fix = ("JetPack 6: pip install '.[gpu-decode]' (PyNvVideoCodec's aarch64 wheel, Python 3.10); JetPack 4.6 and 5 "
+           "have none: files decode on the CPU" if jetson else "pip install '.[gpu-decode]' (Python 3.8 on x86-64, "
+           "or 3.10+)")
+    return Check("GPU decode (NVDEC)", INFO, "video files decode on the CPU: %s" % why.split(":")[0], fix)
+
+
 def system_checks(cache_dir: str, jetson: bool) -> List[Check]:
     """The models cache, DISPLAY, RAM and swap, and the Jetson tools (jtop, nvpmodel, jetson_clocks)."""
     checks = []
@@ -206,6 +223,7 @@ def system_checks(cache_dir: str, jetson: bool) -> List[Check]:
                             % (free_mb, ram_mb, swap_mb),
                             "TensorRT builds need swap on a small Jetson: sudo fallocate -l 4G /swapfile && sudo "
                             "chmod 600 /swapfile && sudo mkswap /swapfile && sudo swapon /swapfile" if low_swap else ""))
+    checks.append(gpu_decode_check(jetson))
     jtop = _module_version("jtop")
     service = os.path.exists("/run/jtop.sock") or _process_running("jtop")
     checks.append(Check("jtop service", OK if jtop and service else ABSENT,

@@ -143,12 +143,14 @@ def test_onnxruntime_runs_the_core_like_the_cpu(lightning, photos, tmp_path):
                        for n in ("astronaut", "camera")])
     engine = OnnxRuntimeEngine(EngineConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=2),
                                providers=["CPUExecutionProvider"])
-    engine.load(network, batch, "movenet")
-    (got,) = engine.infer(batch)
+    engine.load(network, batch, "movenet")  # a batch of two: ONNX Runtime on the CPU exports a free batch axis
     with torch.no_grad():
         (want,) = network(batch)
+    (got,) = engine.infer(batch)
     assert got.shape == want.shape == (2, 1, 17, 3)
     assert torch.allclose(got, want, atol=1e-4)
+    (one,) = engine.infer(batch[1:])  # a smaller batch (a source that ended) through the same session
+    assert one.shape == (1, 1, 17, 3) and torch.allclose(one, want[1:], atol=1e-4)
 
 
 def test_random_weights_are_refused_with_the_fix(models_dir):

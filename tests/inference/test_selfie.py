@@ -121,6 +121,8 @@ def test_onnxruntime_runs_the_core_like_the_cpu(segmenter, photos, tmp_path):
         (want,) = network(batch)
     assert got.shape == want.shape == (2, 1, 256, 256)
     assert torch.allclose(got, want, atol=1e-4)
+    (one,) = engine.infer(batch[1:])  # a smaller batch through the same session (its batch axis is free)
+    assert one.shape == (1, 1, 256, 256) and torch.allclose(one, want[1:], atol=1e-4)
 
 
 def test_device_path_gives_the_same_mask(segmenter, photos):

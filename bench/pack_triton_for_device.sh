@@ -40,3 +40,9 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyve
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
   "tritonclient==2.73.0" "python-rapidjson==1.25" "protobuf==6.33.6" "grpcio==1.81.1"
 echo "client wheels: $(du -ch .whl/tritonclient-* .whl/python_rapidjson-* .whl/protobuf-* .whl/grpcio-* | tail -1 | cut -f1) in .whl/"
+# --triton-shm cuda: tritonclient's cuda_shared_memory imports cuda.bindings (CUDA 13 driver); without it the app
+# notes the fallback and sends the tensors over the socket.
+rm -f .whl/cuda_bindings-* .whl/cuda_pathfinder-*
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+  cuda-bindings cuda-pathfinder || echo "cuda-bindings not fetched: --triton-shm cuda will fall back there"

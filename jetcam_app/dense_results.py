@@ -25,6 +25,7 @@ class Poses:
     keypoints: np.ndarray  # (P, K, 3) float32
     names: Sequence[str] = COCO_KEYPOINTS
     threshold: float = 0.3  # a joint under this score is left out of boxes and drawings (its row stays)
+    track_ids: Optional[np.ndarray] = None  # (P,) int64 with tracking on: each person's track ID, -1 = none (yet)
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -46,10 +47,35 @@ class Poses:
 
     def to_json(self) -> Dict[str, Any]:
         people = []
-        for person, score, box in zip(self.keypoints.astype(np.float64), self.scores, self.boxes):
-            people.append({"keypoints": [[round(x, 2), round(y, 2), round(s, 4)] for x, y, s in person.tolist()],
-                           "score": round(float(score), 4), "box": [round(float(v), 2) for v in box]})
+        for i, (person, score, box) in enumerate(zip(self.keypoints.astype(np.float64), self.scores, self.boxes)):
+            record = {"keypoints": [[round(x, 2), round(y, 2), round(s, 4)] for x, y, s in person.tolist()],
+                      "score": round(float(score), 4), "box": [round(float(v), 2) for v in box]}
+            if self.track_ids is not None:
+                record["track_id"] = int(self.track_ids[i]) if self.track_ids[i] >= 0 else None
+            people.append(record)
         return {"poses": people}
+
+    def as_detections(self) -> Any:
+        """The people as "person" detections for the tracker: each box the extent of its keypoints over the
+        threshold, its score their mean; people with no extent (under two joints seen) are left out."""
+        from .types import Detections
+
+        boxes = self.boxes
+        real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Detections(boxes[real], self.scores[real].astype(np.float32), np.zeros(int(real.sum()), np.int64),
+                          ("person",))
+
+    def with_tracks(self, tracked: Any) -> "Poses":
+        """These poses with the track IDs of `tracked` (the tracker's detections from as_detections(), those it
+        kept): a person gets the ID of the box that is its own (same box and score), else -1."""
+        ids = np.full(len(self), -1, np.int64)
+        boxes, scores = self.boxes, self.scores
+        if tracked.track_ids is not None:
+            for box, score, track in zip(tracked.boxes, tracked.scores, tracked.track_ids):
+                same = np.flatnonzero(np.all(np.abs(boxes - box) < 1e-3, 1) & (np.abs(scores - score) < 1e-5))
+                if len(same):
+                    ids[same[0]] = track
+        return Poses(self.keypoints, self.names, self.threshold, ids)
 
 
 def rle_counts(mask: np.ndarray) -> List[int]:

@@ -38,9 +38,9 @@ def shown_exact(adapter: Any, config: Config) -> Any:
 
 
 def check_task(config: Config, sources: Sequence[SourceConfig], task: str) -> None:
-    if task != "detection" and any_tracked(config, sources):
-        what = {"classification": "classifies whole images", "pose": "finds one person's keypoints",
-                "segmentation": "segments people"}.get(task, "is a %s model" % task)
+    if task not in ("detection", "pose") and any_tracked(config, sources):  # a pose is tracked by its extent
+        what = {"classification": "classifies whole images", "segmentation": "segments people"}.get(
+            task, "is a %s model" % task)
         raise ConfigError("tracking, lines and zones need a detection model; %s %s: use "
                           "--model nanodet (or another detector), or leave out --track, --line and --zone"
                           % (config.model.name, what))

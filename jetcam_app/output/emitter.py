@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..config import Config
 from ..errors import first_line
 from ..inference.stages import Processed
+from ..dense_results import Poses
 from ..types import Detections
 from ..stats import StatsPoller, usable_cores
 from ..verdict import service_ms
@@ -35,6 +36,11 @@ def draw_threads(threaded: bool, requested: int = -1, gpu_outlines: bool = False
     if requested >= 0:
         return requested
     return DRAW_THREADS if usable_cores() >= 4 and not gpu_outlines else 0
+
+
+def _trackable(result: Any) -> Detections:
+    """What the tracker takes: detections as they are, poses as one "person" box each (their keypoints' extent)."""
+    return result.as_detections() if isinstance(result, Poses) else result
 
 
 class FrameEmitter:
@@ -160,28 +166,31 @@ class FrameEmitter:
     def _analyze_remote(batch: List[Tuple[Any, Processed]]) -> None:
         """The batch's sources tracked in worker processes (analytics.pool): all of them at once."""
         remote = [(lane, done) for lane, done in batch
-                  if getattr(lane.analytics, "pool", None) is not None and isinstance(done.result, Detections)]
+                  if getattr(lane.analytics, "pool", None) is not None and isinstance(done.result, (Detections, Poses))]
         if not remote:
             return
+        tracked = [_trackable(done.result) for _, done in remote]
         items = [(lane.name, done.frame.index, done.frame.timestamp_s,
-                  done.frame.hw[::-1], done.result, lane.source.reconnects)
-                 for lane, done in remote]
-        for (lane, done), answer in zip(remote, remote[0][0].analytics.pool.process(items)):
-            done.result, done.scene = lane.analytics.apply(done.result, answer)
+                  done.frame.hw[::-1], det, lane.source.reconnects)
+                 for (lane, done), det in zip(remote, tracked)]
+        for (lane, done), det, answer in zip(remote, tracked, remote[0][0].analytics.pool.process(items)):
+            shown, done.scene = lane.analytics.apply(det, answer)
+            done.result = done.result.with_tracks(shown) if isinstance(done.result, Poses) else shown
 
     @staticmethod
     def _analyze(lane, done: Processed) -> None:
         """Tracks, lines and zones, in each source's frame order, before the frame is drawn: the result becomes the
         detections above the score threshold with their track IDs, and the scene what the overlay adds."""
         analytics = lane.analytics
-        if analytics is None or not isinstance(done.result, Detections):
+        if analytics is None or not isinstance(done.result, (Detections, Poses)):
             return
         if getattr(analytics, "pool", None) is not None:  # tracked in a worker: _analyze_remote did it
             return
         frame = done.frame
         height, width = frame.hw
-        done.result, done.scene = analytics.process(frame.index, frame.timestamp_s, (width, height), done.result,
-                                                    lane.source.reconnects)
+        shown, done.scene = analytics.process(frame.index, frame.timestamp_s, (width, height),
+                                              _trackable(done.result), lane.source.reconnects)
+        done.result = done.result.with_tracks(shown) if isinstance(done.result, Poses) else shown
 
     def _hud(self, lane, done: Processed) -> HudInfo:
         timing, sample, cfg = done.timing, self.stats.latest(), self.config

@@ -136,6 +136,7 @@ class Overlay:
                 labels = self._classification(image_bgr, result)
             elif isinstance(result, Poses):
                 draw_poses(image_bgr, result)
+                labels = self._pose_labels(result, h, w)
             elif isinstance(result, Mask):
                 draw_mask(image_bgr, result)
         self.last_scene_rects = scene_rects = paste_plates(image_bgr, scene_plates) if scene_plates else []
@@ -194,6 +195,18 @@ class Overlay:
                 "#%d %s %.2f" % (track, det.name_of(label), score)
             labels.append(self._placed(text, x0, above if above >= 0 else y0, class_color(label), h, w))
         return labels, corners
+
+    def _pose_labels(self, poses: Poses, h: int, w: int) -> List[list]:
+        """A label above each person's keypoints ("#12 person 0.48" with tracking): the person's score, its track."""
+        labels = []
+        rise = self.text_h + self.text_base + self.pad
+        ids = poses.track_ids.tolist() if poses.track_ids is not None else [-1] * len(poses)
+        for (x0, y0, x1, y1), score, track in zip(poses.boxes.tolist(), poses.scores.tolist(), ids):
+            if x1 > x0 or y1 > y0:
+                text = "person %.2f" % score if track < 0 else "#%d person %.2f" % (track, score)
+                above = int(y0) - rise
+                labels.append(self._placed(text, int(x0), above if above >= 0 else int(y0), class_color(0), h, w))
+        return labels
 
     def _draw_outlines(self, image: np.ndarray, corners: np.ndarray, labels: np.ndarray) -> None:
         """One polylines call per palette colour and pixel of thickness; nested 1 px outlines cost half of one

@@ -153,13 +153,14 @@ class MoveNetAdapter(ModelAdapter):
 
     def postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> Poses:
         keypoints = self.keypoints_in_frame(outputs[0][0], image_hw)
-        return Poses(keypoints.cpu().numpy().astype(np.float32), COCO_KEYPOINTS, self.config.score_threshold)
+        # exact_threshold: --score-threshold as given (tracking lowers config.score_threshold for its boxes)
+        return Poses(keypoints.cpu().numpy().astype(np.float32), COCO_KEYPOINTS, self.exact_threshold)
 
     def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
         return self.keypoints_in_frame(outputs[0][0], image_hw)
 
     def unpack(self, packed: np.ndarray) -> Optional[Poses]:
-        return Poses(packed.astype(np.float32), COCO_KEYPOINTS, self.config.score_threshold)
+        return Poses(packed.astype(np.float32), COCO_KEYPOINTS, self.exact_threshold)
 
 
 class MoveNetThunderAdapter(MoveNetAdapter):

@@ -72,6 +72,12 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in config["output"]]
         # --input jpeg: the frames come JPEG-encoded (BYTES); the graph takes them decoded
         self.jpeg = _jpeg_decoder() if config["input"][0]["data_type"] == "TYPE_STRING" else None
+        if self.jpeg is not None and int(np.__version__.split(".")[0]) >= 2:
+            import triton_python_backend_utils as pb_utils
+
+            pb_utils.Logger.log_warn("jetcam model.py: JPEG frames (BYTES) with NumPy %s in the server's Python: "
+                                     "PyTriton 0.7.0's backend reads BYTES tensors wrongly under NumPy 2 (the stub "
+                                     "dies); install numpy<2 there, or export with --input uint8" % np.__version__)
         folder = os.path.join(args["model_repository"], args["model_version"])
         self.torch_module = None
         if args.get("model_instance_kind") == "GPU" and os.path.isfile(os.path.join(folder, "model.pt")):

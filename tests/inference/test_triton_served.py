@@ -321,3 +321,50 @@ def test_dynamic_batching_across_clients_in_the_servers_statistics(server):
     executions = after["execution_count"] - before["execution_count"]
     assert frames == 4 * 3 * 4
     assert executions < frames, (frames, executions)  # some executions carried several clients' frames
+
+
+def app_python(folder: str) -> str:
+    """A venv of the server's interpreter with .venv-triton's packages first (its NumPy 1: PyTriton 0.7.0's backend
+    reads BYTES tensors wrongly under NumPy 2), then this process's (OpenCV, which model.py decodes JPEG frames with
+    and .venv-triton lacks)."""
+    import subprocess as sp
+
+    with open(os.path.join(os.path.dirname(find_server()["venv_bin"]), "pyvenv.cfg")) as f:
+        home = dict(line.split(" = ", 1) for line in f.read().splitlines() if " = " in line)["home"]
+    base = os.path.join(home, "python3")
+    version = sp.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], stdout=sp.PIPE,
+                     universal_newlines=True, check=True).stdout.strip()
+    if version != "%d.%d" % sys.version_info[:2]:
+        pytest.skip("the server's Python is %s, this one %d.%d: their packages do not mix"
+                    % ((version,) + sys.version_info[:2]))
+    sp.run([base, "-m", "venv", "--without-pip", folder], check=True)
+    site = sp.run([os.path.join(folder, "bin", "python3"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                   "['purelib'])"], stdout=sp.PIPE, universal_newlines=True, check=True).stdout.strip()
+    with open(os.path.join(site, "app_packages.pth"), "w") as f:
+        f.write(find_server()["site_packages"] + "\n" + os.path.dirname(os.path.dirname(np.__file__)) + "\n")
+    return folder
+
+
+@needs_server
+@needs_video
+def test_jpeg_frames_decoded_by_model_py(tmp_path, cpu_predictions, capsys):
+    """--input jpeg: the letterboxed frame as a JPEG (a tenth of uint8's bytes); lossy, so the detections are the CPU
+    backend's within a few pixels, not to the bit."""
+    repo = str(tmp_path / "repo")
+    assert main(["export-triton", "--model", "nanodet", "--variant", "python", "--input", "jpeg", "--out", repo,
+                 "--cache-dir", str(tmp_path / "cache")] + WEIGHTS_ARGS) == 0
+    assert main(["export-triton", "--model", "nanodet", "--variant", "onnx", "--input", "jpeg", "--out", repo]) == 2
+    assert "needs --variant python" in capsys.readouterr().err
+    with LocalTritonServer(repo, python_venv=app_python(str(tmp_path / "py"))) as s:
+        code, err = run_app(tmp_path / "out", ["--backend", "triton", "--triton-url", s.grpc_url,
+                                               "--triton-shm", "system"], capsys)
+    assert code == 0, err
+    wire = wire_of(tmp_path / "out")
+    assert wire["input"] == "jpeg" and wire["shared_memory"] is None  # BYTES go over the socket, with a note
+    assert 0 < wire["sent_bytes_per_frame"] < FRAME_BYTES / 4 and wire["received_bytes_per_frame"] == ANSWER_BYTES
+    got = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in cpu_predictions.decode().splitlines()]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g["labels"] == e["labels"], (g, e)
+        assert np.allclose(np.array(g["boxes"]).reshape(-1, 4), np.array(e["boxes"]).reshape(-1, 4), atol=4.0)

@@ -55,6 +55,7 @@ class BenchOptions:
     trt_workspace_mb: int = _ENGINE.trt_workspace_mb
     cache_dir: str = _ENGINE.cache_dir
     triton_url: str = _ENGINE.triton_url  # the triton row's server
+    triton_model: Optional[str] = _ENGINE.triton_model  # its model: one exported with --input float --output raw
     worker_timeout_s: float = 3600.0
     keep_work: bool = False  # keep the inputs, the weights and every backend's raw outputs under work/
     sample_frames: int = 3  # annotated frames shown side by side in the report
@@ -169,7 +170,8 @@ def run_worker(row: Dict[str, Any], options: BenchOptions, inputs: Inputs, work_
     os.makedirs(row_dir, exist_ok=True)
     engine = EngineConfig(backend=row["backend"], precision=row["precision"], threads=options.threads,
                           trt_workspace_mb=options.trt_workspace_mb,
-                          cache_dir=os.path.abspath(options.cache_dir), triton_url=options.triton_url)
+                          cache_dir=os.path.abspath(options.cache_dir), triton_url=options.triton_url,
+                          triton_model=options.triton_model)
     job = {"model": dataclasses.asdict(model_config(options)), "engine": dataclasses.asdict(engine),
            "inputs_path": os.path.abspath(inputs.path), "weights_path": os.path.abspath(inputs.weights_path),
            "out_dir": os.path.abspath(row_dir), "warmup": options.warmup, "cuda_graph": options.cuda_graph}
@@ -385,6 +387,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=d.cache_dir,
                         help="where built engines (TensorRT, ONNX) are cached and reused (default: %(default)s)")
     parser.add_argument("--triton-url", default=d.triton_url, help="the triton row's server (default: %(default)s)")
+    parser.add_argument("--triton-model", default=d.triton_model, help="the triton row's model on the server, "
+                        "exported with --input float --output raw (the numeric diff compares the core's outputs; "
+                        "default: export-triton's name for the model)")
     parser.add_argument("--worker-timeout-s", type=float, default=d.worker_timeout_s, help="a row taking longer fails (default: %(default)s)")
     parser.add_argument("--keep-work", action="store_true", help="keep inputs and raw outputs under OUT/work")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -398,7 +403,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         max_detections=args.max_detections, topk=args.topk, imgsz=args.imgsz, decoder=args.decoder,
         labels=args.labels, cuda_graph=args.cuda_graph, threads=args.threads,
         trt_workspace_mb=args.trt_workspace_mb, cache_dir=args.cache_dir, worker_timeout_s=args.worker_timeout_s,
-        triton_url=args.triton_url,
+        triton_url=args.triton_url, triton_model=args.triton_model,
         keep_work=args.keep_work)
 
 

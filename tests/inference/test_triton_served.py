@@ -368,3 +368,16 @@ def test_jpeg_frames_decoded_by_model_py(tmp_path, cpu_predictions, capsys):
     for g, e in zip(got, expected):
         assert g["labels"] == e["labels"], (g, e)
         assert np.allclose(np.array(g["boxes"]).reshape(-1, 4), np.array(e["boxes"]).reshape(-1, 4), atol=4.0)
+
+
+@needs_server
+def test_the_preprocessed_tensor_to_a_frames_model_names_the_bench_fix(server):
+    """run.py bench's engine pass sends the preprocessed tensor; a model that takes frames says what to serve."""
+    from jetcam_app.errors import EngineConnectionError
+
+    engine = new_engine(server.grpc_url)
+    try:
+        with pytest.raises(EngineConnectionError, match=r"takes frames .*--input float --output raw.*--triton-model"):
+            engine.infer(torch.zeros((1, 3, 416, 416)))
+    finally:
+        engine.close()

@@ -286,6 +286,11 @@ class TritonEngine(Engine):
     def _as_array(self, batch: Any) -> np.ndarray:
         """The batch as the served input's host array: float in the precision's type, uint8 frames, JPEG bytes."""
         if self.served.input_type in ("UINT8", "BYTES"):
+            if batch.is_floating_point():  # a preprocessed tensor (run.py bench's engine pass), not frames
+                raise EngineConnectionError(
+                    "Triton model '%s' at %s takes frames (export-triton --input %s), not the preprocessed tensor; "
+                    "fix: for run.py bench serve an export with --input float --output raw (--name M_raw) and pass "
+                    "--triton-model M_raw" % (self.model, self.config.triton_url, self.served.wire.input))
             frames = batch.detach().to("cpu", torch.uint8).contiguous().numpy()
             return jpeg_batch(frames) if self.served.input_type == "BYTES" else frames
         return batch.detach().to("cpu", self.input_dtype).contiguous().numpy()

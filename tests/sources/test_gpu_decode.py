@@ -196,3 +196,40 @@ def test_the_app_on_gpu_frames_finds_what_it_finds_on_cpu_frames(tmp_path, cuda_
     same = sum(sorted(g["labels"]) == sorted(c["labels"]) for g, c in zip(gpu_rows, cpu_rows))
     assert same >= 0.9 * len(cpu_rows), same
     assert os.path.getsize(os.path.join(str(tmp_path / "gpu"), "annotated.mp4")) > 10000  # sinks got pictures
+
+
+class _HostTensorFrames(VideoFileSource):
+    """OpenCV's frames handed on as DeviceFrames over CPU tensors: what the NVDEC source gives the pipeline, so the
+    stages, the tracker and the sinks are run on DeviceFrames on a machine without a GPU."""
+
+    decoded_on = "gpu"
+
+    def _frame(self, image, index, timestamp_s):
+        import time
+
+        return DeviceFrame(None, index, timestamp_s, time.perf_counter(), device_image=torch.from_numpy(image.copy()))
+
+
+def test_a_run_on_device_frames_logs_and_records_what_a_run_on_host_frames_does(tmp_path, index_video):
+    from jetcam_app.config import load_config
+    from jetcam_app.pipeline import Pipeline
+
+    import cv2
+
+    outs = {}
+    for kind in ("host", "device"):
+        out = tmp_path / kind
+        config = load_config(None, {"model.name": "nanodet", "output.out_dir": str(out), "output.headless": True,
+                                    "output.record": str(out / "rec.mp4"), "tracker.enabled": True,
+                                    "source.uri": index_video})
+        cls = _HostTensorFrames if kind == "device" else VideoFileSource
+        summary = Pipeline(config, source=cls(SourceSpec("file", index_video), config.source)).run()
+        with open(str(out / "predictions.jsonl")) as f:
+            outs[kind] = (summary, f.read())
+        cap = cv2.VideoCapture(str(out / "rec.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30  # the recording downloaded every frame it drew
+        cap.release()
+    (host, host_rows), (device, device_rows) = outs["host"], outs["device"]
+    assert device["decode"] == {"on": "gpu"} and host["decode"] == {"on": "cpu"}
+    assert device["frames"]["processed"] == host["frames"]["processed"] == 30
+    assert device_rows == host_rows and '"track_ids"' in device_rows  # the same frames, the same detections

@@ -289,6 +289,26 @@ class SharedMemoryPool:
         return [name for slot in self.slots for name, _, _ in slot.tensors]
 
 
+def open_pool(kind: str, call: Callable[..., Any], protocol: str, url: str, address: str, served: Any,
+              max_batch: int) -> Tuple[Optional[SharedMemoryPool], Optional[str]]:
+    """The registered pool for a served model (served_check.ServedModel), or None and why not: JPEG frames (BYTES),
+    a server on another host, a server that cannot map it (a container without the host's /dev/shm or IPC), no
+    CUDA shared memory here."""
+    if served.input_type == "BYTES":
+        return None, "JPEG frames (BYTES) go over the network"
+    if not is_local(address):
+        return None, "the server at %s is not on this machine" % url
+    try:
+        regions = regions_for(kind, call, protocol)
+    except SharedMemoryUnavailable as e:
+        return None, str(e)
+    try:
+        pool = SharedMemoryPool(regions, (served.input_name, served.frame_bytes()), served.output_specs(), max_batch)
+        return pool.open(), None
+    except SharedMemoryUnavailable as e:
+        return None, "the server at %s could not map this client's %s shared memory (%s)" % (url, kind, e)
+
+
 def is_local(address: str) -> bool:
     """Whether host:port names this machine (loopback, its host name or one of its addresses)."""
     host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address

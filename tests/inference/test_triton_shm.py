@@ -150,3 +150,16 @@ def test_cuda_regions_register_the_ipc_handle_on_the_device(monkeypatch):
     assert pool.read(slot, [[1, 1]])[0].tolist() == [[1.0]]
     pool.close()
     assert ("unregister_cuda_shared_memory", name_in) in calls and ("destroy", name_in) in calls
+
+
+def test_open_pool_notes_why_it_falls_back(monkeypatch):
+    served = types.SimpleNamespace(input_type="UINT8", input_name="image", frame_bytes=lambda: 3,
+                                   output_specs=lambda: [("detections", np.float32, 24)])
+    monkeypatch.setitem(sys.modules, "tritonclient.utils.cuda_shared_memory", None)  # no cuda-python, no CUDA
+    pool, note = shm.open_pool("cuda", None, "grpc", "grpc://127.0.0.1:8001", "127.0.0.1:8001", served, 1)
+    assert pool is None and "cuda shared memory does not import here" in note
+    pool, note = shm.open_pool("system", None, "grpc", "grpc://gpu-server:8001", "203.0.113.7:8001", served, 1)
+    assert pool is None and "not on this machine" in note
+    jpeg = types.SimpleNamespace(input_type="BYTES")
+    assert shm.open_pool("system", None, "grpc", "u", "127.0.0.1:1", jpeg, 1) == (None, "JPEG frames (BYTES) go over "
+                                                                                   "the network")

@@ -214,23 +214,14 @@ class TritonEngine(Engine):
     # -- shared memory ------------------------------------------------------------------------------------
 
     def _open_shm(self, max_batch: int) -> None:
-        """--triton-shm: register regions with the server; where it cannot (another host, a container without the
-        host's /dev/shm or IPC, no CUDA here) the tensors go over the network and the reason is noted once."""
-        from ...triton.shm import SharedMemoryPool, SharedMemoryUnavailable, is_local, regions_for
+        """--triton-shm: register regions with the server; where it cannot, the reason is noted once (shm.open_pool)."""
+        from ...triton.shm import open_pool
 
-        if self.served.input_type == "BYTES":
-            self._no_shm("JPEG frames (BYTES) go over the network")
-        elif not is_local(self.address):
-            self._no_shm("the server at %s is not on this machine" % self.config.triton_url)
-        else:
-            try:
-                regions = regions_for(self.shm_kind, lambda method, *a, **kw: self._call(self.client, method, *a, **kw),
-                                      self.protocol)
-                self.shm = SharedMemoryPool(regions, (self.input_name, self.served.frame_bytes()),
-                                            self.served.output_specs(), max_batch).open()
-            except SharedMemoryUnavailable as e:
-                self._no_shm("the server at %s could not map this client's %s shared memory (%s)"
-                             % (self.config.triton_url, self.shm_kind, e))
+        call = lambda method, *a, **kw: self._call(self.client, method, *a, **kw)  # noqa: E731
+        self.shm, note = open_pool(self.shm_kind, call, self.protocol, self.config.triton_url, self.address,
+                                   self.served, max_batch)
+        if note:
+            self._no_shm(note)
 
     def _no_shm(self, reason: str) -> None:
         self.shm = None

@@ -31,6 +31,7 @@ OVERRIDES = {
     "track": "tracker.enabled", "line": "source.lines", "zone": "source.zones", "webhook": "output.webhooks",
     "tracker_workers": "tracker.workers", "imgsz": "model.imgsz", "bitrate": "output.bitrate", "record_segment_s": "output.record_segment_s",
     "rtsp_out": "output.rtsp_out", "rtsp_push": "output.rtsp_push", "decoder": "model.decoder", "labels": "model.labels",
+    "save_masks": "output.save_masks",
 }
 
 
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save annotated results in the run folder: images under their own names, a video as "
                    "annotated.mp4 (default: images yes, videos no)")
     r.add_argument("--no-save", dest="save", action="store_false", help="save no annotated images or video")
+    r.add_argument("--save-masks", action="store_true", default=None,
+                   help="segmentation models: each frame's mask as a PNG in the run folder's masks/")
     r.add_argument("--record", help="write the annotated video to this .mp4 file")
     r.add_argument("--mosaic", action="store_true", default=None,
                    help="several sources: --record writes one mosaic video, not one file per source")

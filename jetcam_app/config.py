@@ -170,6 +170,7 @@ class OutputConfig:
     http_token_file: Optional[str]
     mqtt: tuple  # notify_config.MqttSpec, or () = off
     webhooks: tuple  # notify_config.WebhookSpec each
+    save_masks: bool  # segmentation models: each frame's mask as a PNG in the run folder's masks/
 
 
 @dataclass(frozen=True)

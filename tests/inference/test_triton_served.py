@@ -402,3 +402,67 @@ def test_tracking_with_an_export_for_its_low_boxes(tmp_path, capsys):
         if (tmp_path / "cpu" / name).exists():
             assert (tmp_path / "triton" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes(), name
     assert b"track_ids" in (tmp_path / "triton" / "predictions.jsonl").read_bytes()
+
+
+def rows_by_source(path):
+    lines = path.read_text().splitlines()
+    return sorted(lines, key=lambda line: (json.loads(line)["source"], json.loads(line)["frame"]))
+
+
+@needs_server
+@needs_video
+def test_several_sources_share_batches_of_frames(server, tmp_path, capsys):
+    two = ["--source", VIDEO, "--max-batch", "2"]  # with run_app's --source: the video twice, lossless
+    code, err = run_app(tmp_path / "cpu", two + ["--backend", "cpu"], capsys)
+    assert code == 0, err
+    code, err = run_app(tmp_path / "triton", two + ["--backend", "triton", "--triton-url", server.grpc_url,
+                                                    "--triton-shm", "system"], capsys)
+    assert code == 0, err
+    expected = rows_by_source(tmp_path / "cpu" / "predictions.jsonl")
+    assert len(expected) == 8 and rows_by_source(tmp_path / "triton" / "predictions.jsonl") == expected
+    wire = wire_of(tmp_path / "triton")
+    assert wire["frames"] > wire["requests"]  # some requests carried both sources' frames (and the warm-up's 2)
+
+
+def test_server_killed_mid_run_with_shared_memory_registers_again(repository, tmp_path):
+    """The restarted server has forgotten the regions: the engine registers them again on reconnecting, and the
+    run goes on through shared memory."""
+    from jetcam_app.config import load_config
+    from jetcam_app.pipeline import Pipeline
+
+    if SERVER_MISSING:
+        pytest.skip(SERVER_MISSING)
+    timing = str(tmp_path / "timing.csv")
+    with LocalTritonServer(repository) as own:
+        config = load_config(None, {
+            "source.uri": "test://320x240@10?frames=3000&live=1", "model.name": "nanodet",
+            "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton", "engine.triton_url": own.grpc_url,
+            "engine.triton_timeout_s": 2.0, "engine.triton_shm": "system", "pipeline.max_frames": 12,
+            "output.headless": True, "output.out_dir": str(tmp_path), "overlay.hud": False})
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(summary=Pipeline(config).run()), daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and line_count(timing) < 5:
+            time.sleep(0.1)
+        assert line_count(timing) >= 5, own.log_tail()
+        own.stop(kill=True)
+        time.sleep(1.5)
+        own.start()
+        runner.join(120)
+        assert not runner.is_alive()
+        regions_after = server_regions(own)
+    summary = outcome["summary"]
+    assert summary["frames"]["processed"] == 12 and summary["engine_reconnects"] >= 1
+    wire = summary["engine_wire"]
+    assert wire["shared_memory"] == "system" and wire["sent_bytes"] == 0, wire  # every request through the regions
+    assert not [n for n in regions_after if n.startswith("%s%s_%d_" % (PREFIX, host_tag(), os.getpid()))]
+    assert not segments(os.getpid())
+
+
+def line_count(path):
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0

@@ -44,10 +44,19 @@ def _plan_bytes(api, onnx_path: str, precision: str, max_batch: int, label: str)
     return build_serialized(api, onnx_path, BuildSettings(precision=precision, max_batch=max_batch), label)
 
 
-def _save_torchscript(core, example, path: str, strict_fp32: bool) -> None:
+def _save_torchscript(core, example, path: str, strict_fp32: bool, on_gpu: bool = False) -> None:
+    """`on_gpu` (the served graphs): traced on CUDA where this machine has it, since a trace fixes the device of the
+    tensors it creates (the static NMS makes some), and model.py runs model.pt on a GPU instance."""
+    import copy
     import warnings
 
     import torch
+
+    if on_gpu and torch.cuda.is_available():
+        core, example = copy.deepcopy(core).cuda(), example.cuda()
+    elif on_gpu:
+        log.warning("triton: model.pt traced on the CPU, where a GPU instance's model.py cannot run it (it falls "
+                    "back to model.onnx); fix: run export-triton --torchscript on the GPU machine")
 
     # The trace bakes cuDNN's allow_tf32 into every convolution; fp32 must stay fp32 on the server's GPU (measured on
     # an H200: 0.005 max abs against eager CUDA when traced with the default, True).
@@ -114,7 +123,7 @@ def export_repository(model: ModelConfig, out_dir: str, precision: str = "fp32",
     outputs = [TensorSpec(n, dtype, shape[skip:]) for n, shape in zip(onnx.output_names, shapes)]
     model_dir = _write_model(out_dir, name, variant, precision, max_batch_size, instances, instance_kind, inputs,
                              outputs, wire.parameters(), plan_api, lambda path: shutil.copyfile(onnx.path, path),
-                             (core, example) if torchscript else None)
+                             (core, example, False) if torchscript else None)
     log.info("triton: %s (%s variant, %s, max batch %d, float in, raw out) written to %s", name, variant, precision,
              max_batch_size, model_dir)
     return model_dir
@@ -135,7 +144,7 @@ def _export_served(adapter, core, wire, out_dir, name, variant, precision, max_b
     model_dir = _write_model(out_dir, name, variant, precision, max_batch_size, instances, instance_kind, inputs,
                              outputs, wire.parameters(), plan_api,
                              lambda path: export_served_onnx(module, example, path, names),
-                             (module, example) if torchscript else None)
+                             (module, example, True) if torchscript else None)
     log.info("triton: %s (%s variant, %s, max batch %d; %s) written to %s", name, variant, precision, max_batch_size,
              describe(wire, inputs, outputs), model_dir)
     return model_dir
@@ -163,7 +172,8 @@ def _write_model(out_dir, name, variant, precision, max_batch_size, instances, i
         if variant == "python":
             shutil.copyfile(PYTHON_MODEL, os.path.join(version_dir, "model.py"))
             if traced is not None:
-                _save_torchscript(traced[0], traced[1], os.path.join(version_dir, "model.pt"), precision == "fp32")
+                _save_torchscript(traced[0], traced[1], os.path.join(version_dir, "model.pt"), precision == "fp32",
+                                  on_gpu=traced[2])
         with open(os.path.join(model_dir, "config.pbtxt"), "w") as f:
             f.write(model_config(name, variant, inputs, outputs, max_batch_size=max_batch_size, instances=instances,
                                  instance_kind=instance_kind, parameters=parameters))

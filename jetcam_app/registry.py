@@ -68,6 +68,7 @@ MODELS.register("efficientnet_lite0", "jetcam_app.inference.adapters.classificat
 MODELS.register("movenet", "jetcam_app.inference.adapters.movenet:MoveNetAdapter")  # pose, 17 COCO keypoints
 MODELS.register("movenet_thunder", "jetcam_app.inference.adapters.movenet:MoveNetThunderAdapter")
 MODELS.register("selfie", "jetcam_app.inference.adapters.selfie:SelfieAdapter")  # person segmentation
+MODELS.register("blazepose", "jetcam_app.inference.adapters.blazepose:BlazePoseAdapter")  # pose, COCO's 17 of 33
 MODELS.register_suffix(".onnx", "jetcam_app.inference.adapters.onnx_model:OnnxModelAdapter")  # the user's own model
 
 SOURCES = Registry("source kind")

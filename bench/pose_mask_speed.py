@@ -1,4 +1,4 @@
-"""Benchmark: the pose and mask cores (MoveNet Lightning / Thunder, Selfie) on the CPU backends side by side, one
+"""Benchmark: the pose and mask cores (MoveNet Lightning / Thunder, BlazePose, Selfie) on the CPU backends side by side, one
 process, the engines called in turn on the same real photo so a busy machine slows them alike. Engine time only
 (the network; pre- and postprocessing are `run.py bench`'s). Not a test: speed is measured, never asserted.
 
@@ -21,7 +21,7 @@ from jetcam_app.config import EngineConfig, load_config  # noqa: E402
 from jetcam_app.inference.adapters.base import build_core, create_adapter  # noqa: E402
 from jetcam_app.registry import BACKENDS  # noqa: E402
 
-MODELS = ("movenet", "movenet_thunder", "selfie")
+MODELS = ("movenet", "movenet_thunder", "blazepose", "selfie")
 
 
 def main() -> int:

@@ -174,6 +174,7 @@ class SharedMemoryPool:
         self.free = []  # type: List[Slot]
         self.lock = threading.Lock()
         self.closed = False
+        self.retired = []  # type: List[Slot]
         self.made = 0  # slots made (requests in flight at once through shared memory), kept after close()
 
     def clean_stale(self) -> Tuple[int, int]:
@@ -251,6 +252,11 @@ class SharedMemoryPool:
             if not self.closed:
                 self.free.append(slot)
 
+    def retire(self, slot: Slot) -> None:
+        """A slot whose request failed: not handed out again before reregister() (the old server may still write)."""
+        with self.lock:
+            self.retired.append(slot)
+
     def bind(self, slot: Slot, infer_input: Any, array: np.ndarray, requested: Sequence[Any]) -> None:
         """Write the batch into the slot's input region and point the request's input and outputs at the slot."""
         frames = int(array.shape[0])
@@ -266,7 +272,10 @@ class SharedMemoryPool:
                 for (_, handle, _), (_, dtype, _), shape in zip(slot.tensors[1:], self.outputs, shapes)]
 
     def reregister(self) -> None:
-        """After the server restarted (it forgets registrations): register every slot again."""
+        """After the server restarted (it forgets registrations): register every slot again; retired ones are free."""
+        with self.lock:
+            self.free.extend(self.retired)
+            self.retired = []
         for slot in self.slots:
             for name, handle, size in slot.tensors:
                 try:

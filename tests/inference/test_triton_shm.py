@@ -102,6 +102,11 @@ def test_pool_slots_sizes_bind_release_and_close():
     assert [a.shape for a in pool.read(first, [[2, 24 // 4]])] == [(2, 6)]
     pool.release(first)
     assert pool.acquire() is first  # reused, not made again
+    pool.retire(second)  # its request failed: the old server may still write into it
+    third = pool.acquire()
+    assert third is not second and pool.made == 3
+    pool.reregister()  # a new server: the retired slot is free again, every slot registered anew
+    assert pool.acquire() is second and len(regions.registered) == 6
     pool.close()
     pool.close()
     assert regions.registered == [] and sorted(regions.destroyed) == sorted(n for n, _ in regions.created)

@@ -317,8 +317,13 @@ class TritonEngine(Engine):
         return request
 
     def _release(self, request: Request) -> None:
+        """The request's slot back to the pool; one whose request failed is retired until a reconnect (a server that
+        timed out may still write into it)."""
         if request.slot is not None and self.shm is not None:
-            self.shm.release(request.slot)
+            if request.error is None and not request.dropped:
+                self.shm.release(request.slot)
+            else:
+                self.shm.retire(request.slot)
         request.slot = None
 
     def result(self, handle: Request) -> Optional[Tuple[torch.Tensor, ...]]:

@@ -40,13 +40,15 @@ ANSWER_BYTES = 101 * 6 * 4  # max_detections + 1 rows of 6 float32
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
-    """nanodet: uint8 in, detections out (export-triton's default); nanodet_raw8: uint8 in, the core's outputs out."""
+    """nanodet: uint8 in, detections out (export-triton's default); nanodet_raw8: uint8 in, the core's outputs out;
+    nanodet_float_det: the preprocessed tensor in, detections out."""
     repo = str(tmp_path_factory.mktemp("served_repo"))
     cache = str(tmp_path_factory.mktemp("cache"))
     common = ["export-triton", "--model", "nanodet", "--variant", "python", "--max-batch-size", "8", "--out", repo,
               "--cache-dir", cache] + WEIGHTS_ARGS
     assert main(common) == 0
     assert main(common + ["--output", "raw", "--name", "nanodet_raw8"]) == 0
+    assert main(common + ["--input", "float", "--name", "nanodet_float_det"]) == 0
     return repo
 
 
@@ -150,15 +152,18 @@ def test_served_graph_on_onnx_runtime_gives_the_adapters_detections():
 
 @needs_server
 @needs_video
-@pytest.mark.parametrize("model, received", [("nanodet", ANSWER_BYTES), ("nanodet_raw8", 3549 * (80 + 44) * 4)])
-def test_detections_identical_to_the_local_cpu_backend(server, cpu_predictions, tmp_path, capsys, model, received):
+@pytest.mark.parametrize("model, sent, received", [("nanodet", FRAME_BYTES, ANSWER_BYTES),
+                                                   ("nanodet_raw8", FRAME_BYTES, 3549 * (80 + 44) * 4),
+                                                   ("nanodet_float_det", FRAME_BYTES * 4, ANSWER_BYTES)])
+def test_detections_identical_to_the_local_cpu_backend(server, cpu_predictions, tmp_path, capsys, model, sent,
+                                                       received):
     code, err = run_app(tmp_path, ["--backend", "triton", "--triton-url", server.grpc_url, "--triton-model", model],
                         capsys)
     assert code == 0, err
     assert (tmp_path / "predictions.jsonl").read_bytes() == cpu_predictions
     wire = wire_of(tmp_path)
-    assert wire["input"] == "uint8" and wire["shared_memory"] is None
-    assert wire["sent_bytes_per_frame"] == FRAME_BYTES and wire["received_bytes_per_frame"] == received
+    assert wire["shared_memory"] is None
+    assert wire["sent_bytes_per_frame"] == sent and wire["received_bytes_per_frame"] == received
 
 
 def server_regions(server, kind="system"):

@@ -391,9 +391,9 @@ def test_the_preprocessed_tensor_to_a_frames_model_names_the_bench_fix(server):
 
 @needs_server
 @needs_video
-def test_tracking_with_an_export_for_its_low_boxes(tmp_path, capsys):
+def test_tracking_with_an_export_for_its_low_boxes(tmp_path, capsys, cpu_predictions):
     """--track keeps boxes down to tracker.track_low_thresh (0.1): an export with that score threshold gives the
-    tracks, lines and logs of the CPU backend."""
+    tracks, lines and logs of the CPU backend; without --track the app drops the boxes under its own 0.35."""
     repo = str(tmp_path / "repo")
     assert main(["export-triton", "--model", "nanodet", "--variant", "python", "--score-threshold", "0.1", "--out",
                  repo, "--cache-dir", str(tmp_path / "cache")] + WEIGHTS_ARGS) == 0
@@ -403,7 +403,10 @@ def test_tracking_with_an_export_for_its_low_boxes(tmp_path, capsys):
     with LocalTritonServer(repo) as s:
         code, err = run_app(tmp_path / "triton", ["--backend", "triton", "--triton-url", s.grpc_url] + track, capsys,
                             frames=8)
+        assert code == 0, err
+        code, err = run_app(tmp_path / "untracked", ["--backend", "triton", "--triton-url", s.grpc_url], capsys)
     assert code == 0, err
+    assert (tmp_path / "untracked" / "predictions.jsonl").read_bytes() == cpu_predictions
     for name in ("predictions.jsonl", "events.jsonl"):
         if (tmp_path / "cpu" / name).exists():
             assert (tmp_path / "triton" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes(), name

@@ -2,7 +2,8 @@
 # GPU decoding on the GPU machine (run through the device tool from the repo root; carry .whl with the PyNvVideoCodec
 # wheel, media with bbb720p30.mp4 from bench/h264_clip.py, and models/nanodet). Both decoders side by side in each
 # step; everything printed goes to $OUT/log-decode-STEP.txt.
-# Usage: bash bench/gpu_decode_session.sh probe|tests|one|unpaced|paced   (NS=32,64 for paced's source counts)
+# Usage: bash bench/gpu_decode_session.sh probe|tests|one|unpaced|paced|short   (NS=32,64 for paced's source counts;
+# short: each of the others once, shortened, in about 8 minutes)
 set -u
 export PYTHONUNBUFFERED=1 JETCAM_OFFLINE=1
 OUT=${OUT:-/tmp/jetcam-out}
@@ -32,6 +33,19 @@ case $step in
   unpaced)
     $py bench/multi_source.py $m --source $video --no-retime --n 8 --parts unpaced --frames 3000 --decode cpu,gpu \
       --json "$OUT/unpaced_n8.json" ;;
+  short)
+    timeout 100 $py bench/decode_rates.py $video --threads 1,8 --max-frames 1500 --compare-frames 200 \
+      --json "$OUT/decode_rates.json"
+    timeout 150 $py -m pytest -q -rs -p no:cacheprovider -m needs_cuda tests/sources/test_gpu_decode.py
+    for d in cpu gpu; do
+      echo "== one source, --decode $d"
+      timeout 60 $py run.py --headless --no-hud $m --source $video --decode $d --out "/tmp/one_$d" 2>&1 | grep "^frames:"
+      cp "/tmp/one_$d/summary.json" "$OUT/one_$d.json"
+    done
+    timeout 150 $py bench/multi_source.py $m --source $video --no-retime --n 64 --parts paced --decode cpu,gpu \
+      --json "$OUT/paced_64.json"
+    timeout 150 $py bench/multi_source.py $m --source $video --no-retime --n 8 --parts unpaced --frames 1500 \
+      --decode cpu,gpu --json "$OUT/unpaced_n8.json" ;;
   paced)
     $py bench/multi_source.py $m --source $video --no-retime --n "${NS:-32,64,96,128}" --parts paced --decode cpu,gpu \
       --json "$OUT/paced_${NS:-all}.json" ;;

@@ -100,7 +100,8 @@ class ServedNetwork(torch.nn.Module):
         return "wire=%r, dtype=%s" % (self.wire, self.dtype)
 
     def forward(self, image: torch.Tensor):
-        x = self.adapter.prepare_tensor(image, self.dtype) if self.wire.input != "float" else image
+        # uint8 -> float first (exactly): TensorRT takes a uint8 tensor into a Cast only, not a Transpose
+        x = self.adapter.prepare_tensor(image.float(), self.dtype) if self.wire.input != "float" else image
         outputs = self.core(x)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)

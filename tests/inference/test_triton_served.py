@@ -475,3 +475,28 @@ def line_count(path):
             return sum(1 for _ in f)
     except OSError:
         return 0
+
+
+@pytest.mark.parametrize("name, output", [("nanodet", "detections"), ("nanodet", "raw"),
+                                          ("ssd300_vgg16", "detections")])
+def test_served_graph_parses_and_builds_with_tensorrt(name, output, tmp_path):
+    """The plan variant's ONNX (uint8 in: a Cast first; the NMS's block gathered, not scattered) through TensorRT's
+    parser and builder: TensorRT where there is a GPU, else a TensorRT-RTX cross build on the CPU."""
+    from jetcam_app.errors import BackendUnavailable
+    from jetcam_app.inference.adapters.base import build_core, create_adapter
+    from jetcam_app.inference.engines.trt_build import BuildSettings, build_serialized, load_api
+    from jetcam_app.triton.served import choose_wire, export_served_onnx, output_names_of, served_module
+
+    try:
+        api = load_api(None if torch.cuda.is_available() else "tensorrt_rtx_bindings")
+    except BackendUnavailable as e:
+        pytest.skip("needs a TensorRT or TensorRT-RTX builder: %s" % e)
+    adapter = create_adapter(ModelConfig(name=name, random_weights=True))
+    core = build_core(adapter)
+    wire = choose_wire(adapter, core, "uint8", output)
+    module, example = served_module(adapter, core, wire, "fp32")
+    path = str(tmp_path / "served.onnx")
+    export_served_onnx(module, example, path, list(output_names_of(adapter, wire)))
+    settings = BuildSettings(precision="fp32", max_batch=4, workspace_mb=512,
+                             target_cc=None if torch.cuda.is_available() else "8.6")
+    assert len(build_serialized(api, path, settings, name)) > 100000

@@ -86,6 +86,8 @@ def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Ten
                     exact: torch.Tensor, candidates: torch.Tensor, max_detections: int) -> torch.Tensor:
     """The kept rows (best first, at most max_detections) under a header row; static shapes throughout (with
     leading batch dimensions, one such block per frame)."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return _pack_gathered(boxes, scores, labels, keep, exact, candidates, max_detections)
     order = torch.cumsum(keep.to(torch.int64), -1) - 1
     chosen = keep & (order < max_detections)
     trash = max_detections + 1  # rows not chosen all land in one spare row, dropped below
@@ -100,6 +102,30 @@ def pack_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Ten
     header = torch.stack((chosen.sum(-1).float(), exact.float(), candidates.float(), zero, zero, zero), -1)
     body[..., 0, :] = header
     return body[..., :max_detections + 1, :]
+
+
+def _pack_gathered(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor,
+                   exact: torch.Tensor, candidates: torch.Tensor, max_detections: int) -> torch.Tensor:
+    """pack_detections for a traced graph (a Triton model with NMS inside), the same values: the chosen rows gathered
+    by their rank (a top-k) and the block concatenated, since TensorRT's ScatterElements takes no more indices than
+    the target has rows, and an in-place header would be a ScatterND."""
+    k = keep.shape[-1]
+    order = torch.cumsum(keep.to(torch.int64), -1) - 1
+    chosen = keep & (order < max_detections)
+    positions = torch.arange(k, device=keep.device).expand(keep.shape)
+    rank = torch.where(chosen, order, positions + k).float()  # the chosen first, in their order; small exact integers
+    n = min(max_detections, k)
+    pick = (-rank).topk(n, -1).indices
+    rows = torch.cat((boxes.float(), scores.float()[..., None], labels.float()[..., None]), -1)
+    picked = torch.gather(rows, -2, pick[..., None].expand(pick.shape + (6,)))
+    count = chosen.sum(-1)
+    filled = torch.arange(n, device=keep.device) < count[..., None]
+    picked = torch.where(filled[..., None], picked, torch.zeros_like(picked))
+    if n < max_detections:
+        picked = torch.cat((picked, picked.new_zeros(picked.shape[:-2] + (max_detections - n, 6))), -2)
+    zero = torch.zeros(keep.shape[:-1], dtype=torch.float32, device=boxes.device)
+    header = torch.stack((count.float(), exact.float(), candidates.float(), zero, zero, zero), -1)
+    return torch.cat((header[..., None, :], picked), -2)
 
 
 def nms_and_pack(candidate_boxes: torch.Tensor, out_boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,

@@ -12,7 +12,8 @@ server allow, no app). Variants are export-triton's --input / --output pairs, ea
     float-raw          the preprocessed tensor in, the core's outputs out (the comparison in run.py bench)
     uint8-raw          the resized uint8 frame in (normalised in the graph), the core's outputs out
     uint8-detections   the frame in, decoding and NMS in the graph, the final boxes out (export-triton's default)
-    jpeg-detections    the frame as a JPEG in (decoded by model.py: python variant, OpenCV or Pillow on the server)
+    jpeg-detections    the frame as a JPEG in (decoded by model.py: python variant, OpenCV or Pillow and, with
+                       PyTriton's server, NumPy < 2 in the server's Python; not in the default list)
 
 Without --url a local server (PyTriton's, from .venv-triton) serves the `python` variant of each; with --url,
 serve the names this prints (`--print-exports`). Measured, never asserted.

@@ -6,6 +6,7 @@ system interpreter (`.venv-triton`, made by `scripts/setup.sh --test`), not from
 
 import glob
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -131,19 +132,44 @@ class LocalTritonServer:
         except OSError:
             return ""
 
+    def stub_regions(self) -> List[str]:
+        """The Python backend's shared-memory regions of this server's stubs (each stub's command line names its
+        region, and its path lies in this server's work folder)."""
+        regions = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if len(argv) > 2 and argv[0].startswith(self.workdir) and argv[0].endswith("triton_python_backend_stub"):
+                regions.append(argv[2])
+        return regions
+
     def stop(self, kill: bool = False) -> None:
-        """Terminate the server (SIGKILL with kill=True: the server vanishes mid-request); safe to call twice."""
+        """Terminate the server (SIGKILL with kill=True: the server vanishes mid-request); safe to call twice. A
+        killed server's whole process group goes, its Python-backend stubs with it (they outlive a SIGKILLed server
+        otherwise), and the shared-memory regions it can no longer unlink are removed."""
         if self.process is None or self.process.poll() is not None:
             return
-        if kill:
-            self.process.kill()
-        else:
+        if not kill:
             self.process.terminate()
+            try:
+                self.process.wait(20.0)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        regions = self.stub_regions()
         try:
-            self.process.wait(20.0)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10.0)
+            os.killpg(self.process.pid, signal.SIGKILL)  # start_new_session: the group is the server's
+        except ProcessLookupError:
+            pass
+        self.process.wait(10.0)
+        for region in regions:
+            try:
+                os.unlink(os.path.join("/dev/shm", region.lstrip("/")))
+            except OSError:
+                pass  # a server in its own mount namespace (the tests') had them in its own /dev/shm
 
     def __enter__(self) -> "LocalTritonServer":
         return self.start()

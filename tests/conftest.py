@@ -73,3 +73,23 @@ def photos():
             rgb = np.stack([rgb] * 3, -1)
         out[name] = np.ascontiguousarray(rgb[..., :3][..., ::-1])
     return out
+
+
+def export_adapter(name):
+    """The model's adapter for an export or build test: random weights, or its own where it has no random variant
+    (the TFJS graphs, whose weights come in the graph's file); skipped where those are not fetched."""
+    from jetcam_app.config import ModelConfig
+    from jetcam_app.errors import WeightsError
+    from jetcam_app.inference.adapters.base import create_adapter
+
+    try:
+        adapter = create_adapter(ModelConfig(name=name, random_weights=True))
+        if getattr(adapter, "weights_json", None) is None:  # a torch module: random weights build
+            return adapter
+        adapter = create_adapter(ModelConfig(name=name))  # a TFJS graph: its own file, or nanodet's default
+        adapter.build_network()  # WeightsError here where the file is not fetched
+        return adapter
+    except ImportError as e:
+        pytest.skip("the %s adapter does not import yet: %s" % (name, e))
+    except WeightsError as e:
+        pytest.skip("%s's weights are not here: %s" % (name, e))

@@ -12,6 +12,8 @@ from jetcam_app.inference.engines.torch_engine import as_tuple
 from jetcam_app.registry import MODELS
 from jetcam_app.types import Classification
 
+from conftest import export_adapter
+
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
@@ -19,12 +21,7 @@ from jetcam_app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine  #
 
 
 def make_adapter(name):
-    from jetcam_app.inference.adapters.base import create_adapter
-
-    try:
-        return create_adapter(ModelConfig(name=name, random_weights=True))
-    except ImportError as e:
-        pytest.skip("the %s adapter does not import yet: %s" % (name, e))
+    return export_adapter(name)
 
 
 def build_core(adapter):
@@ -51,8 +48,13 @@ def photo_bgr():
 
 
 def labels_of(result):
+    """What the result says, to compare two runs: class ids, or keypoints to the pixel, or the mask's area."""
     if isinstance(result, Classification):
         return [int(c) for c in result.class_ids]
+    if hasattr(result, "keypoints"):
+        return np.round(result.keypoints[..., :2]).astype(int).tolist()
+    if hasattr(result, "mask"):
+        return int(result.mask.sum()) // 100  # within a hundred pixels
     return sorted(int(v) for v in result.labels)
 
 

@@ -14,6 +14,8 @@ from jetcam_app.inference.engines.cache import EngineCache, GpuInfo, current_gpu
 from jetcam_app.inference.engines.onnx_export import export_onnx
 from jetcam_app.registry import MODELS
 
+from conftest import export_adapter
+
 
 def _builder_api():
     from jetcam_app.inference.engines.trt_build import load_api
@@ -67,13 +69,10 @@ def mobilenet_onnx(onnx_cache):
 
 @pytest.mark.parametrize("name", MODELS.choices())
 def test_each_core_parses_builds_and_serializes(name, api, gpu, onnx_cache):
-    from jetcam_app.inference.adapters.base import build_core, create_adapter
+    from jetcam_app.inference.adapters.base import build_core
     from jetcam_app.inference.engines.trt_build import build_serialized
 
-    try:
-        adapter = create_adapter(ModelConfig(name=name, random_weights=True))
-    except ImportError as e:
-        pytest.skip("the %s adapter does not import yet: %s" % (name, e))
+    adapter = export_adapter(name)
     onnx = export_onnx(build_core(adapter), adapter.example_input(), onnx_cache, name,
                        input_names=adapter.input_names, output_names=adapter.output_names)
     data = build_serialized(api, onnx.path, settings_for(gpu), label=name)

@@ -12,11 +12,11 @@ from jetcam_app.config import EngineConfig, load_config
 from jetcam_app.dense_results import COCO_KEYPOINTS
 from jetcam_app.inference.adapters.blazepose import TO_COCO, BlazePoseAdapter, BlazePoseCore
 from jetcam_app.inference.adapters.human_assets import default_models_dir, ensure_human_models, present
+from photo_regions import FACES, measured
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tfjs_reference_pose_mask.npz")
 # landmarks are input pixels up to ~340 in magnitude (z): measured 2.2e-4 at most, the flag 4.1e-6
 LANDMARK_ATOL, FLAG_ATOL = 2e-3, 1e-4
-FACES = {"astronaut": (165, 55, 285, 180), "camera": (150, 65, 265, 200)}  # as test_movenet.py's
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ def test_coco_mapping_picks_the_named_landmarks():
 
 @pytest.mark.parametrize("photo", sorted(FACES))
 def test_face_keypoints_inside_the_face(blazepose, photos, photo):
+    measured(photo)
     poses = run(blazepose, photos[photo])
     x1, y1, x2, y2 = FACES[photo]
     for joint in ("nose", "left_eye", "right_eye"):

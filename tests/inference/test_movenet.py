@@ -14,12 +14,11 @@ from jetcam_app.dense_results import COCO_KEYPOINTS, Poses
 from jetcam_app.errors import WeightsError
 from jetcam_app.inference.adapters.human_assets import default_models_dir, ensure_human_models, present
 from jetcam_app.inference.adapters.movenet import MoveNetAdapter, MoveNetCore, MoveNetThunderAdapter, full_graph
+from photo_regions import FACES, measured
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tfjs_reference_pose_mask.npz")
 # The replay does the graph's float32 arithmetic in another order than tfjs' CPU kernels: measured 1.8e-6 at most.
 REFERENCE_ATOL = 1e-5
-# Regions measured by hand on the photos over a 50-pixel grid (x1, y1, x2, y2): the face, ear to ear, hair to chin.
-FACES = {"astronaut": (165, 55, 285, 180), "camera": (150, 65, 265, 200)}
 FACE_JOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 SCORE = 0.3
 
@@ -91,6 +90,7 @@ def test_batched_core_matches_tfjs(models_dir, reference, stem, kind, size):
 @pytest.mark.parametrize("photo", sorted(FACES))
 @pytest.mark.parametrize("cls, name", [(MoveNetAdapter, "movenet"), (MoveNetThunderAdapter, "movenet_thunder")])
 def test_face_keypoints_inside_the_face(models_dir, photos, photo, cls, name):
+    measured(photo)
     adapter = adapter_for(cls, name, models_dir)
     poses = run((adapter, adapter.build_network()), photos[photo])
     assert isinstance(poses, Poses) and poses.keypoints.shape == (1, 17, 3)

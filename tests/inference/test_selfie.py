@@ -12,15 +12,11 @@ from jetcam_app.config import load_config
 from jetcam_app.dense_results import Mask, rle_counts, rle_decode
 from jetcam_app.inference.adapters.human_assets import default_models_dir, ensure_human_models, present
 from jetcam_app.inference.adapters.selfie import SelfieAdapter, SelfieCore
+from photo_regions import BACKGROUND, PERSON, measured
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tfjs_reference_pose_mask.npz")
 # float32 in another order than tfjs' CPU kernels through 11 squeeze-excite blocks: measured 8.0e-5 at most
 REFERENCE_ATOL = 3e-4
-# Regions measured by hand over a 50-pixel grid (x1, y1, x2, y2): inside the person, and background around it.
-PERSON = {"astronaut": {"face": (185, 70, 265, 165), "torso": (80, 300, 270, 500), "hair": (170, 25, 280, 60)},
-          "camera": {"face": (200, 100, 250, 180), "coat": (40, 220, 140, 450)}}
-BACKGROUND = {"astronaut": {"wall": (305, 20, 350, 130), "rocket": (385, 20, 445, 240), "flag": (0, 0, 80, 200)},
-              "camera": {"sky": (300, 20, 500, 120), "grass": (330, 300, 500, 500), "sky left": (0, 20, 100, 100)}}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +61,7 @@ def test_core_matches_tfjs(models_dir):
 
 @pytest.mark.parametrize("photo", sorted(PERSON))
 def test_mask_covers_the_person_and_little_else(segmenter, photos, photo):
+    measured(photo)
     result = segment(segmenter, photos[photo])
     assert result.mask.shape == photos[photo].shape[:2] and result.mask.dtype == bool
     for name, region in PERSON[photo].items():

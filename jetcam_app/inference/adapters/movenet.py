@@ -65,9 +65,10 @@ class MoveNetCore(nn.Module):
             return graph.const(graph.nodes[_P + node]["input"][index])
 
         # the decoding's constants, read from the graph: the cell grid (y, x), the distance's offset, the 1/cells scale
-        self.register_buffer("grid_y", torch.from_numpy(const_of("sub_5", 0)[..., 0].astype(np.float32)))
-        self.register_buffer("grid_x", torch.from_numpy(const_of("sub_6", 0)[..., 0].astype(np.float32)))
-        self.register_buffer("scale_yx", torch.from_numpy(const_of("mul_2", 1).reshape(2).astype(np.float32)))
+        # (copies torch owns, as tfjs_module's buffers: see there)
+        self.register_buffer("grid_y", torch.from_numpy(const_of("sub_5", 0)[..., 0].astype(np.float32)).clone())
+        self.register_buffer("grid_x", torch.from_numpy(const_of("sub_6", 0)[..., 0].astype(np.float32)).clone())
+        self.register_buffer("scale_yx", torch.from_numpy(const_of("mul_2", 1).reshape(2).astype(np.float32)).clone())
         self.distance_offset = float(const_of("add_5", 1))
 
     def extra_repr(self) -> str:

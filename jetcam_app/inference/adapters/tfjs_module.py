@@ -108,7 +108,9 @@ class TfjsModule(nn.Module):
             data = self._const_np(value) if array is None else array
             if nchw and data.ndim > 0:
                 data = data.reshape((1,) * (4 - data.ndim) + data.shape).transpose(0, 3, 1, 2)
-            tensor = torch.from_numpy(np.ascontiguousarray(data))
+            # a copy torch owns: a tensor over numpy's memory frees it through Python, which torch 1.10's ONNX
+            # exporter does from a static destructor at exit, after the GIL is gone (the process hangs there)
+            tensor = torch.from_numpy(np.ascontiguousarray(data)).clone()
             if tensor.dtype == torch.int32:  # indices and shapes: torch indexes with int64
                 tensor = tensor.long()
             attr = "c%d" % len(self._consts)

@@ -49,7 +49,7 @@ class _States:
 
     def __init__(self, capacity: int = 64):
         self.means = np.zeros((capacity, 8))
-        self.covs = np.zeros((capacity, 8, 8))
+        self.covs = np.zeros((capacity, 3, kalman.NDIM))  # 2x2 blocks: kalman.py
         self._free = list(range(capacity - 1, -1, -1))
 
     def add(self, mean: np.ndarray, cov: np.ndarray) -> int:

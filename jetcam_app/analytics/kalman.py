@@ -1,12 +1,19 @@
 """A constant-velocity Kalman filter over boxes as (centre x, centre y, aspect, height), stepped for many tracks at
 once: per-track matrix calls cost more in Python overhead than the arithmetic, and a frame may hold 100 tracks.
-The noise scales with the box height, as in SORT / DeepSORT: a near, large object moves more pixels per frame."""
+The noise scales with the box height, as in SORT / DeepSORT: a near, large object moves more pixels per frame.
+
+Each of the four measured values is coupled only to its own velocity (the motion, both noises and the measurement
+are per value), so a track's 8x8 covariance is four 2x2 blocks from its first frame on. They are kept as such:
+covs (N, 3, 4) holds, per value, var(position), cov(position, velocity), var(velocity). The equations are the full
+filter's, exactly (tests/analytics/test_kalman.py), with no 8x8 products or solves."""
 
 import numpy as np
 
 POSITION_WEIGHT = 1.0 / 20
 VELOCITY_WEIGHT = 1.0 / 160
 NDIM = 4
+_MASK = np.array([1.0, 1.0, 0.0, 1.0])  # the values whose noise scales with the height (the aspect's does not)
+_ASPECT = np.array([0.0, 0.0, 1.0, 0.0])
 
 
 def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
@@ -18,42 +25,37 @@ def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
     xyah = np.asarray(xyah, np.float64).reshape(-1, 4)
-    w = xyah[:, 2] * xyah[:, 3]
-    return np.stack([xyah[:, 0] - w / 2, xyah[:, 1] - xyah[:, 3] / 2,
-                     xyah[:, 0] + w / 2, xyah[:, 1] + xyah[:, 3] / 2], axis=1)
+    half = np.stack([xyah[:, 2] * xyah[:, 3], xyah[:, 3]], axis=1) / 2
+    return np.concatenate([xyah[:, :2] - half, xyah[:, :2] + half], axis=1)
 
 
-def _stds(h: np.ndarray, position: float, velocity: float, aspect: float, aspect_velocity: float) -> np.ndarray:
-    """(N, 8) standard deviations for tracks of heights h: position and velocity terms scale with the height, the
-    aspect's are constant (one broadcast rather than eight columns stacked)."""
-    scale = np.array([position, position, 0.0, position, velocity, velocity, 0.0, velocity])
-    constant = np.array([0.0, 0.0, aspect, 0.0, 0.0, 0.0, aspect_velocity, 0.0])
-    return h[:, None] * scale + constant
+def _variances(h: np.ndarray, position: float, velocity: float, aspect: float, aspect_velocity: float) -> np.ndarray:
+    """(N, 3, 4) diagonal noise in the block layout for tracks of heights h (no position-velocity term): position
+    and velocity standard deviations scale with the height, the aspect's are constant."""
+    out = np.zeros((len(h), 3, NDIM))
+    h2 = (h * h)[:, None]
+    out[:, 0] = h2 * (position ** 2 * _MASK) + aspect ** 2 * _ASPECT
+    out[:, 2] = h2 * (velocity ** 2 * _MASK) + aspect_velocity ** 2 * _ASPECT
+    return out
 
 
 def initiate(measurements: np.ndarray):
-    """(means (N, 8), covariances (N, 8, 8)) of new tracks at these xyah boxes, at rest, unsure of their speed."""
+    """(means (N, 8), covariances (N, 3, 4)) of new tracks at these xyah boxes, at rest, unsure of their speed."""
     z = np.asarray(measurements, np.float64).reshape(-1, NDIM)
     means = np.concatenate([z, np.zeros_like(z)], axis=1)
-    stds = _stds(z[:, 3], 2 * POSITION_WEIGHT, 10 * VELOCITY_WEIGHT, 1e-2, 1e-5)
-    covs = np.zeros((len(z), 8, 8))
-    idx = np.arange(8)
-    covs[:, idx, idx] = stds ** 2
-    return means, covs
+    return means, _variances(z[:, 3], 2 * POSITION_WEIGHT, 10 * VELOCITY_WEIGHT, 1e-2, 1e-5)
 
 
 def predict(means: np.ndarray, covs: np.ndarray, steps: float = 1.0):
     """Every track `steps` frames ahead (several when frames were dropped in between)."""
     if not len(means):
         return means, covs
-    motion = np.eye(8)
-    motion[np.arange(NDIM), np.arange(NDIM) + NDIM] = steps
-    stds = _stds(means[:, 3], POSITION_WEIGHT, VELOCITY_WEIGHT, 1e-2, 1e-5)
-    idx = np.arange(8)
-    means = means @ motion.T
-    covs = motion @ covs @ motion.T
-    covs[:, idx, idx] += stds ** 2 * steps
-    return means, covs
+    noise = _variances(means[:, 3], POSITION_WEIGHT, VELOCITY_WEIGHT, 1e-2, 1e-5)
+    means = means.copy()
+    means[:, :NDIM] += steps * means[:, NDIM:]
+    # F P F^T per block, F = [[1, s], [0, 1]]: a linear map of (pp, pv, vv)
+    motion = np.array([[1.0, 2.0 * steps, steps * steps], [0.0, 1.0, steps], [0.0, 0.0, 1.0]])
+    return means, np.matmul(motion, covs) + noise * steps
 
 
 def update(means: np.ndarray, covs: np.ndarray, measurements: np.ndarray):
@@ -61,14 +63,11 @@ def update(means: np.ndarray, covs: np.ndarray, measurements: np.ndarray):
     if not len(means):
         return means, covs
     z = np.asarray(measurements, np.float64).reshape(-1, NDIM)
-    r = (means[:, 3:4] * np.array([POSITION_WEIGHT, POSITION_WEIGHT, 0.0, POSITION_WEIGHT])
-         + np.array([0.0, 0.0, 1e-1, 0.0])) ** 2
-    innovation_cov = covs[:, :NDIM, :NDIM].copy()
-    idx = np.arange(NDIM)
-    innovation_cov[:, idx, idx] += r
-    cross = covs[:, :, :NDIM]  # P H^T, (N, 8, 4)
-    # K = P H^T S^-1, solved rather than inverted (S is symmetric positive definite)
-    gain = np.linalg.solve(innovation_cov, cross.transpose(0, 2, 1)).transpose(0, 2, 1)
-    means = means + (gain @ (z - means[:, :NDIM])[:, :, None])[:, :, 0]
-    covs = covs - gain @ innovation_cov @ gain.transpose(0, 2, 1)
-    return means, covs
+    r = (means[:, 3:4] * (POSITION_WEIGHT * _MASK) + 1e-1 * _ASPECT) ** 2
+    innovation = covs[:, 0] + r  # S per value
+    gain = covs[:, :2] / innovation[:, None]  # K for the position and the velocity, (N, 2, 4)
+    means = means + (gain * (z - means[:, :NDIM])[:, None]).reshape(-1, 2 * NDIM)
+    out = np.empty_like(covs)
+    out[:, :2] = covs[:, :2] - covs[:, 0:1] * gain  # pp - pp^2/S, pv - pp pv/S
+    out[:, 2] = covs[:, 2] - covs[:, 1] * gain[:, 1]  # vv - pv^2/S
+    return means, out

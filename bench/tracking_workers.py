@@ -72,12 +72,14 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
+    p.add_argument("--junk", type=int, default=0, help="boxes a frame scoring 0.1-0.3 besides the objects")
     args = p.parse_args()
     print("machine: %s, %d CPU cores; Python %s" % (cpu_name(), os.cpu_count() or 0, platform.python_version()))
-    per_source = [moving_boxes(args.boxes, args.warmup + args.frames, seed=k) for k in range(args.sources)]
+    per_source = [moving_boxes(args.boxes, args.warmup + args.frames, seed=k, junk=args.junk)
+                  for k in range(args.sources)]
     detections = [[per_source[k][i] for k in range(args.sources)] for i in range(args.warmup + args.frames)]
-    print("%d sources x %d boxes, 4 lines and 2 zones each, %d frames each after %d warm-up; frames/s of all sources"
-          % (args.sources, args.boxes, args.frames, args.warmup))
+    print("%d sources x %d boxes + %d junk, 4 lines and 2 zones each, %d frames each after %d warm-up; frames/s of all sources"
+          % (args.sources, args.boxes, args.junk, args.frames, args.warmup))
     for rnd in range(2):
         for workers in (args.workers if rnd == 0 else args.workers[::-1]):
             fps = emitter_fps(args.sources, detections, workers, args.warmup)

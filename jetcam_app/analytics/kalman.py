@@ -46,16 +46,21 @@ def initiate(measurements: np.ndarray):
     return means, _variances(z[:, 3], 2 * POSITION_WEIGHT, 10 * VELOCITY_WEIGHT, 1e-2, 1e-5)
 
 
-def predict(means: np.ndarray, covs: np.ndarray, steps: float = 1.0):
-    """Every track `steps` frames ahead (several when frames were dropped in between)."""
+def predict(means: np.ndarray, covs: np.ndarray, steps=1.0):
+    """Every track `steps` frames ahead (several when frames were dropped in between): a number, or one per track
+    (the sources of a batch dropped different frames)."""
     if not len(means):
         return means, covs
     noise = _variances(means[:, 3], POSITION_WEIGHT, VELOCITY_WEIGHT, 1e-2, 1e-5)
+    s = np.asarray(steps, np.float64)
+    s = s.reshape(-1, 1) if s.ndim else s
     means = means.copy()
-    means[:, :NDIM] += steps * means[:, NDIM:]
-    # F P F^T per block, F = [[1, s], [0, 1]]: a linear map of (pp, pv, vv)
-    motion = np.array([[1.0, 2.0 * steps, steps * steps], [0.0, 1.0, steps], [0.0, 0.0, 1.0]])
-    return means, np.matmul(motion, covs) + noise * steps
+    means[:, :NDIM] += s * means[:, NDIM:]
+    out = np.empty_like(covs)  # F P F^T per block, F = [[1, s], [0, 1]], plus the noise of s steps
+    out[:, 0] = covs[:, 0] + 2.0 * s * covs[:, 1] + s * s * covs[:, 2] + noise[:, 0] * s
+    out[:, 1] = covs[:, 1] + s * covs[:, 2]
+    out[:, 2] = covs[:, 2] + noise[:, 2] * s
+    return means, out
 
 
 def update(means: np.ndarray, covs: np.ndarray, measurements: np.ndarray):

@@ -14,7 +14,8 @@ import numpy as np
 from ..config import TrackerConfig
 from ..errors import JetcamError
 from ..types import Detections
-from .scene import SceneSnapshot, SourceAnalytics
+from .scene import SceneSnapshot, SourceAnalytics, process_many
+from .track_states import TrackStates
 
 log = logging.getLogger(__name__)
 # automatic (tracker.workers: -1): processes only from this many tracked sources; below it the app's process loses
@@ -36,32 +37,35 @@ def worker_count(requested: int, tracked_sources: int, cores: int) -> int:
 
 def _serve(conn, specs: Sequence[Tuple[Any, ...]]) -> None:
     """A worker: its sources' analytics (specs: spec_of()), fed batches until told to close."""
-    events = []  # type: List[Dict[str, Any]]
-    analytics = {spec[0]: SourceAnalytics(*spec, on_event=events.append) for spec in specs}
+    events = {spec[0]: [] for spec in specs}  # type: Dict[str, List[Dict[str, Any]]]
+    states = TrackStates()  # the worker's sources are stepped together, as in the app's process
+    analytics = {spec[0]: SourceAnalytics(*spec, on_event=events[spec[0]].append, states=states) for spec in specs}
     names = {}  # type: Dict[str, Sequence[str]]
     seen = {}  # type: Dict[str, int]  # the event count each source's counts were last sent at
     while True:
         message = conn.recv()
         if message[0] == "batch":
-            out = []
+            items = []
             for name, index, t_s, size, boxes, scores, labels, class_names, reconnects in message[1]:
                 if class_names is not None:
                     names[name] = class_names
-                scene = analytics[name]
-                shown, snapshot = scene.process(index, t_s, size, Detections(boxes, scores, labels, names[name]),
-                                                reconnects)
+                items.append((analytics[name], index, t_s, size, Detections(boxes, scores, labels, names[name]),
+                              reconnects))
+            out = []
+            for (scene, *_), (shown, snapshot) in zip(items, process_many(items)):
+                name = scene.source
                 live = None
                 if scene.events != seen.get(name):
                     seen[name], live = scene.events, scene.live()
-                out.append((shown.track_ids, snapshot, events[:], live))
-                del events[:]
+                out.append((shown.track_ids, snapshot, events[name][:], live))
+                del events[name][:]
             conn.send(out)
         elif message[0] == "close":
             out = []
             for name, scene in analytics.items():
                 scene.close()
-                out.append((name, events[:], scene.summary(), scene.live()))
-                del events[:]
+                out.append((name, events[name][:], scene.summary(), scene.live()))
+                del events[name][:]
             conn.send(out)
             return
 

@@ -1,6 +1,7 @@
 """One source's analytics: its tracker, lines and zones, fed each processed frame in order (on the emitter's
 thread, so batching never mixes sources' tracks); what it returns is what is drawn and logged, what it emits is
-events.jsonl's rows, and summary() / live() are its counts."""
+events.jsonl's rows, and summary() / live() are its counts. process_many() takes a batch's sources at once, their
+trackers stepped together (bytetrack.update_many) when they share a TrackStates (sources_states())."""
 
 import collections
 import logging
@@ -10,9 +11,10 @@ import numpy as np
 
 from ..config import TrackerConfig
 from ..types import Detections, detection_name
-from .bytetrack import ByteTracker, Track
+from .bytetrack import ByteTracker, Track, TrackUpdate, update_many
 from .lines import LineCounter
 from ..regions import LineSpec, ZoneSpec, outside_frame, resolve_points
+from .track_states import TrackStates
 from .zones import ZoneCounter
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,11 @@ def anchors(boxes: np.ndarray, anchor: str) -> np.ndarray:
 class SourceAnalytics:
     def __init__(self, source: str, tracker: TrackerConfig, lines: Sequence[LineSpec] = (),
                  zones: Sequence[ZoneSpec] = (), fps: float = 30.0, score_threshold: float = 0.0,
-                 on_event: Optional[Callable[[Dict[str, Any]], None]] = None):
+                 on_event: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 states: Optional[TrackStates] = None):
         self.source = source
         self.config = tracker
-        self.tracker = ByteTracker(tracker, fps)
+        self.tracker = ByteTracker(tracker, fps, states)
         self.line_specs, self.zone_specs = tuple(lines), tuple(zones)
         self.lines = []  # type: List[LineCounter]  # placed on the first frame, when its size is known
         self.zones = []  # type: List[ZoneCounter]
@@ -93,17 +96,28 @@ class SourceAnalytics:
     def process(self, frame_index: int, t_s: float, frame_size: Tuple[int, int], det: Detections,
                 reconnects: int = 0) -> Tuple[Detections, SceneSnapshot]:
         """The detections above the score threshold with their track IDs, and what the overlay draws."""
+        return process_many([(self, frame_index, t_s, frame_size, det, reconnects)])[0]
+
+    def _begin(self, t_s: float, frame_size: Tuple[int, int], reconnects: int) -> List[Track]:
+        """Before the tracker's step: the lines and zones placed on the first frame; the tracks a reconnect ended
+        (their events wait for _finish, so each source's events stay in order)."""
         if self._frame_size is None:
             self._place(*frame_size)
+        ended = []  # type: List[Track]
         # A reconnect, or time running backwards (a camera's clock restarting), ends every track: the objects may
         # have moved meanwhile. IDs and counts go on.
         if reconnects != self._reconnects or (self._last is not None and t_s < self._last[1]):
             self._reconnects = reconnects
-            self._end_tracks(self.tracker.end_all())
+            ended = self.tracker.end_all()
+        return ended
+
+    def _finish(self, frame_index: int, t_s: float, det: Detections, update: TrackUpdate,
+                reconnect_ended: List[Track]) -> Tuple[Detections, SceneSnapshot]:
+        """After the tracker's step: events, lines, zones, trails; what is drawn."""
+        self._end_tracks(reconnect_ended)
         self._last = (frame_index, t_s)
         self._class_names = det.class_names
         names = det.name_of
-        update = self.tracker.update(det.boxes, det.scores, det.labels, frame_index, t_s)
         for track in update.started:
             self._emit({"event": "track_started", "track_id": track.track_id, "label": names(track.label),
                         "frame": frame_index, "t_s": t_s, "first_frame": track.first_frame,
@@ -191,6 +205,41 @@ class SourceAnalytics:
     def live(self) -> Dict[str, Any]:
         """The counts as of the last frame: a dict replaced whole each frame, safe to read from other threads."""
         return self._live
+
+
+Item = Tuple[SourceAnalytics, int, float, Tuple[int, int], Detections, int]  # frame index, t_s, size, det, reconnects
+
+
+def process_many(items: Sequence[Item]) -> List[Tuple[Detections, SceneSnapshot]]:
+    """SourceAnalytics.process for each item (a batch's frames), the trackers that share a TrackStates stepped in
+    one update_many; the same results and events, in the same order, as one at a time. A source met twice starts
+    another round (the pipeline's batches hold one frame a source)."""
+    out = []  # type: List[Tuple[Detections, SceneSnapshot]]
+    start = 0
+    while start < len(items):
+        seen = set()
+        end = start
+        while end < len(items) and id(items[end][0]) not in seen:
+            seen.add(id(items[end][0]))
+            end += 1
+        out.extend(_process_round(items[start:end]))
+        start = end
+    return out
+
+
+def _process_round(items: Sequence[Item]) -> List[Tuple[Detections, SceneSnapshot]]:
+    ended = [scene._begin(t_s, size, reconnects) for scene, _, t_s, size, _, reconnects in items]
+    groups = collections.OrderedDict()  # type: Dict[int, List[int]]
+    for k, item in enumerate(items):
+        groups.setdefault(id(item[0].tracker.states), []).append(k)
+    updates = [None] * len(items)  # type: List[Any]
+    for members in groups.values():
+        frames = [(items[k][4].boxes, items[k][4].scores, items[k][4].labels, items[k][1], items[k][2])
+                  for k in members]
+        for k, update in zip(members, update_many([items[k][0].tracker for k in members], frames)):
+            updates[k] = update
+    return [scene._finish(index, t_s, det, update, gone)
+            for (scene, index, t_s, _, det, _), update, gone in zip(items, updates, ended)]
 
 
 def _points_text(xy: np.ndarray) -> str:

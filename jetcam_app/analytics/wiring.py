@@ -9,6 +9,7 @@ from ..config import Config, ModelConfig, SourceConfig
 from ..errors import ConfigError
 from .pool import remote_sources, spec_of, worker_count
 from .scene import SourceAnalytics
+from .track_states import TrackStates
 
 
 def tracked(config: Config, source: SourceConfig) -> bool:
@@ -53,7 +54,8 @@ def sources_analytics(config: Config, entries: Sequence[Any], on_event: Optional
     tracked_entries = [(name, source, fps) for name, source, fps in entries if tracked(config, source)]
     workers = worker_count(config.tracker.workers, len(tracked_entries), cores)
     if not workers:
-        return {name: source_analytics(config, source, name, fps, on_event) for name, source, fps in entries}
+        states = TrackStates()  # one for all: the emitter steps a batch's trackers together (scene.process_many)
+        return {name: source_analytics(config, source, name, fps, on_event, states) for name, source, fps in entries}
     specs = [spec_of(name, config.tracker, source.lines, source.zones, fps or 30.0, config.model.score_threshold)
              for name, source, fps in tracked_entries]
     out = dict.fromkeys([name for name, _, _ in entries])  # type: Dict[str, Any]
@@ -62,9 +64,10 @@ def sources_analytics(config: Config, entries: Sequence[Any], on_event: Optional
 
 
 def source_analytics(config: Config, source: SourceConfig, name: str, fps: float,
-                     on_event: Optional[Callable[[Dict[str, Any]], None]]) -> Optional[SourceAnalytics]:
-    """One source's analytics, or None when it is not tracked."""
+                     on_event: Optional[Callable[[Dict[str, Any]], None]],
+                     states: Optional[TrackStates] = None) -> Optional[SourceAnalytics]:
+    """One source's analytics, or None when it is not tracked; `states` shared with the sources batched with it."""
     if not tracked(config, source):
         return None
     return SourceAnalytics(name, config.tracker, source.lines, source.zones, fps or 30.0,
-                           config.model.score_threshold, on_event)
+                           config.model.score_threshold, on_event, states)

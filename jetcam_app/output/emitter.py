@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..analytics.scene import process_many
 from ..config import Config
 from ..errors import first_line
 from ..inference.stages import Processed
@@ -108,8 +109,8 @@ class FrameEmitter:
         """A batch's processed frames, each with its lane."""
         if self._queue is None:
             self._analyze_remote(batch)
+            self._analyze_local(batch)
             for lane, done in batch:
-                self._analyze(lane, done)
                 hud = self._hud(lane, done)
                 self._complete(lane, done, hud, self._draw(lane, done, hud))
             return
@@ -135,8 +136,8 @@ class FrameEmitter:
                 continue  # drain: a failed emitter keeps accepting so the main thread never blocks
             try:
                 self._analyze_remote(batch)
+                self._analyze_local(batch)
                 for lane, done in batch:
-                    self._analyze(lane, done)
                     hud = self._hud(lane, done)
                     if self._pool is None or not self._draws[id(lane)]:
                         self._complete_drawn(pending, until=0)  # rows stay in order
@@ -180,19 +181,21 @@ class FrameEmitter:
             done.result = done.result.with_tracks(shown) if isinstance(done.result, Poses) else shown
 
     @staticmethod
-    def _analyze(lane, done: Processed) -> None:
-        """Tracks, lines and zones, in each source's frame order, before the frame is drawn: the result becomes the
-        detections above the score threshold with their track IDs, and the scene what the overlay adds."""
-        analytics = lane.analytics
-        if analytics is None or not isinstance(done.result, (Detections, Poses)):
+    def _analyze_local(batch: List[Tuple[Any, Processed]]) -> None:
+        """Tracks, lines and zones in this process, before the frames are drawn, all of the batch's sources at once
+        (their trackers stepped together: analytics.scene.process_many), each in its frame order: the result
+        becomes the detections above the score threshold with their track IDs, and the scene what the overlay
+        adds."""
+        local = [(lane, done) for lane, done in batch
+                 if lane.analytics is not None and getattr(lane.analytics, "pool", None) is None
+                 and isinstance(done.result, (Detections, Poses))]
+        if not local:
             return
-        if getattr(analytics, "pool", None) is not None:  # tracked in a worker: _analyze_remote did it
-            return
-        frame = done.frame
-        height, width = frame.hw
-        shown, done.scene = analytics.process(frame.index, frame.timestamp_s, (width, height),
-                                              _trackable(done.result), lane.source.reconnects)
-        done.result = done.result.with_tracks(shown) if isinstance(done.result, Poses) else shown
+        items = [(lane.analytics, done.frame.index, done.frame.timestamp_s, done.frame.hw[::-1],
+                  _trackable(done.result), lane.source.reconnects) for lane, done in local]
+        for (lane, done), (shown, scene) in zip(local, process_many(items)):
+            done.scene = scene
+            done.result = done.result.with_tracks(shown) if isinstance(done.result, Poses) else shown
 
     def _hud(self, lane, done: Processed) -> HudInfo:
         timing, sample, cfg = done.timing, self.stats.latest(), self.config

@@ -10,37 +10,16 @@ import time
 import pytest
 
 from jetcam_app.cli import main
-from jetcam_app.config import ROOT
 
 sys.path.insert(0, os.path.dirname(__file__))
 import onnx_files  # noqa: E402
+from triton_server import needs_server, needs_video  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-VIDEO = os.path.join(ROOT, "media", "bikes.mp4")  # what --source sample plays
 NAMES = ["person", "car"]
 BOXES = [(100, 200, 300, 400, 0, 0.9), (350, 250, 500, 380, 1, 0.6)]  # letterboxed 640x640 input pixels
-needs_video = pytest.mark.skipif(not os.path.isfile(VIDEO),
-                                 reason="needs the sample video (scripts/setup.sh fetches it)")
-
-
-def server_missing():
-    """Why the real server cannot run here, in the words tests/inference/test_triton.py skips with; None if it can."""
-    try:
-        import tritonclient.grpc  # noqa: F401
-    except ImportError:
-        return "needs tritonclient: pip install -e '.[triton]'"
-    from jetcam_app.triton.local_server import find_server
-
-    try:
-        find_server()
-    except FileNotFoundError as e:
-        return "needs a Triton server: %s" % e
-    return None
-
-
-SERVER_MISSING = server_missing()
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +74,7 @@ def run_app(model, out, cache, extra):
 
 
 @needs_video
-@pytest.mark.skipif(SERVER_MISSING is not None, reason=str(SERVER_MISSING))
+@needs_server
 def test_python_variant_on_the_real_server_predicts_as_the_cpu_backend(files, tmp_path):
     from jetcam_app.triton.local_server import LocalTritonServer
 

@@ -9,31 +9,22 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 import torch
 
 from jetcam_app.cli import main
-from jetcam_app.config import ROOT, EngineConfig, ModelConfig, load_config
+from jetcam_app.config import ROOT, load_config
 from jetcam_app.errors import EngineConnectionError
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
 pytest.importorskip("onnxruntime")
 
-from jetcam_app.triton.local_server import LocalTritonServer, find_server, free_port  # noqa: E402
+from jetcam_app.triton.local_server import LocalTritonServer, free_port  # noqa: E402
+from triton_server import (VIDEO, WEIGHTS_ARGS, engine_for, nanodet_core, needs_server, needs_video,  # noqa: E402
+                           rows_by_source, run_app, run_through_an_outage, server_python)
 
-try:
-    find_server()
-    SERVER_MISSING = None
-except FileNotFoundError as e:
-    SERVER_MISSING = str(e)
-pytestmark = pytest.mark.skipif(SERVER_MISSING is not None, reason="needs a Triton server: %s" % SERVER_MISSING)
-
-VIDEO = os.path.join(ROOT, "media", "bikes.mp4")
-# Real NanoDet weights where the set-up fetched them; random (seeded, the same in every process) otherwise.
-WEIGHTS_ARGS = [] if os.path.isfile(os.path.join(ROOT, "models", "nanodet", "nanodet.json")) else ["--random-weights"]
+pytestmark = needs_server
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +43,6 @@ def server(repository):
         yield s
 
 
-def engine_for(url, **kw):
-    from jetcam_app.inference.engines.base import create_engine
-
-    return create_engine(EngineConfig(backend="triton", triton_url=url, **kw))
-
-
-def nanodet_core():
-    from jetcam_app.inference.adapters.base import build_core, create_adapter
-
-    adapter = create_adapter(ModelConfig(name="nanodet", random_weights=bool(WEIGHTS_ARGS)))
-    return adapter, build_core(adapter)
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_raw_outputs_match_the_cpu_reference_at_batch_1_and_2(server, protocol, photos):
     assert_parity(server.grpc_url if protocol == "grpc" else server.http_url, photos)
@@ -77,21 +55,7 @@ def numpy2_python(folder: str) -> str:
 
     if int(numpy.__version__.split(".")[0]) < 2:
         pytest.skip("this environment's NumPy is %s, not 2" % numpy.__version__)
-    with open(os.path.join(os.path.dirname(find_server()["venv_bin"]), "pyvenv.cfg")) as f:
-        home = dict(line.split(" = ", 1) for line in f.read().splitlines() if " = " in line)["home"]
-    base = os.path.join(home, "python3")
-    version = subprocess.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
-    if version != "%d.%d" % sys.version_info[:2]:
-        pytest.skip("the server's Python is %s, this one %d.%d: their packages do not mix" % ((version,)
-                                                                                            + sys.version_info[:2]))
-    subprocess.run([base, "-m", "venv", "--without-pip", folder], check=True)
-    site = subprocess.run([os.path.join(folder, "bin", "python3"), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"], stdout=subprocess.PIPE,
-                          universal_newlines=True, check=True).stdout.strip()
-    with open(os.path.join(site, "app_packages.pth"), "w") as f:
-        f.write(os.path.dirname(os.path.dirname(numpy.__file__)) + "\n")
-    return folder
+    return server_python(folder, [os.path.dirname(os.path.dirname(numpy.__file__))])
 
 
 def test_raw_outputs_match_with_numpy_2_in_the_servers_python(repository, photos, tmp_path):
@@ -121,15 +85,7 @@ def assert_parity(url, photos):
         engine.close()
 
 
-def run_app(out, extra, capsys=None):
-    args = ["--source", VIDEO, "--model", "nanodet", "--max-frames", "4", "--headless", "--no-hud",
-            "--out", str(out)] + WEIGHTS_ARGS + extra
-    code = main(args)
-    err = capsys.readouterr().err if capsys is not None else ""
-    return code, err
-
-
-@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+@needs_video
 def test_detections_identical_to_the_local_cpu_backend(server, tmp_path, capsys):
     code, err = run_app(tmp_path / "cpu", ["--backend", "cpu"], capsys)
     assert code == 0, err
@@ -155,12 +111,7 @@ def server_counters(server):
         client.close()
 
 
-def rows_by_source(path):
-    with open(str(path)) as f:
-        return sorted(f.read().splitlines(), key=lambda line: (json.loads(line)["source"], json.loads(line)["frame"]))
-
-
-@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+@needs_video
 def test_several_sources_go_to_the_server_as_batches(server, tmp_path, capsys):
     two = ["--source", VIDEO, "--max-batch", "2"]  # with run_app's --source: the video twice, lossless
     code, err = run_app(tmp_path / "cpu", two + ["--backend", "cpu"], capsys)
@@ -197,32 +148,6 @@ def test_missing_model_and_mismatched_input_name_both_sides(server):
     with pytest.raises(EngineConnectionError) as e:
         engine.load(core, torch.zeros(1, 3, 320, 320), "nanodet")
     assert "[-1, 3, 416, 416]" in str(e.value) and "[1, 3, 320, 320]" in str(e.value)
-
-
-def line_count(path):
-    try:
-        with open(path) as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
-
-
-def run_through_an_outage(pipeline, server, timing: str, rows_first: int):
-    """Run `pipeline` on a thread; once timing.csv has `rows_first` rows, kill `server`, start it again 1.5 s later
-    (the live sources go on at 10 fps meanwhile) and return the run's summary."""
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(summary=pipeline.run()), daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 120
-    while line_count(timing) < 1 + rows_first and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert line_count(timing) >= 1 + rows_first, server.log_tail()
-    server.stop(kill=True)
-    time.sleep(1.5)
-    server.start()
-    runner.join(120)
-    assert not runner.is_alive()
-    return outcome["summary"]
 
 
 def test_server_killed_mid_run_drops_frames_and_reconnects(repository, tmp_path):
@@ -263,7 +188,7 @@ def test_server_killed_mid_run_with_several_sources(repository, tmp_path):
         assert section["frames"]["dropped"] >= section["engine_dropped_frames"]
 
 
-@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+@needs_video
 def test_several_client_processes_at_once(server, tmp_path):
     outs = [tmp_path / ("client%d" % i) for i in range(2)]
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -279,7 +204,7 @@ def test_several_client_processes_at_once(server, tmp_path):
     assert first == second and len(first.splitlines()) == 3
 
 
-@pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh fetches it)")
+@needs_video
 def test_bench_triton_row_diff_and_round_trip_split(server, tmp_path):
     from jetcam_app.bench.command import bench_main
 

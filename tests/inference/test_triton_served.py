@@ -17,23 +17,16 @@ import pytest
 import torch
 
 from jetcam_app.cli import main
-from jetcam_app.config import ROOT, EngineConfig, ModelConfig
+from jetcam_app.config import ROOT, ModelConfig
 
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient: pip install -e '.[triton]'")
 pytest.importorskip("onnxruntime")
 
 from jetcam_app.triton.local_server import LocalTritonServer, find_server  # noqa: E402
 from jetcam_app.triton.shm import PREFIX, host_tag  # noqa: E402
+from triton_server import (SERVER_MISSING, VIDEO, WEIGHTS_ARGS, engine_for, nanodet_core, needs_server,  # noqa: E402
+                           needs_video, rows_by_source, run_app, run_through_an_outage, server_python)
 
-try:
-    find_server()
-    SERVER_MISSING = None
-except FileNotFoundError as e:
-    SERVER_MISSING = str(e)
-needs_server = pytest.mark.skipif(SERVER_MISSING is not None, reason="needs a Triton server: %s" % SERVER_MISSING)
-VIDEO = os.path.join(ROOT, "media", "bikes.mp4")
-needs_video = pytest.mark.skipif(not os.path.isfile(VIDEO), reason="needs the sample video (scripts/setup.sh)")
-WEIGHTS_ARGS = [] if os.path.isfile(os.path.join(ROOT, "models", "nanodet", "nanodet.json")) else ["--random-weights"]
 FRAME_BYTES = 416 * 416 * 3
 ANSWER_BYTES = 101 * 6 * 4  # max_detections + 1 rows of 6 float32
 
@@ -58,14 +51,6 @@ def server(repository):
         pytest.skip(SERVER_MISSING)
     with LocalTritonServer(repository) as s:
         yield s
-
-
-def run_app(out, extra, capsys=None, frames=4):
-    args = ["--source", VIDEO, "--model", "nanodet", "--max-frames", str(frames), "--headless", "--no-hud",
-            "--out", str(out)] + WEIGHTS_ARGS + extra
-    code = main(args)
-    err = capsys.readouterr().err if capsys is not None else ""
-    return code, err
 
 
 @pytest.fixture(scope="module")
@@ -236,12 +221,9 @@ def test_killed_client_leaves_nothing_after_the_next_start(server, tmp_path):
 
 
 def new_engine(url, **kw):
-    from jetcam_app.inference.adapters.base import build_core, create_adapter
-    from jetcam_app.inference.engines.base import create_engine
-
-    adapter = create_adapter(ModelConfig(name="nanodet", random_weights=bool(WEIGHTS_ARGS)))
-    engine = create_engine(EngineConfig(backend="triton", triton_url=url, **kw))
-    engine.load(build_core(adapter), adapter.example_input(), "nanodet")
+    adapter, core = nanodet_core()
+    engine = engine_for(url, **kw)
+    engine.load(core, adapter.example_input(), "nanodet")
     return engine
 
 
@@ -333,22 +315,7 @@ def app_python(folder: str) -> str:
     """A venv of the server's interpreter with .venv-triton's packages first (its NumPy 1: PyTriton 0.7.0's backend
     reads BYTES tensors wrongly under NumPy 2), then this process's (OpenCV, which model.py decodes JPEG frames with
     and .venv-triton lacks)."""
-    import subprocess as sp
-
-    with open(os.path.join(os.path.dirname(find_server()["venv_bin"]), "pyvenv.cfg")) as f:
-        home = dict(line.split(" = ", 1) for line in f.read().splitlines() if " = " in line)["home"]
-    base = os.path.join(home, "python3")
-    version = sp.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], stdout=sp.PIPE,
-                     universal_newlines=True, check=True).stdout.strip()
-    if version != "%d.%d" % sys.version_info[:2]:
-        pytest.skip("the server's Python is %s, this one %d.%d: their packages do not mix"
-                    % ((version,) + sys.version_info[:2]))
-    sp.run([base, "-m", "venv", "--without-pip", folder], check=True)
-    site = sp.run([os.path.join(folder, "bin", "python3"), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                   "['purelib'])"], stdout=sp.PIPE, universal_newlines=True, check=True).stdout.strip()
-    with open(os.path.join(site, "app_packages.pth"), "w") as f:
-        f.write(find_server()["site_packages"] + "\n" + os.path.dirname(os.path.dirname(np.__file__)) + "\n")
-    return folder
+    return server_python(folder, [find_server()["site_packages"], os.path.dirname(os.path.dirname(np.__file__))])
 
 
 @needs_server
@@ -413,11 +380,6 @@ def test_tracking_with_an_export_for_its_low_boxes(tmp_path, capsys, cpu_predict
     assert b"track_ids" in (tmp_path / "triton" / "predictions.jsonl").read_bytes()
 
 
-def rows_by_source(path):
-    lines = path.read_text().splitlines()
-    return sorted(lines, key=lambda line: (json.loads(line)["source"], json.loads(line)["frame"]))
-
-
 @needs_server
 @needs_video
 def test_several_sources_share_batches_of_frames(server, tmp_path, capsys):
@@ -448,33 +410,13 @@ def test_server_killed_mid_run_with_shared_memory_registers_again(repository, tm
             "model.random_weights": bool(WEIGHTS_ARGS), "engine.backend": "triton", "engine.triton_url": own.grpc_url,
             "engine.triton_timeout_s": 2.0, "engine.triton_shm": "system", "pipeline.max_frames": 12,
             "output.headless": True, "output.out_dir": str(tmp_path), "overlay.hud": False})
-        outcome = {}
-        runner = threading.Thread(target=lambda: outcome.update(summary=Pipeline(config).run()), daemon=True)
-        runner.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and line_count(timing) < 5:
-            time.sleep(0.1)
-        assert line_count(timing) >= 5, own.log_tail()
-        own.stop(kill=True)
-        time.sleep(1.5)
-        own.start()
-        runner.join(120)
-        assert not runner.is_alive()
+        summary = run_through_an_outage(Pipeline(config), own, timing, rows_first=4)
         regions_after = server_regions(own)
-    summary = outcome["summary"]
     assert summary["frames"]["processed"] == 12 and summary["engine_reconnects"] >= 1
     wire = summary["engine_wire"]
     assert wire["shared_memory"] == "system" and wire["sent_bytes"] == 0, wire  # every request through the regions
     assert not [n for n in regions_after if n.startswith("%s%s_%d_" % (PREFIX, host_tag(), os.getpid()))]
     assert not segments(os.getpid())
-
-
-def line_count(path):
-    try:
-        with open(path) as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
 
 
 @pytest.mark.parametrize("name, output", [("nanodet", "detections"), ("nanodet", "raw"),

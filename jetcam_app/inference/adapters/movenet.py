@@ -116,7 +116,6 @@ class MoveNetAdapter(TfjsGraphAdapter):
     core_class = MoveNetCore
     weights_label = "MoveNet Lightning"
     input_size = (192, 192)
-    input_names = ("image",)
     output_names = ("keypoints",)
     letterbox = True
 

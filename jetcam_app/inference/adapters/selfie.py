@@ -45,7 +45,6 @@ class SelfieAdapter(TfjsGraphAdapter):
     core_class = SelfieCore
     weights_label = "MediaPipe Selfie"
     input_size = (256, 256)
-    input_names = ("image",)
     output_names = ("person",)
     std_255 = STD_01
 

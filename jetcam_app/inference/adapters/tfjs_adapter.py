@@ -24,6 +24,7 @@ class TfjsGraphAdapter(ModelAdapter):
     graph_name = ""  # its key in human_assets.GRAPHS
     core_class = None  # type: Optional[Callable[[str], nn.Module]]  # the core, built from the graph's .json path
     weights_label = ""  # describe_weights() without --weights: "<label> (npm <package>)"
+    input_names = ("image",)
     weights_available_offline = True
     letterbox = False
     mean_255 = ZERO_MEAN  # type: Tuple[float, float, float]

@@ -51,7 +51,7 @@ class TrackUpdate(NamedTuple):
 class _Step:
     """One tracker's frame while update_many() works on it."""
 
-    __slots__ = ("boxes", "scores", "labels", "frame", "t_s", "steps", "everyone", "high", "low", "owner", "fresh")
+    __slots__ = ("boxes", "scores", "labels", "frame", "t_s", "steps", "everyone", "owner", "fresh")
 
     def __init__(self, boxes, scores, labels, frame: int, t_s: float, steps: int, everyone: List[Track]):
         self.boxes = np.array(boxes, np.float64).reshape(-1, 4)  # a copy: tracks keep views of its rows

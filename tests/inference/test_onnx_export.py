@@ -103,6 +103,45 @@ def test_export_is_cached_by_content(tmp_path):
     assert "1x3x32x32" in other_shape.path and other_shape.path != changed.path
 
 
+_TINY = """import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x)%s
+"""
+
+
+def _tiny_from_file(folder, tail, monkeypatch):
+    """A network whose class lives in its own file, so a test can change forward() and keep the weights."""
+    import importlib.util
+    import sys
+    path = folder / "tiny_net.py"
+    path.write_text(_TINY % tail)
+    spec = importlib.util.spec_from_file_location("tiny_net", str(path))  # one name: only the code differs
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tiny_net", module)  # imported, as an adapter's module is
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    return module.Tiny().eval()
+
+
+def test_a_changed_forward_with_the_same_weights_is_exported_again(tmp_path, monkeypatch):
+    example = torch.zeros(1, 3, 16, 16)
+    first = export_onnx(_tiny_from_file(tmp_path, "", monkeypatch), example, str(tmp_path / "cache"), "tiny")
+    same = export_onnx(_tiny_from_file(tmp_path, "", monkeypatch), example, str(tmp_path / "cache"), "tiny")
+    assert first.exported and not same.exported and same.path == first.path
+    changed_net = _tiny_from_file(tmp_path, ".relu()", monkeypatch)  # same repr and weights, another graph
+    changed = export_onnx(changed_net, example, str(tmp_path / "cache"), "tiny")
+    assert changed.exported and changed.path != first.path and changed.sha256 != first.sha256
+    ops = [n.op_type for n in onnx.load(changed.path).graph.node]
+    assert "Relu" in ops and "Relu" not in [n.op_type for n in onnx.load(first.path).graph.node]
+
+
 @pytest.mark.skipif(not (torch.cuda.is_available() or cpu_runs_half_convolutions()),
                     reason="torch %s runs no float16 convolution on the CPU and there is no GPU" % torch.__version__)
 def test_fp16_export_has_half_io_and_leaves_the_network_fp32(tmp_path):

@@ -67,11 +67,26 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _code_files(network: torch.nn.Module) -> List[str]:
+    """The source files that define the network's module classes: what forward() does is there, not in repr()."""
+    files = set()
+    for module in network.modules():
+        try:
+            files.add(os.path.realpath(inspect.getfile(type(module))))
+        except (TypeError, OSError):  # a class without a file (built in, or defined at a prompt)
+            pass
+    return sorted(f for f in files if os.path.isfile(f))
+
+
 def network_digest(network: torch.nn.Module) -> str:
-    """sha256 of the network's class, structure, parameters and buffers (non-persistent ones too)."""
+    """sha256 of the network's class, structure, parameters and buffers (non-persistent ones too), and of the
+    files that define its classes: a changed forward() with the same weights must not reuse the old export."""
     digest = hashlib.sha256()
     cls = type(network)
     digest.update(("%s.%s\n%r\n" % (cls.__module__, cls.__qualname__, network)).encode())
+    for path in _code_files(network):
+        with open(path, "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
     tensors = list(network.named_parameters()) + list(network.named_buffers())
     for name, tensor in tensors:
         t = tensor.detach().to("cpu").contiguous().reshape(-1)

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--decode-threads", type=int, help="video files: decoder threads per source, 0 = OpenCV's "
                    "choice (one per core); 1-2 when many sources share few cores")
     s.add_argument("--decode", choices=["auto", "gpu", "cpu"], help="video files: decode on the GPU's NVDEC "
-                   "(PyNvVideoCodec; frames stay on the device) or the CPU; auto = the GPU where it can")
+                   "(PyNvVideoCodec; frames stay on the device) or the CPU; on a Jetson, NVMM camera frames go to "
+                   "CUDA without the CPU's videoconvert; auto = the GPU where it can")
     s.add_argument("--capture", choices=["auto", "opencv", "gobject"], help="how GStreamer pipelines run")
     s.add_argument("--gst", help="a GStreamer pipeline of your own, ending in an appsink")
     m = p.add_argument_group("model")

@@ -125,3 +125,22 @@ def test_usb_needs_v4l2src_but_not_jpegdec():
     has_runner = opencv_has_gstreamer() or gobject_reason() is None
     assert checks["plugin v4l2src"].needed is has_runner  # OpenCV's V4L2 backend needs no plugin
     assert checks["plugin jpegdec"].needed is False
+
+
+@off_jetson
+def test_doctor_says_whether_a_jetson_s_camera_frames_go_to_cuda(tmp_path, monkeypatch):
+    import torch
+
+    from jetcam_app import doctor as doctor_module
+
+    code, text = doctor(tmp_path, "test://")
+    line, _ = row(text, "camera frames to CUDA (NVMM)")
+    assert line.startswith("info") and "not a Jetson" in line
+    check = doctor_module.nvmm_frames_check(True, "No module named 'gi'")
+    assert check.status == doctor_module.WARN and "no PyGObject's Gst" in check.detail and "python3-gi" in check.fix
+    monkeypatch.setattr(doctor_module.gst_runner, "has_element", lambda name: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check = doctor_module.nvmm_frames_check(True, None)
+    assert check.status == doctor_module.OK and "no videoconvert" in check.detail
+    monkeypatch.setattr(doctor_module.gst_runner, "has_element", lambda name: name != "nvvidconv")
+    assert "no nvvidconv" in doctor_module.nvmm_frames_check(True, None).detail

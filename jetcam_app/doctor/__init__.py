@@ -120,7 +120,28 @@ def capture_checks(kind: Optional[SourceKind], jetson: bool) -> List[Check]:
             status = ABSENT if jetson_only and not jetson else MISSING
             detail = "not installed" + (" (%s)" % JETSON_ONLY if jetson_only else "")
             checks.append(Check("plugin %s" % element, status, detail, PLUGIN_FIXES.get(element, ""), needed=needed))
+    checks.append(nvmm_frames_check(jetson, gst_reason))
     return checks
+
+
+def nvmm_frames_check(jetson: bool, gst_reason: Optional[str]) -> Check:
+    """Whether --decode auto sends a Jetson's NVMM frames (CSI, RTSP, USB MJPEG) to CUDA as BGRx (nvmm_frames.py):
+    nvvidconv, PyGObject's runner (OpenCV hands over no buffer) and a CUDA device are all there."""
+    name = "camera frames to CUDA (NVMM)"
+    if not jetson:
+        return Check(name, INFO, "not a Jetson: cameras and streams are converted to BGR on the CPU")
+    import torch
+
+    missing = [what for what, ok in (
+        ("nvvidconv", gst_runner.has_element("nvvidconv") is not False),
+        ("PyGObject's Gst (%s)" % gst_reason, gst_reason is None),
+        ("a CUDA device for torch", torch.cuda.is_available())) if not ok]
+    if not missing:
+        return Check(name, OK, "CSI, RTSP and USB MJPEG frames go to CUDA as nvvidconv's BGRx: no videoconvert on "
+                               "the CPU (--decode auto; --decode cpu for the old path)")
+    return Check(name, WARN, "frames are converted to BGR on the CPU: no %s" % ", no ".join(missing),
+                 gst_runner.GST_INSTALL_HINT if gst_reason is not None else "JetPack's torch (NVIDIA's wheel) "
+                 "and nvidia-l4t-gstreamer")
 
 
 def camera_checks(kind: Optional[SourceKind], location: str, jetson: bool) -> List[Check]:

@@ -13,7 +13,13 @@ LIVE_SINK = "appsink drop=true max-buffers=1 sync=false"
 PACED_SINK = "appsink drop=true max-buffers=1"
 TO_BGR = "videoconvert ! video/x-raw,format=BGR"
 # Jetson's converter out of NVMM memory: BGRx is the closest format nvvidconv can produce.
-NVMM_TO_BGR = "nvvidconv ! video/x-raw,format=BGRx ! " + TO_BGR
+NVMM_TO_BGRX = "nvvidconv ! video/x-raw,format=BGRx"
+
+
+def nvmm_out(to_device: bool = False) -> str:
+    """Out of NVMM on a Jetson: BGRx from nvvidconv (the VIC engine), then BGR on the CPU (videoconvert), or, for
+    frames that go to CUDA (nvmm_frames.py), BGRx as it is: the device drops the fourth byte."""
+    return NVMM_TO_BGRX if to_device else NVMM_TO_BGRX + " ! " + TO_BGR
 
 USB_FORMATS = ("yuyv", "mjpeg")
 TEST_PATTERNS = ("smpte", "ball", "snow", "black", "white", "red", "green", "blue", "checkers-1", "checkers-8",
@@ -68,8 +74,8 @@ def quote_path(path: str) -> str:
 
 
 def csi_pipeline(sensor_id: int, width: int, height: int, fps: float, flip: int = 0,
-                 sensor_mode: Optional[int] = None) -> str:
-    """nvarguscamerasrc (Jetson's Argus camera stack) -> NVMM -> nvvidconv -> BGR appsink."""
+                 sensor_mode: Optional[int] = None, to_device: bool = False) -> str:
+    """nvarguscamerasrc (Jetson's Argus camera stack) -> NVMM -> nvvidconv -> BGR appsink (BGRx: to_device)."""
     if int(sensor_id) < 0:
         raise SourceError("CSI sensor id must be >= 0, got %r; use csi://0" % sensor_id)
     if not 0 <= int(flip) <= 7:
@@ -79,8 +85,8 @@ def csi_pipeline(sensor_id: int, width: int, height: int, fps: float, flip: int 
         if int(sensor_mode) < 0:
             raise SourceError("sensor-mode must be >= 0, got %r" % sensor_mode)
         source += " sensor-mode=%d" % int(sensor_mode)
-    return "%s ! video/x-raw(memory:NVMM),%s,framerate=%s ! nvvidconv flip-method=%d ! video/x-raw,format=BGRx ! %s ! %s" % (
-        source, _size(width, height), framerate(fps), int(flip), TO_BGR, LIVE_SINK)
+    return "%s ! video/x-raw(memory:NVMM),%s,framerate=%s ! nvvidconv flip-method=%d ! video/x-raw,format=BGRx%s ! %s" % (
+        source, _size(width, height), framerate(fps), int(flip), "" if to_device else " ! " + TO_BGR, LIVE_SINK)
 
 
 def choose_usb_format(fourccs) -> str:
@@ -95,22 +101,25 @@ def choose_usb_format(fourccs) -> str:
 
 
 def usb_pipeline(device: str, width: int, height: int, fps: float, pixel_format: str = "yuyv",
-                 jetson: bool = False) -> str:
-    """v4l2src, raw YUYV or MJPEG (jpegdec, or nvv4l2decoder mjpeg=1 on a Jetson), to a BGR appsink."""
+                 jetson: bool = False, to_device: bool = False) -> str:
+    """v4l2src, raw YUYV or MJPEG (jpegdec, or nvv4l2decoder mjpeg=1 on a Jetson: BGRx out of it with to_device),
+    to a BGR appsink."""
     validate_device(device)
     caps = "%s,framerate=%s" % (_size(width, height), framerate(fps))
     if pixel_format == "yuyv":
         middle = "video/x-raw,format=YUY2,%s ! %s" % (caps, TO_BGR)
     elif pixel_format == "mjpeg":
-        decode = "nvv4l2decoder mjpeg=1 ! " + NVMM_TO_BGR if jetson else "jpegdec ! " + TO_BGR
+        decode = "nvv4l2decoder mjpeg=1 ! " + nvmm_out(to_device) if jetson else "jpegdec ! " + TO_BGR
         middle = "image/jpeg,%s ! %s" % (caps, decode)
     else:
         raise SourceError("unknown USB pixel format %r; use one of: %s" % (pixel_format, ", ".join(USB_FORMATS)))
     return "v4l2src device=%s ! %s ! %s" % (device, middle, LIVE_SINK)
 
 
-def rtsp_pipeline(url: str, latency_ms: int = 200, protocols: Optional[str] = None, jetson: bool = False) -> str:
-    """rtspsrc -> decodebin (hardware decoders on a Jetson, then nvvidconv out of NVMM) -> BGR appsink."""
+def rtsp_pipeline(url: str, latency_ms: int = 200, protocols: Optional[str] = None, jetson: bool = False,
+                  to_device: bool = False) -> str:
+    """rtspsrc -> decodebin (hardware decoders on a Jetson, then nvvidconv out of NVMM: BGRx with to_device)
+    -> BGR appsink."""
     validate_url(url)
     if int(latency_ms) < 0:
         raise SourceError("RTSP latency must be >= 0 ms, got %r" % latency_ms)
@@ -119,7 +128,7 @@ def rtsp_pipeline(url: str, latency_ms: int = 200, protocols: Optional[str] = No
         if protocols not in ("tcp", "udp", "udp-mcast", "http"):
             raise SourceError("RTSP protocols must be tcp, udp, udp-mcast or http, got %r" % protocols)
         source += " protocols=%s" % protocols
-    convert = NVMM_TO_BGR if jetson else TO_BGR
+    convert = nvmm_out(to_device) if jetson else TO_BGR
     return "%s ! decodebin ! %s ! %s" % (source, convert, LIVE_SINK)
 
 

@@ -28,7 +28,7 @@ class PipelineStopped(SourceError):
 
 
 class Sample(NamedTuple):
-    image: np.ndarray  # H x W x 3 BGR, owned (copied out of the GStreamer buffer)
+    image: Any  # H x W x 3 BGR, owned (copied out of the GStreamer buffer); what `adopt` made of a BGRx one
     pts_s: Optional[float]  # the buffer's presentation time (pipeline running time), None if unknown
     offset: Optional[int]  # the source's frame counter (videotestsrc, v4l2src), None if the source sets none
     age_s: Optional[float]  # how long ago the frame was captured, by the pipeline clock, None if unknown
@@ -154,8 +154,11 @@ class GObjectRunner:
 
     name = "PyGObject (Gst.parse_launch + appsink)"
 
-    def __init__(self, pipeline: str):
+    def __init__(self, pipeline: str, adopt: Optional[Callable[[np.ndarray], Any]] = None):
         self.description = pipeline
+        # BGRx frames (a Jetson's nvvidconv output): the H x W x 4 view of the mapped buffer, valid only during
+        # the call, goes to `adopt`, which returns the frame's own pixels (nvmm_frames.py: a CUDA tensor)
+        self._adopt = adopt
         self._pipeline = None  # type: Any
         self._sink = None  # type: Any
         self._bus = None  # type: Any
@@ -215,7 +218,7 @@ class GObjectRunner:
             wait_s = min(_POLL_S, max(0.0, deadline - time.perf_counter()))
             sample = sink.try_pull_sample(int(wait_s * 1e9))
             if sample is not None:
-                return self._convert(sample, pipeline)
+                return self._convert(sample, pipeline, self._adopt)
             eos = sink.is_eos()
             problem = self._bus_problem(bus)
             if problem is not None and problem != "end of stream":
@@ -226,12 +229,13 @@ class GObjectRunner:
                 return None
 
     @staticmethod
-    def _convert(sample, pipeline) -> Sample:
+    def _convert(sample, pipeline, adopt=None) -> Sample:
         Gst = load_gst()
         structure = sample.get_caps().get_structure(0)
         width, height = structure.get_value("width"), structure.get_value("height")
         pixel_format = structure.get_value("format")
-        if pixel_format != "BGR":
+        channels = 4 if pixel_format == "BGRx" and adopt is not None else 3
+        if pixel_format != "BGR" and channels == 3:
             raise PipelineStopped("the appsink receives %s frames; end the pipeline in "
                                   "'! videoconvert ! video/x-raw,format=BGR ! appsink'" % pixel_format)
         ok, num, den = structure.get_fraction("framerate")
@@ -243,7 +247,8 @@ class GObjectRunner:
             # Rows are padded to 4 bytes (e.g. 642 px * 3 = 1926 -> 1928), so take the stride from the size.
             stride = info.size // height
             data = np.frombuffer(info.data, np.uint8, count=stride * height)
-            image = data.reshape(height, stride)[:, :width * 3].reshape(height, width, 3).copy()
+            view = data.reshape(height, stride)[:, :width * channels].reshape(height, width, channels)
+            image = view.copy() if channels == 3 else adopt(view)
         finally:
             buffer.unmap(info)
         pts_s = age_s = None

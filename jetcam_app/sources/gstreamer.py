@@ -8,13 +8,14 @@ from typing import Optional
 
 from ..config import SourceConfig
 from ..errors import CaptureTimeout, SourceError, mask_secrets
-from ..types import Frame
+from ..types import DeviceFrame, Frame
 from . import gst_pipelines as pipelines
 from . import v4l2
 from .base import Source
 from .gst_runner import (GObjectRunner, OpenCVRunner, PipelineStopped, Sample, gobject_reason, has_element,
-                         opencv_has_gstreamer)
-from .kinds import GSTREAMER_OR_V4L2, PipelineRequest, source_kind
+                         is_jetson, opencv_has_gstreamer)
+from .kinds import GSTREAMER_OR_V4L2, PipelineRequest, jetson_mjpeg, source_kind
+from .nvmm_frames import DeviceUpload, device_frames_choice
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ class GStreamerSource(Source):
     # A stream that ran this long since its last reconnect has recovered: the attempt budget starts over.
     stable_after_s = 10.0
 
-    def __init__(self, spec, config: SourceConfig, buffers=None):
+    def __init__(self, spec, config: SourceConfig, buffers=None, device=None):
         super().__init__(buffers)
+        self.device = device  # the engine's torch device: a Jetson's NVMM frames may go there as they are
         if config.capture not in CAPTURE_MODES:
             raise SourceError("unknown capture mode %r; use one of: %s" % (config.capture, ", ".join(CAPTURE_MODES)))
         if config.reconnect_attempts < 0 or config.timeout_s <= 0:
@@ -96,9 +98,22 @@ class GStreamerSource(Source):
                     lambda: v4l2.open_opencv_v4l2(path, width, height, fps, pixel_format), self.runner_name)
                 return
             request = dataclasses.replace(request, location=device.path, pixel_format=pixel_format)
+        if self._frames_to_device(request.pixel_format):
+            request = dataclasses.replace(request, to_device=True)
         self.pipeline = kind.build(request)
         self._choose_runner()
         self._check_plugins()
+
+    def _frames_to_device(self, pixel_format) -> bool:
+        """source.decode for a live source: on a Jetson, NVMM frames go to CUDA as BGRx (nvmm_frames.py)."""
+        name = self.kind.name
+        nvmm = is_jetson() and (name in ("csi", "rtsp") or (name == "usb" and jetson_mjpeg(pixel_format)))
+        on, why = device_frames_choice(self.config.decode, self.device, name, nvmm,
+                                       gobject_reason() if nvmm else None, self.config.capture)
+        if nvmm or self.config.decode == "gpu":
+            log.info("%s: %s", self.describe(), why)
+        self.decoded_on = "gpu" if on else "cpu"
+        return on
 
     def _gst_possible(self) -> bool:
         return opencv_has_gstreamer() or gobject_reason() is None
@@ -108,7 +123,8 @@ class GStreamerSource(Source):
 
     def _choose_runner(self) -> None:
         mode, pipeline = self.config.capture, self.pipeline
-        use_opencv = mode == "opencv" or (mode == "auto" and opencv_has_gstreamer())
+        # BGRx frames for the device need the buffer itself, which only PyGObject's runner hands over
+        use_opencv = mode == "opencv" or (mode == "auto" and opencv_has_gstreamer() and self.decoded_on != "gpu")
         if use_opencv:
             if not opencv_has_gstreamer():
                 raise SourceError("--capture opencv needs OpenCV built with GStreamer (pip's opencv-python is not); "
@@ -123,7 +139,8 @@ class GStreamerSource(Source):
         if reason:
             raise SourceError("cannot run a GStreamer pipeline: OpenCV was built without GStreamer and %s" % reason)
         self.runner_name = GObjectRunner.name
-        self._runner_factory = lambda: GObjectRunner(pipeline)
+        adopt = DeviceUpload(self.device) if self.decoded_on == "gpu" else None
+        self._runner_factory = lambda: GObjectRunner(pipeline, adopt)
 
     def _check_plugins(self) -> None:
         missing = [name for name in self.kind.plugins if has_element(name) is False]
@@ -268,7 +285,9 @@ class GStreamerSource(Source):
         self._next_index, self._last_ts = index + 1, timestamp_s
         self._last_frame_wall = self._stall_since = now
         height, width = sample.image.shape[:2]
-        self.frame_size = (width, height)
+        self.frame_size = (int(width), int(height))
+        if self.decoded_on == "gpu":
+            return DeviceFrame(None, index, timestamp_s, now - age_s, device_image=sample.image)
         return Frame(sample.image, index, timestamp_s, now - age_s)
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ class PipelineRequest:
     fps: float
     flip: int = 0
     pixel_format: Optional[str] = None  # USB: yuyv or mjpeg, chosen from what the device offers
+    to_device: bool = False  # a Jetson's NVMM path ends in BGRx for frames that go to CUDA (nvmm_frames.py)
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,14 @@ def _drop_query_options(url: str) -> str:
     return base + ("?" + "&".join(kept) if kept else "")
 
 
+def jetson_mjpeg(pixel_format: Optional[str]) -> bool:
+    """Whether a USB camera's MJPEG decodes on a Jetson's hardware decoder into NVMM memory."""
+    return pixel_format == "mjpeg" and is_jetson() and has_element("nvv4l2decoder") is not False
+
+
 def _build_usb(r: PipelineRequest) -> str:
-    jetson_mjpeg = r.pixel_format == "mjpeg" and is_jetson() and has_element("nvv4l2decoder") is not False
-    return pipelines.usb_pipeline(r.location, r.width, r.height, r.fps, r.pixel_format or "yuyv", jetson_mjpeg)
+    return pipelines.usb_pipeline(r.location, r.width, r.height, r.fps, r.pixel_format or "yuyv",
+                                  jetson_mjpeg(r.pixel_format), r.to_device)
 
 
 _KINDS = (
@@ -161,7 +167,8 @@ _KINDS = (
         "csi", ("csi://0", "csi", "csi://0?sensor-mode=3"), "sensor", runner=GSTREAMER,
         matches=lambda lower: lower == "csi" or lower.startswith(("csi://", "csi?")), parse=_parse_csi, sized=True,
         build=lambda r: pipelines.csi_pipeline(int(r.location), r.width, r.height, r.fps, r.flip,
-                                               int_param(r.params, ("sensor_mode", "sensor-mode", "mode"))),
+                                               int_param(r.params, ("sensor_mode", "sensor-mode", "mode")),
+                                               r.to_device),
         plugins=("nvarguscamerasrc", "nvvidconv"),
         missing_plugins="GStreamer element(s) {missing} not installed: CSI cameras need a Jetson with JetPack's "
                         "nvarguscamerasrc (sudo apt install nvidia-l4t-gstreamer); on a desktop use usb:0 or test://",
@@ -181,7 +188,7 @@ _KINDS = (
         runner=GSTREAMER, matches=lambda lower: lower.startswith(("rtsp://", "rtsps://")), parse=_parse_rtsp,
         stream_fps=True,
         build=lambda r: pipelines.rtsp_pipeline(r.location, int_param(r.params, ("latency", "latency_ms"), 200),
-                                                r.params.get("protocols"), is_jetson()),
+                                                r.params.get("protocols"), is_jetson(), r.to_device),
         plugins=("rtspsrc", "decodebin"), decoders=("nvv4l2decoder", "avdec_h264"),
         causes="host unreachable, wrong path or credentials, a firewall on UDP (" + RTSP_TCP_ADVICE + "), or a "
                "codec with no decoder here"),

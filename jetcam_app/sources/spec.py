@@ -69,6 +69,8 @@ def create_source(config: SourceConfig, buffers=None, device=None):
         log.info("%s: %s", spec.location, why)
         if on_gpu:
             return NvdecVideoSource(spec, config, device, buffers)
+    if kind in ("csi", "usb", "rtsp"):  # a Jetson's NVMM frames may go to the device (nvmm_frames.py)
+        return SOURCES.get(kind)(spec, config, buffers, device=device)
     return SOURCES.get(kind)(spec, config, buffers)
 
 

@@ -6,6 +6,7 @@ import threading
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 from jetcam_app.config import SourceConfig
@@ -13,7 +14,7 @@ from jetcam_app.errors import CaptureTimeout, SourceError
 from jetcam_app.sources import gst_pipelines as P
 from jetcam_app.sources import v4l2
 from jetcam_app.sources.capture import CaptureThread
-from jetcam_app.sources.gst_runner import (OpenCVRunner, PipelineStopped, gobject_reason,
+from jetcam_app.sources.gst_runner import (GObjectRunner, OpenCVRunner, PipelineStopped, gobject_reason,
                                            opencv_has_gstreamer)
 from jetcam_app.sources.gstreamer import GStreamerSource
 from jetcam_app.sources.spec import SourceSpec
@@ -343,3 +344,52 @@ def test_slow_consumer_sees_fresh_frames_and_drops_are_counted():
     assert thread.dropped > 0
     wall_s = frames[-1].capture_time - frames[0].capture_time
     assert frames[-1].timestamp_s - frames[0].timestamp_s > 0.5 * wall_s  # timestamps follow the camera clock
+
+
+@needs_gst
+def test_a_jetson_s_bgrx_frames_go_to_the_device_without_videoconvert(monkeypatch):
+    """The NVMM path's end as it runs on a Jetson, but for the camera: an RTSP source whose pipeline (videotestsrc
+    here, for nvvidconv's BGRx) the kind builds with to_device; PyGObject's runner hands each BGRx buffer to the
+    upload (the host here, no CUDA), and the frames equal the CPU path's BGR ones."""
+    import dataclasses
+
+    import torch
+
+    from jetcam_app.sources import gstreamer, kinds
+    from jetcam_app.sources.nvmm_frames import DeviceUpload
+    from jetcam_app.types import DeviceFrame
+
+    class Cuda:
+        type, index = "cuda", 0
+
+    built = []
+
+    def build(request):  # nvvidconv's BGRx stood in for by videoconvert's
+        fmt = "videoconvert ! video/x-raw,format=BGRx" if request.to_device else P.TO_BGR
+        built.append(request.to_device)
+        return ("videotestsrc is-live=true num-buffers=6 pattern=smpte ! video/x-raw,width=322,height=242,"
+                "framerate=30/1 ! %s ! %s" % (fmt, P.LIVE_SINK))
+
+    monkeypatch.setitem(kinds.KINDS, "rtsp", dataclasses.replace(kinds.KINDS["rtsp"], build=build,
+                                                                 plugins=("videotestsrc",)))
+    monkeypatch.setattr(gstreamer, "is_jetson", lambda: True)
+    monkeypatch.setattr(gstreamer, "DeviceUpload", lambda device: DeviceUpload(torch.device("cpu")))
+    frames = {}
+    for decode in ("auto", "cpu"):
+        source = GStreamerSource(SourceSpec("rtsp", "rtsp://cam/live"), config(capture="auto", decode=decode),
+                                 device=Cuda())
+        source.open()
+        try:
+            frames[decode] = drain(source)
+            assert source.decoded_on == ("gpu" if decode == "auto" else "cpu")
+            assert source.runner_name == GObjectRunner.name or decode == "cpu"
+        finally:
+            source.close()
+    assert built == [True, False]
+    on_device, on_host = frames["auto"], frames["cpu"]
+    assert on_device and on_host and all(isinstance(f, DeviceFrame) for f in on_device)
+    assert not any(isinstance(f, DeviceFrame) for f in on_host)
+    pixels = on_device[0].device_image
+    assert tuple(pixels.shape) == (242, 322, 3) and pixels.is_contiguous()
+    assert np.array_equal(pixels.numpy(), on_host[0].image)  # the same BGR, the fourth byte dropped
+    assert on_device[0].image.shape == (242, 322, 3)  # a sink that shows pixels still gets them

@@ -35,8 +35,12 @@ else
     # One pytest process: these venvs have no PyGObject, so the GStreamer tests skip with the reason (-rs) and
     # nothing initialises GStreamer beside TensorRT. No cache folder: three Pythons share the clone.
     rc=0
-    "$vpy" -m pytest -q -rs -p no:cacheprovider tests || rc=$?
-    if [ $rc = 0 ]; then recap="$recap; $stack: ok"; else recap="$recap; $stack: FAILED (pytest exit $rc)"; status=1; fi
+    mark=$(mktemp)
+    JETCAM_TEST_MARK="$mark" "$vpy" -m pytest -q -rs -p no:cacheprovider tests || rc=$?
+    crashed=""  # 128 + a signal: the interpreter died (134 abort, 139 segfault); name the test it died in
+    [ $rc -gt 128 ] && crashed=" in $(cat "$mark")" && echo "=== stack $stack: pytest died (exit $rc)$crashed"
+    rm -f "$mark"
+    if [ $rc = 0 ]; then recap="$recap; $stack: ok"; else recap="$recap; $stack: FAILED (pytest exit $rc$crashed)"; status=1; fi
   done
 fi
 echo "test.sh: $recap"

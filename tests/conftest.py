@@ -29,6 +29,15 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_runtest_logstart(nodeid, location):
+    """The test now running, in the file $JETCAM_TEST_MARK names (scripts/test.sh): a crash of the interpreter
+    (abort, segfault) prints no test name of its own, and the printed tail of its stack dump may not reach it."""
+    mark = os.environ.get("JETCAM_TEST_MARK")
+    if mark:
+        with open(mark, "w") as f:
+            f.write(nodeid + "\n")
+
+
 def cuda_reason():
     import torch
 

@@ -13,8 +13,8 @@ from . import gst_pipelines as pipelines
 from . import v4l2
 from .base import Source
 from .gst_runner import (GObjectRunner, OpenCVRunner, PipelineStopped, Sample, gobject_reason, has_element,
-                         is_jetson, opencv_has_gstreamer)
-from .kinds import GSTREAMER_OR_V4L2, PipelineRequest, jetson_mjpeg, source_kind
+                         opencv_has_gstreamer)
+from .kinds import GSTREAMER_OR_V4L2, PipelineRequest, leaves_nvmm, source_kind
 from .nvmm_frames import DeviceUpload, device_frames_choice
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,9 @@ class GStreamerSource(Source):
 
     def _frames_to_device(self, pixel_format) -> bool:
         """source.decode for a live source: on a Jetson, NVMM frames go to CUDA as BGRx (nvmm_frames.py)."""
-        name = self.kind.name
-        nvmm = is_jetson() and (name in ("csi", "rtsp") or (name == "usb" and jetson_mjpeg(pixel_format)))
-        on, why = device_frames_choice(self.config.decode, self.device, name, nvmm,
-                                       gobject_reason() if nvmm else None, self.config.capture)
+        nvmm = leaves_nvmm(self.kind.name, pixel_format)
+        on, why = device_frames_choice(self.config.decode, self.device, nvmm, gobject_reason() if nvmm else None,
+                                       self.config.capture)
         if nvmm or self.config.decode == "gpu":
             log.info("%s: %s", self.describe(), why)
         self.decoded_on = "gpu" if on else "cpu"
@@ -285,7 +284,7 @@ class GStreamerSource(Source):
         self._next_index, self._last_ts = index + 1, timestamp_s
         self._last_frame_wall = self._stall_since = now
         height, width = sample.image.shape[:2]
-        self.frame_size = (int(width), int(height))
+        self.frame_size = (width, height)
         if self.decoded_on == "gpu":
             return DeviceFrame(None, index, timestamp_s, now - age_s, device_image=sample.image)
         return Frame(sample.image, index, timestamp_s, now - age_s)

@@ -149,6 +149,12 @@ def jetson_mjpeg(pixel_format: Optional[str]) -> bool:
     return pixel_format == "mjpeg" and is_jetson() and has_element("nvv4l2decoder") is not False
 
 
+def leaves_nvmm(kind: str, pixel_format: Optional[str]) -> bool:
+    """Whether the kind's pipeline leaves NVMM memory through nvvidconv here (a Jetson): CSI, RTSP on the hardware
+    decoder, USB MJPEG; where it does, its frames may go to CUDA as BGRx (nvmm_frames.py)."""
+    return (kind in ("csi", "rtsp") and is_jetson()) or (kind == "usb" and jetson_mjpeg(pixel_format))
+
+
 def _build_usb(r: PipelineRequest) -> str:
     return pipelines.usb_pipeline(r.location, r.width, r.height, r.fps, r.pixel_format or "yuyv",
                                   jetson_mjpeg(r.pixel_format), r.to_device)

@@ -18,19 +18,18 @@ from ..errors import ConfigError
 # torch.from_numpy of the read-only mapped buffer: nothing writes to it, the copy to the device only reads
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
-# The kinds whose pipeline leaves NVMM memory through nvvidconv on a Jetson (USB: only MJPEG, on nvv4l2decoder).
-NVMM_KINDS = ("csi", "rtsp", "usb")
 FIX = "use --decode auto or cpu"
 
 
-def device_frames_choice(mode: str, device: Any, kind: str, nvmm: bool, gobject_problem: Optional[str],
+def device_frames_choice(mode: str, device: Any, nvmm: bool, gobject_problem: Optional[str],
                          capture: str) -> Tuple[bool, str]:
     """Whether a live source's BGRx frames go to CUDA (source.decode `mode`: auto | gpu | cpu), and the line that
-    says why. `nvmm`: its pipeline leaves NVMM on this machine (a Jetson); `gobject_problem`: why PyGObject's Gst
-    does not load, None where it does. --decode gpu on an NVMM path that cannot: ConfigError naming the fix."""
+    says why. `nvmm`: its pipeline leaves NVMM on this machine (kinds.leaves_nvmm); `gobject_problem`: why
+    PyGObject's Gst does not load, None where it does. --decode gpu on an NVMM path that cannot: ConfigError
+    naming the fix."""
     if mode == "cpu":
         return False, "frames converted to BGR on the CPU (--decode cpu)"
-    if kind not in NVMM_KINDS or not nvmm:  # not an error: elsewhere --decode gpu is about video files (NVDEC)
+    if not nvmm:  # not an error: elsewhere --decode gpu is about video files (NVDEC)
         return False, "frames decoded on the CPU: GPU frames from a camera or a stream need a Jetson's NVMM " \
                       "path (CSI, RTSP, USB MJPEG)"
     if device is None or getattr(device, "type", "cpu") != "cuda":
@@ -53,12 +52,12 @@ class DeviceUpload:
     def __init__(self, device: Any):
         import torch
 
+        self._torch = torch  # imported once, not per frame
         self.device = device
         self._stream = torch.cuda.Stream(device) if getattr(device, "type", "cpu") == "cuda" else None
 
     def __call__(self, view: np.ndarray) -> Any:
-        import torch
-
+        torch = self._torch
         host = torch.from_numpy(view)  # no copy: the mapped buffer, for this call only
         if self._stream is None:  # tests on a machine without CUDA: the same conversion on the host
             return host[..., :3].contiguous()

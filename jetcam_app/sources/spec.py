@@ -9,7 +9,7 @@ from typing import Dict
 from ..config import SourceConfig
 from ..errors import SourceError, mask_secrets
 from ..registry import SOURCES
-from .kinds import kind_of
+from .kinds import PYTHON, kind_of, source_kind
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -69,7 +69,7 @@ def create_source(config: SourceConfig, buffers=None, device=None):
         log.info("%s: %s", spec.location, why)
         if on_gpu:
             return NvdecVideoSource(spec, config, device, buffers)
-    if kind in ("csi", "usb", "rtsp"):  # a Jetson's NVMM frames may go to the device (nvmm_frames.py)
+    if source_kind(kind).runner != PYTHON:  # GStreamer: a Jetson's NVMM frames may go to the device (nvmm_frames.py)
         return SOURCES.get(kind)(spec, config, buffers, device=device)
     return SOURCES.get(kind)(spec, config, buffers)
 

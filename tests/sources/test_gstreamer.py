@@ -372,7 +372,7 @@ def test_a_jetson_s_bgrx_frames_go_to_the_device_without_videoconvert(monkeypatc
 
     monkeypatch.setitem(kinds.KINDS, "rtsp", dataclasses.replace(kinds.KINDS["rtsp"], build=build,
                                                                  plugins=("videotestsrc",)))
-    monkeypatch.setattr(gstreamer, "is_jetson", lambda: True)
+    monkeypatch.setattr(kinds, "is_jetson", lambda: True)
     monkeypatch.setattr(gstreamer, "DeviceUpload", lambda device: DeviceUpload(torch.device("cpu")))
     frames = {}
     for decode in ("auto", "cpu"):

@@ -33,19 +33,18 @@ def test_the_device_path_keeps_nvvidconv_s_bgrx_and_drops_videoconvert():
         0, 1280, 720, 30, to_device=True)
 
 
-@pytest.mark.parametrize("mode, device, kind, nvmm, gobject, capture, on, says", [
-    ("auto", Cuda(), "csi", True, None, "auto", True, "no videoconvert"),
-    ("gpu", Cuda(), "rtsp", True, None, "gobject", True, "nvvidconv BGRx -> CUDA"),
-    ("cpu", Cuda(), "csi", True, None, "auto", False, "--decode cpu"),
-    ("auto", None, "csi", True, None, "auto", False, "auto: the backend does not run on CUDA"),
-    ("auto", Cuda(), "csi", True, "No module named 'gi'", "auto", False, "PyGObject's Gst does not load"),
-    ("auto", Cuda(), "usb", True, None, "opencv", False, "--capture opencv hands over no buffer"),
-    ("auto", Cuda(), "rtsp", False, None, "auto", False, "need a Jetson's NVMM path"),
-    ("gpu", Cuda(), "gst", False, None, "auto", False, "need a Jetson's NVMM path"),  # files' option: no error
+@pytest.mark.parametrize("mode, device, nvmm, gobject, capture, on, says", [
+    ("auto", Cuda(), True, None, "auto", True, "no videoconvert"),
+    ("gpu", Cuda(), True, None, "gobject", True, "nvvidconv BGRx -> CUDA"),
+    ("cpu", Cuda(), True, None, "auto", False, "--decode cpu"),
+    ("auto", None, True, None, "auto", False, "auto: the backend does not run on CUDA"),
+    ("auto", Cuda(), True, "No module named 'gi'", "auto", False, "PyGObject's Gst does not load"),
+    ("auto", Cuda(), True, None, "opencv", False, "--capture opencv hands over no buffer"),
+    ("auto", Cuda(), False, None, "auto", False, "need a Jetson's NVMM path"),
+    ("gpu", Cuda(), False, None, "auto", False, "need a Jetson's NVMM path"),  # files' option: no error
 ])
-def test_when_frames_go_to_the_device_and_the_line_that_says_why(mode, device, kind, nvmm, gobject, capture, on,
-                                                                 says):
-    chosen, why = device_frames_choice(mode, device, kind, nvmm, gobject, capture)
+def test_when_frames_go_to_the_device_and_the_line_that_says_why(mode, device, nvmm, gobject, capture, on, says):
+    chosen, why = device_frames_choice(mode, device, nvmm, gobject, capture)
     assert chosen is on and says in why
 
 
@@ -56,7 +55,7 @@ def test_when_frames_go_to_the_device_and_the_line_that_says_why(mode, device, k
 ])
 def test_decode_gpu_on_a_jetson_that_cannot_is_a_config_error_naming_the_fix(device, gobject, capture, says):
     with pytest.raises(ConfigError) as e:
-        device_frames_choice("gpu", device, "csi", True, gobject, capture)
+        device_frames_choice("gpu", device, True, gobject, capture)
     assert says in str(e.value) and "use --decode auto or cpu" in str(e.value) and "\n" not in str(e.value)
 
 

@@ -234,8 +234,11 @@ class GObjectRunner:
         structure = sample.get_caps().get_structure(0)
         width, height = structure.get_value("width"), structure.get_value("height")
         pixel_format = structure.get_value("format")
-        channels = 4 if pixel_format == "BGRx" and adopt is not None else 3
-        if pixel_format != "BGR" and channels == 3:
+        if pixel_format == "BGR":
+            channels = 3
+        elif pixel_format == "BGRx" and adopt is not None:
+            channels = 4
+        else:
             raise PipelineStopped("the appsink receives %s frames; end the pipeline in "
                                   "'! videoconvert ! video/x-raw,format=BGR ! appsink'" % pixel_format)
         ok, num, den = structure.get_fraction("framerate")
